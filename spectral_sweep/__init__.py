@@ -1,0 +1,1 @@
+"""spectral-sweep: learning rate as a function of batch size, measured and explained."""
