@@ -1,0 +1,187 @@
+"""Records: one JSON file per finished job, one per finished trial, written so a crash loses none.
+
+A sweep directory holds one job directory per sweep point; each finished job writes
+``record.json`` there. Trials are cached beside it under ``trials/<key>.json`` as they finish, so a
+rerun of the same command (same resolved config) reuses every finished trial and skips every
+finished job. Every write goes to a temporary file in the same directory and is renamed into place:
+readers see the old file or the new one, never half of one.
+
+The job record (schema 1) is a flat JSON object::
+
+    kind            "sweep_point"
+    model, dataset, optimizer, batch_size, seed     the sweep point
+    expected_exponent   1.0 for SGD-like optimizers, 0.5 for Adam-like (the law under test)
+    momentum            heavy-ball momentum (SGD) or beta1 (Adam): enters the stability limit
+    search              the search method ("bisect", "grid", "fixed")
+    lr_max, lr_max_bracket=[lo, hi], lr_max_status
+                        status is "bracketed", "lower_bound" (still stable at the cap; hi null)
+                        or "no_stable_lr" (nothing stable down to the floor; lr_max null)
+    lr_best, best_test_acc   the trial with the best test accuracy
+    trials          list of trial results (see spectral_sweep.train.TrialResult)
+    steps, seconds  totals over this job's trials, reused ones included
+    spectrum        optional: curvature measurements of this sweep point
+    device, commit, command, config, created   provenance
+
+``load_records`` turns a sweep back into these dicts; ``jobs_frame``/``trials_frame`` into tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+RECORD_FILE = "record.json"
+TRIALS_DIR = "trials"
+SCHEMA = 1
+
+
+class CorruptRecord(ValueError):
+    """A record file that exists but cannot be used (truncated, not JSON, missing fields)."""
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` by temp file + fsync + rename (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=True, default=_jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(x):
+    """Numpy scalars and paths, which json does not know."""
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """Read a record; raise ``CorruptRecord`` naming the file if it is unreadable or incomplete."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptRecord(f"{path}: {e}") from e
+    if not isinstance(obj, dict):
+        raise CorruptRecord(f"{path}: expected a JSON object")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise CorruptRecord(f"{path}: missing fields {', '.join(missing)}")
+    return obj
+
+
+def config_key(*parts) -> str:
+    """A short stable hash of JSON-able parts: the identity of a job or a trial for resuming."""
+    blob = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class TrialCache:
+    """Finished trials of one job, keyed by a hash of (job config, lr); survives any crash."""
+
+    REQUIRED = ("lr", "stable")
+
+    def __init__(self, job_dir: str | os.PathLike):
+        self.dir = Path(job_dir) / TRIALS_DIR
+        self.hits = 0
+
+    def get(self, key: str) -> dict | None:
+        path = self.dir / f"{key}.json"
+        if not path.exists():
+            return None
+        try:
+            result = read_json(path, self.REQUIRED)
+        except CorruptRecord as e:
+            warnings.warn(f"corrupt trial record, recomputing: {e}", stacklevel=2)
+            return None
+        self.hits += 1
+        return result
+
+    def put(self, key: str, result: dict) -> None:
+        write_json_atomic(self.dir / f"{key}.json", result)
+
+
+JOB_REQUIRED = ("model", "dataset", "optimizer", "batch_size", "trials")
+
+
+def read_job_record(job_dir: str | os.PathLike) -> dict | None:
+    """The finished record of a job directory, or None if the job has not finished."""
+    path = Path(job_dir) / RECORD_FILE
+    if not path.exists():
+        return None
+    return read_json(path, JOB_REQUIRED)
+
+
+def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
+    """Every job record found (recursively) under ``paths``, sorted for stable tables.
+
+    A corrupt or partial record is named in a warning and left out, so one bad file never hides
+    a sweep's other results; each record gets ``record_path`` so tables can point back to it.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    records = []
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FileNotFoundError(f"no such sweep directory: {root}")
+        files = [root] if root.is_file() else sorted(root.rglob(RECORD_FILE))
+        for path in files:
+            try:
+                rec = read_json(path, JOB_REQUIRED)
+            except CorruptRecord as e:
+                warnings.warn(f"skipping corrupt record {e}", stacklevel=2)
+                continue
+            rec["record_path"] = str(path)
+            records.append(rec)
+    records.sort(key=lambda r: (r["model"], r["dataset"], r["optimizer"], r["batch_size"], r.get("seed", 0)))
+    return records
+
+
+JOB_COLUMNS = ("model", "dataset", "optimizer", "batch_size", "seed", "expected_exponent", "momentum",
+               "search", "lr_max", "lr_max_status", "lr_best", "best_test_acc", "steps", "seconds",
+               "device", "commit", "record_path")
+
+
+def jobs_frame(records: list[dict]):
+    """One row per job: the sweep point, lr_max with its bracket, lr_best, cost, provenance."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {c: r.get(c) for c in JOB_COLUMNS}
+        lo, hi = (r.get("lr_max_bracket") or [None, None])
+        row.update(lr_lo=lo, lr_hi=hi, trials=len(r["trials"]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "lr_lo", "lr_hi", "trials"])
+
+
+TRIAL_COLUMNS = ("lr", "stable", "reason", "initial_loss", "final_train_loss", "test_acc", "test_loss",
+                 "steps", "seconds", "images_per_s")
+
+
+def trials_frame(records: list[dict]):
+    """One row per trial, with its sweep point: what the accuracy-against-lr plots read."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        for t in r["trials"]:
+            rows.append({"model": r["model"], "dataset": r["dataset"], "optimizer": r["optimizer"],
+                         "batch_size": r["batch_size"], "seed": r.get("seed", 0),
+                         **{c: t.get(c) for c in TRIAL_COLUMNS}})
+    return pd.DataFrame(rows, columns=["model", "dataset", "optimizer", "batch_size", "seed", *TRIAL_COLUMNS])

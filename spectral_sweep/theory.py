@@ -1,0 +1,421 @@
+"""The paper's formulas and the fits that test them (pure numpy/scipy; no model code, no torch).
+
+Granziol, Zohren & Roberts (JMLR 2022) predict that the maximal stable learning rate grows as a
+power of the batch size B, ``lr_max(B) ~ B^p`` with p = 1 for SGD and p = 1/2 for Adam, until it
+saturates at the curvature limit of the full-data Hessian. Their explanation: the top eigenvalue
+of the mini-batch Hessian is ``lambda_max(B) ~ lambda_full + kappa / B`` and the stability limit of
+the lr is inversely proportional to it.
+
+Functions
+---------
+fit_power_law          log-log fit of lr_max against B, with an honest confidence interval
+detect_saturation      the batch size from which lr_max stops growing
+verdict                is the expected exponent inside the interval?
+expected_exponent      1.0 for SGD-like optimizers, 0.5 for Adam-like ones
+fit_inverse_batch      lambda_max(B) = lambda_full + kappa / B, and B* = kappa / lambda_full
+lr_pred_sgd            2 (1 + momentum) / lambda_max                (heavy-ball stability limit)
+lr_pred_adam           (2 + 2 beta1) / ((1 - beta1) lambda)         (Cohen et al. 2022)
+gradient_noise_scale   McCandlish et al. (2018) unbiased estimators of |G|^2, tr(Sigma), B_noise
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+#: Default bracket resolution of the lr search (``search.TOLERANCE``): lr_max is known to a factor.
+DEFAULT_RESOLUTION = 2 ** 0.25
+
+__all__ = ["PowerLawFit", "InverseBatchFit", "NoiseScale", "fit_power_law", "detect_saturation",
+           "verdict", "expected_exponent", "fit_inverse_batch", "lr_pred_sgd", "lr_pred_adam",
+           "gradient_noise_scale", "DEFAULT_RESOLUTION"]
+
+
+# --------------------------------------------------------------------------------------------
+# power law lr_max = prefactor * B^exponent
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """``lr = prefactor * B ** exponent``, fitted in log-log space.
+
+    exponent            the fitted slope of log lr against log B
+    prefactor           lr at B = 1 on the fitted line (``log_prefactor`` is its natural log)
+    ci_low, ci_high     the ``level`` confidence interval of the exponent (NaN when unknown)
+    stderr              the standard error of the exponent (NaN when unknown)
+    n                   number of points fitted (distinct batch sizes, or repeats counted apart)
+    dof                 n - 2, the degrees of freedom of the residual scatter
+    scatter             extra log-space scatter beyond the bracket uncertainty (std, natural log)
+    bracket_sigma       rms bracket uncertainty of a point (std, natural log; 0 without brackets)
+    quantile            the t (or, for n == 2, normal) quantile that made the interval
+    level               confidence level of the interval
+    note                how the interval was made, in words
+    """
+
+    exponent: float
+    prefactor: float
+    log_prefactor: float
+    ci_low: float
+    ci_high: float
+    stderr: float
+    n: int
+    dof: int
+    scatter: float
+    bracket_sigma: float
+    quantile: float
+    level: float
+    note: str
+
+    def predict(self, batch_sizes):
+        """lr on the fitted line at ``batch_sizes``."""
+        return self.prefactor * np.asarray(batch_sizes, dtype=float) ** self.exponent
+
+
+def _positive_finite(name, a):
+    a = np.asarray(a, dtype=float).ravel()
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"{name} must be positive and finite; got {a.tolist()}")
+    return a
+
+
+def _points(batch_sizes, lrs, lo, hi):
+    """Log-space points (x, y) and the std of each point's bracket uncertainty."""
+    x = np.log(_positive_finite("batch_sizes", batch_sizes))
+    y_lr = _positive_finite("lrs", lrs)
+    if y_lr.size != x.size:
+        raise ValueError(f"batch_sizes and lrs differ in length ({x.size} vs {y_lr.size})")
+    if (lo is None) != (hi is None):
+        raise ValueError("give both bracket ends lo and hi, or neither")
+    if lo is None:
+        return x, np.log(y_lr), np.zeros_like(x)
+    lo = _positive_finite("lo", lo)
+    hi = _positive_finite("hi", hi)
+    if lo.size != x.size or hi.size != x.size:
+        raise ValueError("lo and hi must have one value per batch size")
+    if np.any(hi < lo):
+        raise ValueError("each bracket needs lo <= hi")
+    # The threshold lies somewhere in [lo, hi]; uniform in log space, its mean is the geometric
+    # midpoint and its standard deviation is log(hi/lo) / sqrt(12).
+    y = 0.5 * (np.log(lo) + np.log(hi))
+    s = (np.log(hi) - np.log(lo)) / math.sqrt(12.0)
+    return x, y, s
+
+
+def _wls(x, y, w):
+    """Weighted least squares of y = a + b x; returns (a, b, inverse normal matrix, residuals)."""
+    X = np.column_stack([np.ones_like(x), x])
+    A = X.T @ (w[:, None] * X)
+    cov = np.linalg.inv(A)
+    beta = cov @ (X.T @ (w * y))
+    return beta[0], beta[1], cov, y - X @ beta
+
+
+def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95) -> PowerLawFit:
+    """Fit ``lr = prefactor * B^exponent`` by least squares on log lr against log B.
+
+    Points. Without brackets each point is ``log lr``. With brackets ``[lo, hi]`` (last stable,
+    first diverged) the true threshold is only known to lie inside the bracket, so the point is
+    the geometric midpoint ``sqrt(lo * hi)`` (the unbiased choice for a threshold uniform in log
+    space; ``lrs``, normally ``lo``, is then only checked for length) with a known standard
+    deviation ``sigma_i = log(hi / lo) / sqrt(12)``.
+
+    Uncertainty. Each point's error is its bracket error plus an unknown extra scatter ``tau``
+    (seed-to-seed noise, the law being only approximate). ``tau^2`` is estimated by the
+    Paule-Mandel rule: the value for which the weighted residual chi^2 with weights
+    ``1 / (sigma_i^2 + tau^2)`` equals its expectation n - 2, or 0 when the residuals are already
+    smaller than the brackets explain. So the interval is never narrower than the brackets allow,
+    and widens with the residual scatter when that is larger; without brackets this is ordinary
+    least squares. The interval is ``exponent +- t_{n-2} * stderr`` (Student t, n - 2 dof).
+
+    n == 2: the line goes through both points and the exponent is exact; the interval then comes
+    from the bracket uncertainty alone, with a normal quantile (there is no residual to estimate
+    scatter from, and NaN if there are no brackets either). n < 2 raises ``ValueError``.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1); got {level}")
+    x, y, s = _points(batch_sizes, lrs, lo, hi)
+    n = x.size
+    if n < 2:
+        raise ValueError(f"a power-law fit needs at least 2 points; got {n}")
+    if np.ptp(x) == 0:
+        raise ValueError("a power-law fit needs at least 2 distinct batch sizes")
+    dof = n - 2
+    s2 = s ** 2
+    has_brackets = bool(np.any(s2 > 0))
+
+    if n == 2:
+        tau2 = 0.0
+        if has_brackets:
+            a, b, cov, _ = _wls(x, y, np.ones(n))
+            # exact line through the points; the slope's variance is (s1^2 + s2^2) / dx^2
+            var_b = float(s2.sum() / (x[1] - x[0]) ** 2)
+            q = stats.norm.ppf(0.5 + level / 2)
+            note = "2 points: exact line; interval from bracket widths only (normal quantile)"
+        else:
+            a, b, cov, _ = _wls(x, y, np.ones(n))
+            var_b, q = math.nan, math.nan
+            note = "2 points without brackets: exact line, no interval"
+    else:
+        if not has_brackets:
+            a, b, cov, r = _wls(x, y, np.ones(n))
+            tau2 = float(r @ r) / dof
+            var_b = tau2 * cov[1, 1]
+            note = "ordinary least squares; t interval from residual scatter"
+        else:
+            def excess(t2):
+                w = 1.0 / (s2 + t2)
+                _, _, _, r = _wls(x, y, w)
+                return float(w @ r ** 2) - dof
+
+            floor = 1e-12 * max(float(s2.max()), 1e-300)
+            s2 = np.maximum(s2, floor)      # a zero-width bracket would get infinite weight
+            if excess(0.0) <= 0:
+                tau2 = 0.0
+                note = "residuals within bracket widths: interval from brackets (t quantile)"
+            else:
+                top = float(np.var(y)) * n + float(s2.max()) + 1.0
+                while excess(top) > 0:
+                    top *= 4
+                tau2 = optimize.brentq(excess, 0.0, top, xtol=1e-14, rtol=1e-10)
+                note = "bracket widths + residual scatter (Paule-Mandel); t interval"
+            a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
+            var_b = cov[1, 1]
+        q = stats.t.ppf(0.5 + level / 2, dof)
+
+    se = math.sqrt(var_b) if np.isfinite(var_b) else math.nan
+    half = q * se
+    return PowerLawFit(exponent=float(b), prefactor=float(math.exp(a)), log_prefactor=float(a),
+                       ci_low=float(b - half), ci_high=float(b + half), stderr=float(se), n=int(n),
+                       dof=int(dof), scatter=float(math.sqrt(tau2)),
+                       bracket_sigma=float(math.sqrt(np.mean(s ** 2))), quantile=float(q),
+                       level=float(level), note=note)
+
+
+def verdict(fit: PowerLawFit, expected: float) -> str:
+    """``"consistent"`` if ``expected`` lies inside the fit's interval, else ``"steeper"`` (the
+    measured exponent is larger than expected) or ``"shallower"``. ``"undetermined"`` when the
+    interval is unknown (two points and no brackets)."""
+    lo, hi = fit.ci_low, fit.ci_high
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "undetermined"
+    if lo <= expected <= hi:
+        return "consistent"
+    return "steeper" if expected < lo else "shallower"
+
+
+_SGD_LIKE = ("sgd", "nesterov", "momentum", "heavy_ball", "heavyball", "learner", "lars")
+
+
+def expected_exponent(optimizer_name: str) -> float:
+    """The exponent of the law under test: 0.5 for anything Adam-like (any name containing
+    "adam": adam, adamw, ...), 1.0 for SGD-like ones (sgd, nesterov, lanczos_sgd, momentum, ...).
+    Unknown names raise ``ValueError``."""
+    name = str(optimizer_name).lower()
+    if "adam" in name:
+        return 0.5
+    if any(k in name for k in _SGD_LIKE):
+        return 1.0
+    raise ValueError(f"no scaling law known for optimizer '{optimizer_name}' "
+                     f"(SGD-like names contain one of {', '.join(_SGD_LIKE)}; Adam-like ones 'adam')")
+
+
+# --------------------------------------------------------------------------------------------
+# saturation
+# --------------------------------------------------------------------------------------------
+
+def detect_saturation(batch_sizes, lrs, lo=None, hi=None, *, exponent: float | None = None,
+                      resolution: float | None = None, tolerance: float | None = None,
+                      min_plateau: int = 2) -> int | None:
+    """The batch size from which lr_max stops growing, or None.
+
+    Rule (in log space; repeated batch sizes are first averaged geometrically; with brackets
+    each point is the geometric midpoint of its bracket):
+
+    * ``resolution`` r is the factor to which one lr_max is known: the median bracket ratio
+      hi/lo when brackets are given, else ``DEFAULT_RESOLUTION`` = 2^(1/4). ``tolerance`` (the
+      largest rise still called flat) defaults to r^1.5: two bracket midpoints of the same
+      threshold differ by up to r from quantisation alone; the extra r^0.5 absorbs seed noise.
+    * Saturation starts at the smallest batch size B_k (not the smallest of all: lr_max must have
+      had room to grow before it) such that
+        1. lr_max grew up to it: the least-squares slope over B_0..B_k is positive;
+        2. it is flat from there on: no larger batch size has lr_max above ``tolerance`` x
+           lr_max(B_k) (a drop also counts as having stopped growing);
+        3. the plateau is long enough to tell: at least ``min_plateau`` batch sizes, and the law
+           continued over it, ``(B_last / B_k)^p``, would have risen past the tolerance by at
+           least one more resolution step (p = ``exponent`` if given, e.g. the expected 1.0 or 0.5,
+           else the slope over B_0..B_k).
+
+    With 2^(1/4) brackets an SGD plateau (p = 1) is seen once it spans one doubling of B, an
+    Adam plateau (p = 1/2) once it spans two; a shorter plateau is not called saturation, and
+    quantisation noise alone cannot fake one. Noise or a smooth corner can move the answer by a
+    grid step (Adam's rise over one doubling, sqrt 2, is close to the tolerance); seed noise of
+    ~20% per point fakes a plateau at the last batch sizes in ~5% of non-saturating sweeps.
+    """
+    x, y, s = _points(batch_sizes, lrs, lo, hi)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    ux, inv = np.unique(x, return_inverse=True)
+    uy = np.bincount(inv, weights=y) / np.bincount(inv)
+    n = ux.size
+    if resolution is None:
+        res = float(np.median(np.sqrt(12.0) * s)) if lo is not None else math.log(DEFAULT_RESOLUTION)
+        res = res if res > 0 else math.log(DEFAULT_RESOLUTION)
+    else:
+        if resolution < 1:
+            raise ValueError(f"resolution is a factor >= 1; got {resolution}")
+        res = math.log(resolution)
+    tol = 1.5 * res if tolerance is None else math.log(tolerance)
+    for k in range(1, n - max(min_plateau, 2) + 1):
+        head_slope = np.polyfit(ux[:k + 1], uy[:k + 1], 1)[0]
+        if not head_slope > 0:
+            continue
+        if np.max(uy[k + 1:]) - uy[k] > tol:
+            continue
+        p = head_slope if exponent is None else exponent
+        if p * (ux[-1] - ux[k]) < tol + res - 1e-12:
+            continue
+        return int(round(math.exp(ux[k])))
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# spectrum: lambda_max(B) = lambda_full + kappa / B
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InverseBatchFit:
+    """``lambda_max(B) = lambda_full + kappa / B`` fitted by least squares in 1/B.
+
+    lambda_full          the extrapolation to B -> infinity (the full-data top eigenvalue)
+    kappa                the strength of the mini-batch fluctuation term
+    *_low, *_high        their ``level`` confidence intervals (Student t, n - 2 dof)
+    b_star               kappa / lambda_full: where the fluctuation term equals the full-data one
+    b_star_low/high      delta-method interval of b_star (approximate; NaN if lambda_full <= 0)
+    """
+
+    lambda_full: float
+    lambda_full_low: float
+    lambda_full_high: float
+    kappa: float
+    kappa_low: float
+    kappa_high: float
+    b_star: float
+    b_star_low: float
+    b_star_high: float
+    n: int
+    residual_std: float
+    level: float
+
+    def predict(self, batch_sizes):
+        return self.lambda_full + self.kappa / np.asarray(batch_sizes, dtype=float)
+
+
+def fit_inverse_batch(batch_sizes, lambdas, level: float = 0.95) -> InverseBatchFit:
+    """Fit ``lambda_max(B) = lambda_full + kappa / B`` by ordinary least squares in 1/B.
+
+    ``batch_sizes`` may repeat: pass one lambda per random batch (not per-B means), so the
+    residual scatter includes batch-to-batch variation. Needs at least 3 values at 2 or more
+    distinct batch sizes (with exactly 2 values the line is exact and no interval exists).
+    """
+    B = _positive_finite("batch_sizes", batch_sizes)
+    lam = np.asarray(lambdas, dtype=float).ravel()
+    if lam.size != B.size:
+        raise ValueError(f"batch_sizes and lambdas differ in length ({B.size} vs {lam.size})")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("lambdas must be finite")
+    if np.unique(B).size < 2 or B.size < 3:
+        raise ValueError("fit_inverse_batch needs >= 3 values at >= 2 distinct batch sizes")
+    u = 1.0 / B
+    a, b, cov, r = _wls(u, lam, np.ones_like(u))
+    dof = B.size - 2
+    s2 = float(r @ r) / dof
+    cov = cov * s2
+    q = stats.t.ppf(0.5 + level / 2, dof)
+    se_a, se_b = math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1])
+    if a > 0:
+        bs = b / a
+        # gradient of kappa / lambda_full w.r.t. (lambda_full, kappa)
+        g = np.array([-b / a ** 2, 1.0 / a])
+        se_bs = math.sqrt(max(float(g @ cov @ g), 0.0))
+        bs_lo, bs_hi = bs - q * se_bs, bs + q * se_bs
+    else:
+        bs, bs_lo, bs_hi = math.nan, math.nan, math.nan
+    return InverseBatchFit(lambda_full=float(a), lambda_full_low=float(a - q * se_a),
+                           lambda_full_high=float(a + q * se_a), kappa=float(b),
+                           kappa_low=float(b - q * se_b), kappa_high=float(b + q * se_b),
+                           b_star=float(bs), b_star_low=float(bs_lo), b_star_high=float(bs_hi),
+                           n=int(B.size), residual_std=float(math.sqrt(s2)), level=float(level))
+
+
+# --------------------------------------------------------------------------------------------
+# stability limits
+# --------------------------------------------------------------------------------------------
+
+def _limit(numerator, lam):
+    lam = np.asarray(lam, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(lam > 0, numerator / np.where(lam > 0, lam, 1.0), np.inf)
+    return float(out) if out.ndim == 0 else out
+
+
+def lr_pred_sgd(lambda_max, momentum: float = 0.0):
+    """Stability limit of SGD with heavy-ball momentum on a quadratic: ``2 (1 + momentum) / lambda_max``.
+
+    Plain SGD (momentum 0) gives the classic 2 / lambda_max. A non-positive lambda_max sets no
+    limit (inf). Accepts scalars or arrays."""
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must lie in [0, 1); got {momentum}")
+    return _limit(2.0 * (1.0 + momentum), lambda_max)
+
+
+def lr_pred_adam(lambda_max_preconditioned, beta1: float = 0.9):
+    """Adam's stability limit on the preconditioned Hessian (Cohen et al. 2022, "Adaptive gradient
+    methods at the edge of stability"): ``(2 + 2 beta1) / ((1 - beta1) lambda)``, where lambda is the
+    top eigenvalue of P^-1 H with P = diag(sqrt(v) + eps) Adam's preconditioner."""
+    if not 0 <= beta1 < 1:
+        raise ValueError(f"beta1 must lie in [0, 1); got {beta1}")
+    return _limit((2.0 + 2.0 * beta1) / (1.0 - beta1), lambda_max_preconditioned)
+
+
+# --------------------------------------------------------------------------------------------
+# gradient noise scale
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NoiseScale:
+    """McCandlish et al. (2018): |G|^2, tr(Sigma) (per-example gradient covariance) and
+    the simple noise scale B_noise = tr(Sigma) / |G|^2, the batch size past which larger batches
+    stop buying proportionally larger steps."""
+
+    grad_sqnorm: float
+    trace_sigma: float
+    b_noise: float
+
+
+def gradient_noise_scale(b_small, sqnorm_small, b_big, sqnorm_big) -> NoiseScale:
+    """Unbiased estimators from squared norms of mini-batch gradients at two batch sizes
+    (McCandlish et al. 2018, "An empirical model of large-batch training", Appendix A)::
+
+        |G|^2     = (B_big |G_big|^2 - B_small |G_small|^2) / (B_big - B_small)
+        tr(Sigma) = (|G_small|^2 - |G_big|^2) / (1 / B_small - 1 / B_big)
+        B_noise   = tr(Sigma) / |G|^2
+
+    ``sqnorm_small`` / ``sqnorm_big`` may be arrays of repeats; as the paper recommends, the
+    numerator and denominator are averaged over repeats before the ratio is taken (the ratio of
+    averages is far less biased than the average of ratios). Each estimate alone is unbiased but
+    noisy and may come out negative; B_noise is NaN when |G|^2 <= 0.
+    """
+    b_small, b_big = float(b_small), float(b_big)
+    if not 0 < b_small < b_big:
+        raise ValueError(f"need 0 < b_small < b_big; got {b_small}, {b_big}")
+    gs = np.asarray(sqnorm_small, dtype=float).ravel()
+    gb = np.asarray(sqnorm_big, dtype=float).ravel()
+    if gs.size == 0 or gb.size == 0 or not (np.all(np.isfinite(gs)) and np.all(np.isfinite(gb))):
+        raise ValueError("squared gradient norms must be non-empty and finite")
+    ms, mb = float(gs.mean()), float(gb.mean())
+    g2 = (b_big * mb - b_small * ms) / (b_big - b_small)
+    tr = (ms - mb) / (1.0 / b_small - 1.0 / b_big)
+    return NoiseScale(grad_sqnorm=g2, trace_sigma=tr, b_noise=tr / g2 if g2 > 0 else math.nan)

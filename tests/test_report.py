@@ -1,0 +1,249 @@
+"""The report: tables equal the records' numbers, figures exist and are real, bad files are named."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from spectral_sweep import report  # noqa: E402
+from spectral_sweep.records import write_json_atomic  # noqa: E402
+
+R = 2 ** 0.25
+SGD_B = [32, 64, 128, 256, 512, 1024, 2048]
+ADAM_B = [32, 64, 128, 256, 512, 1024]
+SGD_SAT = 512
+
+
+def _trials(lr_edge: float, rng, B: int) -> tuple[list[dict], float, float]:
+    """Trials of a bisection-like search around a true edge: a coarse ladder below it, then the
+    bracket [lo, lo * 2^(1/4)] that contains the edge; diverged ones have no test accuracy."""
+    lo = lr_edge * R ** -rng.uniform()      # where the bisection happened to stop
+    hi = lo * R
+    lrs = sorted({*(lo / 4 ** j for j in range(1, 5)), lo, hi, hi * 4})
+    lr_opt = lr_edge / 3
+    out = []
+    for lr in lrs:
+        stable = lr <= lo * (1 + 1e-12)
+        acc = 0.72 - 0.05 * math.log10(B / 32) - 0.09 * math.log10(lr / lr_opt) ** 2 + rng.normal(0, 0.004)
+        out.append({"lr": lr, "stable": stable, "reason": None if stable else "loss > 2x initial",
+                    "initial_loss": 4.6, "final_train_loss": 1.2 + 0.3 * rng.uniform() if stable else float("nan"),
+                    "test_acc": round(acc, 4) if stable else None, "test_loss": 1.3 if stable else None,
+                    "steps": 400 if stable else 37, "budget_steps": 400, "seconds": 2.5 if stable else 0.3,
+                    "images_per_s": 5000.0, "loss_curve": [[0, 4.6], [400, 1.2]], "diverged": not stable})
+    return out, lo, hi
+
+
+def _record(model, optimizer, B, seed, rng, edge, momentum, spectrum=None):
+    trials, lo, hi = _trials(edge, rng, B)
+    stable = [t for t in trials if t["stable"]]
+    best = max(stable, key=lambda t: t["test_acc"])
+    rec = {"schema": 1, "kind": "sweep_point", "model": model, "dataset": "cifar100", "optimizer": optimizer,
+           "batch_size": B, "seed": seed, "expected_exponent": 0.5 if "adam" in optimizer else 1.0,
+           "momentum": momentum, "search": "bisect", "lr_max": lo, "lr_max_bracket": [lo, hi],
+           "lr_max_status": "bracketed", "lr_best": best["lr"], "best_test_acc": best["test_acc"],
+           "trials": trials, "steps": sum(t["steps"] for t in trials),
+           "seconds": sum(t["seconds"] for t in trials), "device": "NVIDIA H100 80GB HBM3",
+           "commit": "abc123def456", "command": "spectral-sweep model=vgg16 batch=32,64 optimizer=sgd,adam",
+           "created": f"2025-01-0{1 + seed}T10:{B % 60:02d}:00+00:00", "config": {"batch": B}}
+    if spectrum is not None:
+        rec["spectrum"] = spectrum
+    return rec
+
+
+def _spectrum(B, rng, lam_full=20.0, kappa=4000.0):
+    lam = lam_full + kappa / B
+    grid = np.linspace(-5, lam * 1.1, 120)
+    dens = np.exp(-grid ** 2 / 2) + 1e-3 * np.exp(-(grid - lam) ** 2 / (0.02 * lam ** 2)) + 1e-6
+    return {"operator": "hessian", "bn_mode": "train", "at": "init", "preconditioned": False,
+            "batches": [{"batch_size": B, "lambda_max": list(lam * (1 + 0.05 * rng.normal(size=4))),
+                         "lambda_min": list(-0.1 * lam * (1 + 0.05 * rng.normal(size=4)))}],
+            "full": {"lambda_max": lam_full * 1.02, "lambda_min": -1.0, "samples": 50000} if B == 2048 else None,
+            "density": [{"batch_size": B, "grid": list(grid), "density": list(dens / dens.sum())}],
+            "noise_scale": {"b_noise": 180.0, "trace_sigma": 900.0, "grad_sqnorm": 5.0, "b_small": 32,
+                            "b_big": 512} if B == 32 else None}
+
+
+def make_sweep(root, rng_seed=0):
+    """Two groups (vgg16 SGD, saturating at B=512; vgg16 Adam, sqrt law) with a spectrum on SGD,
+    one lower_bound point, and a corrupt and a partial record."""
+    rng = np.random.default_rng(rng_seed)
+    recs = []
+    for B in SGD_B:
+        edge = 0.0025 * min(B, SGD_SAT)
+        recs.append(_record("vgg16", "sgd", B, 0, rng, edge, 0.9, spectrum=_spectrum(B, rng)))
+    for B in ADAM_B:
+        recs.append(_record("vgg16", "adam", B, 0, rng, 3e-4 * B ** 0.5, 0.9))
+    # a point still stable at the search cap: must be flagged, not fitted
+    lb = _record("vgg16", "adam", 2048, 0, rng, 3e-4 * 2048 ** 0.5, 0.9)
+    lb.update(lr_max=0.05, lr_max_bracket=[0.05, None], lr_max_status="lower_bound")
+    recs.append(lb)
+    for r in recs:
+        write_json_atomic(root / f"{r['model']}_cifar100_{r['optimizer']}_B{r['batch_size']}_s0" / "record.json", r)
+    bad = root / "vgg16_cifar100_sgd_B4096_s0" / "record.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"model": "vgg16", "dataset": "cifar100", "optim')
+    partial = root / "vgg16_cifar100_sgd_B8192_s0" / "record.json"
+    write_json_atomic(partial, {"model": "vgg16", "dataset": "cifar100", "optimizer": "sgd", "batch_size": 8192})
+    return recs, bad, partial
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    recs, bad, partial = make_sweep(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = report.write_report([root], quiet=True)
+    return root, recs, bad, partial, written, [str(w.message) for w in caught]
+
+
+def test_lr_max_csv_equals_records(built):
+    root, recs, *_ = built
+    df = pd.read_csv(root / "lr_max.csv")
+    assert len(df) == len(recs)
+    for r in recs:
+        row = df[(df.optimizer == r["optimizer"]) & (df.batch_size == r["batch_size"])]
+        assert len(row) == 1
+        row = row.iloc[0]
+        assert row.lr_max == pytest.approx(r["lr_max"], rel=1e-12)
+        assert row.lr_lo == pytest.approx(r["lr_max_bracket"][0], rel=1e-12)
+        if r["lr_max_bracket"][1] is None:
+            assert math.isnan(row.lr_hi)
+        else:
+            assert row.lr_hi == pytest.approx(r["lr_max_bracket"][1], rel=1e-12)
+        assert row.lr_max_status == r["lr_max_status"]
+        assert row.lr_best == pytest.approx(r["lr_best"], rel=1e-12)
+        assert row.best_test_acc == pytest.approx(r["best_test_acc"], rel=1e-12)
+        assert row.trials == len(r["trials"])
+        assert row.steps == r["steps"]
+        assert row.seconds == pytest.approx(r["seconds"])
+        assert row.seeds == 1
+
+
+def test_scaling_table_verdicts_and_saturation(built):
+    root, *_ = built
+    sc = pd.read_csv(root / "scaling.csv").set_index("optimizer")
+    sgd, adam = sc.loc["sgd"], sc.loc["adam"]
+    # SGD: planted saturation at B=512 is found (within one grid step) and the fit below it is linear
+    assert sgd.saturation_batch in (256, 512)
+    assert sgd.fit_range == f"fit below B={int(sgd.saturation_batch)}"
+    assert sgd.ci_low <= 1.0 <= sgd.ci_high and sgd.verdict == "consistent"
+    assert sgd.n_fit < sgd.n_all == len(SGD_B)
+    assert sgd.exponent_all < 0.8 and sgd.verdict_all == "shallower"   # the saturated points bend the all-points fit
+    # Adam: the square-root law, no saturation, the lower_bound point excluded and flagged
+    assert adam.expected_exponent == 0.5
+    assert adam.ci_low <= 0.5 <= adam.ci_high and adam.verdict == "consistent"
+    assert pd.isna(adam.saturation_batch)
+    assert adam.n_fit == len(ADAM_B)
+    assert "B=2048 lower_bound" in adam.excluded
+    md = (root / "scaling.md").read_text()
+    assert "**consistent**" in md and "lower_bound" in md and "fit below B=" in md
+
+
+def test_spectrum_tables(built):
+    root, recs, *_ = built
+    sp = pd.read_csv(root / "spectrum.csv")
+    assert set(sp.optimizer) == {"sgd"} and list(sp.batch_size) == SGD_B
+    for r in recs[:len(SGD_B)]:
+        row = sp[sp.batch_size == r["batch_size"]].iloc[0]
+        lam = np.array(r["spectrum"]["batches"][0]["lambda_max"])
+        assert row.lambda_max_mean == pytest.approx(lam.mean())
+        assert row.lambda_max_std == pytest.approx(lam.std(ddof=1))
+        assert row.lr_pred == pytest.approx(2 * 1.9 / lam.mean())
+        assert row.lr_max == pytest.approx(r["lr_max"])
+        assert row.ratio == pytest.approx(r["lr_max"] / row.lr_pred)
+    sat = pd.read_csv(root / "saturation.csv").iloc[0]
+    assert sat.lambda_full == pytest.approx(20.4) and sat.lambda_full_source.startswith("measured")
+    assert sat.kappa_low < 4000 < sat.kappa_high
+    assert sat.b_star == pytest.approx(sat.kappa / 20.4)
+    assert sat.b_noise == 180.0
+    assert sat.saturation_lr_max in (256, 512)
+    assert "B* = kappa/lambda_full" in (root / "spectrum.md").read_text()
+
+
+def test_figures_exist_and_are_real(built):
+    root, *_, written, _ = built
+    pngs = sorted(root.glob("*.png"))
+    names = {p.name for p in pngs}
+    assert {"lr_max_vs_batch.png", "normalised_lr.png", "accuracy_vs_lr_vgg16_cifar100_sgd.png",
+            "accuracy_vs_lr_vgg16_cifar100_adam.png", "lambda_max_vs_batch_vgg16_cifar100_sgd.png",
+            "density_vgg16_cifar100_sgd.png"} <= names
+    assert not any("adam" in n for n in names if n.startswith(("lambda", "density")))
+    for p in pngs:
+        assert p.stat().st_size > 10_000, p
+        img = mpimg.imread(p)
+        assert img.ndim == 3 and img.shape[0] > 300 and img.std() > 0.01, p
+        assert written[p.name] == p
+
+
+def test_report_md_names_bad_files_and_links_everything(built):
+    root, recs, bad, partial, written, caught = built
+    md = (root / "report.md").read_text()
+    assert str(bad) in md and str(partial) in md and "missing fields" in md
+    assert any(str(bad) in w for w in caught) and any(str(partial) in w for w in caught)
+    assert "abc123def456" in md and "NVIDIA H100" in md and "spectral-sweep model=vgg16" in md
+    assert "2025-01-01" in md
+    for name in written:
+        if name.endswith(".png"):
+            assert f"]({name})" in md, name
+    assert "**consistent**" in md
+    assert (root / "lr_max.md").read_text().count("\n| vgg16") == len(recs)
+
+
+def test_seeds_are_combined(tmp_path):
+    rng = np.random.default_rng(3)
+    recs = [_record("m", "sgd", B, s, rng, 0.002 * B, 0.0) for B in (16, 32, 64) for s in (0, 1)]
+    for r in recs:
+        write_json_atomic(tmp_path / f"B{r['batch_size']}_s{r['seed']}" / "record.json", r)
+    report.write_report(tmp_path, quiet=True)
+    df = pd.read_csv(tmp_path / "lr_max.csv")
+    assert list(df.seeds) == [2, 2, 2]
+    r0, r1 = recs[0], recs[1]
+    assert df.lr_max[0] == pytest.approx(math.sqrt(r0["lr_max"] * r1["lr_max"]))
+    assert df.best_test_acc[0] == pytest.approx((r0["best_test_acc"] + r1["best_test_acc"]) / 2)
+    assert df.trials[0] == len(r0["trials"]) + len(r1["trials"])
+
+
+def test_group_with_too_few_points_is_a_row_not_a_crash(tmp_path):
+    rng = np.random.default_rng(4)
+    one = _record("m", "sgd", 64, 0, rng, 0.1, 0.9)
+    none = _record("m", "adam", 64, 0, rng, 0.01, 0.9)
+    none.update(lr_max=None, lr_max_bracket=[None, 1e-6], lr_max_status="no_stable_lr")
+    lb = _record("m", "adam", 128, 0, rng, 0.01, 0.9)
+    lb.update(lr_max=10.0, lr_max_bracket=[10.0, None], lr_max_status="lower_bound")
+    for i, r in enumerate((one, none, lb)):
+        write_json_atomic(tmp_path / f"j{i}" / "record.json", r)
+    report.write_report(tmp_path, quiet=True)
+    sc = pd.read_csv(tmp_path / "scaling.csv").set_index("optimizer")
+    assert sc.loc["sgd", "verdict"] == "no fit" and "only 1 usable point" in sc.loc["sgd", "note"]
+    assert "no_stable_lr" in sc.loc["adam", "excluded"] and "lower_bound" in sc.loc["adam", "excluded"]
+    assert (tmp_path / "lr_max_vs_batch.png").stat().st_size > 10_000
+
+
+def test_main_exit_codes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        report.main([str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no job records" in err
+    with pytest.raises(SystemExit) as e:
+        report.main([str(tmp_path / "missing")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such sweep directory" in err
+    rng = np.random.default_rng(5)
+    for B in (16, 32, 64):
+        write_json_atomic(tmp_path / f"B{B}" / "record.json", _record("m", "sgd", B, 0, rng, 0.002 * B, 0.9))
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out), "--quiet"]) == 0
+    assert str(out / "report.md") in capsys.readouterr().out
+    assert (out / "scaling.csv").exists()

@@ -1,0 +1,207 @@
+"""The paper's formulas and the fits, against planted answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spectral_sweep import theory
+from spectral_sweep.theory import (detect_saturation, expected_exponent, fit_inverse_batch, fit_power_law,
+                                   gradient_noise_scale, lr_pred_adam, lr_pred_sgd, verdict)
+
+B = 2.0 ** np.arange(4, 12)          # 16 .. 2048, the usual doubling grid
+R = 2 ** 0.25                        # the search's bracket resolution
+
+
+def bracket(true_lr, rng):
+    """What a bisection search reports: lo = last stable, hi = lo * R, the edge inside [lo, hi]."""
+    lo = true_lr * R ** -rng.uniform(size=np.shape(true_lr))
+    return lo, lo * R
+
+
+# ---------------------------------------------------------------- power law
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_exact_power_law(p):
+    lr = 3e-3 * B ** p
+    f = fit_power_law(B, lr)
+    assert f.exponent == pytest.approx(p, abs=1e-6)
+    assert f.prefactor == pytest.approx(3e-3, rel=1e-6)
+    assert f.ci_low <= p <= f.ci_high and f.ci_high - f.ci_low < 1e-6
+    assert verdict(f, p) == "consistent"
+    # symmetric brackets around an exact law: the midpoint is exact, the interval is the brackets'
+    fb = fit_power_law(B, lr / 1.1, lo=lr / 1.1, hi=lr * 1.1)
+    assert fb.exponent == pytest.approx(p, abs=1e-6)
+    assert fb.scatter == 0 and 0 < fb.ci_high - fb.ci_low < 0.2
+    np.testing.assert_allclose(fb.predict(B), lr, rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_interval_coverage_with_noise_and_brackets(p):
+    """Lognormal seed noise + bracket quantisation: the 95% interval holds the truth in about 95%."""
+    hits, widths = 0, []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        edge = 2e-3 * B ** p * np.exp(rng.normal(0, 0.12, B.size))
+        lo, hi = bracket(edge, rng)
+        f = fit_power_law(B, lo, lo, hi)
+        hits += f.ci_low <= p <= f.ci_high
+        widths.append(f.ci_high - f.ci_low)
+    assert 0.85 <= hits / 200 <= 0.995
+    assert np.median(widths) < 0.25          # and the interval is not uselessly wide
+
+
+def test_interval_from_brackets_when_residuals_are_small():
+    """Residuals smaller than the brackets explain: the interval comes from bracket widths,
+    never narrower, and wider brackets give a wider interval."""
+    rng = np.random.default_rng(0)
+    lo = 1e-3 * B / R ** 0.5           # midpoints on the line: residuals zero
+    hi = lo * R
+    f = fit_power_law(B, lo, lo, hi)
+    assert f.scatter == 0.0 and f.bracket_sigma == pytest.approx(math.log(R) / math.sqrt(12))
+    wide = fit_power_law(B, lo, lo / R, hi * R)
+    assert wide.ci_high - wide.ci_low > f.ci_high - f.ci_low
+    # residual scatter much larger than brackets dominates
+    noisy = 1e-3 * B * np.exp(rng.normal(0, 0.5, B.size))
+    g = fit_power_law(B, noisy, noisy / 1.01, noisy * 1.01)
+    assert g.scatter > 0.2 and g.ci_high - g.ci_low > 3 * (f.ci_high - f.ci_low)
+
+
+def test_two_points_and_too_few():
+    f = fit_power_law([64, 256], [0.1, 0.4], lo=[0.1, 0.4], hi=[0.1 * R, 0.4 * R])
+    assert f.exponent == pytest.approx(1.0, abs=1e-9) and f.n == 2 and f.dof == 0
+    # bracket-only interval: sd of the slope = sqrt(2) * log(R)/sqrt(12) / log(4)
+    sd = math.sqrt(2) * math.log(R) / math.sqrt(12) / math.log(4)
+    assert f.ci_high - f.exponent == pytest.approx(1.959964 * sd, rel=1e-4)
+    assert "bracket" in f.note
+    g = fit_power_law([64, 256], [0.1, 0.4])
+    assert g.exponent == pytest.approx(1.0) and math.isnan(g.ci_low) and verdict(g, 1.0) == "undetermined"
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_power_law([64], [0.1])
+    with pytest.raises(ValueError):
+        fit_power_law([64, 128], [0.1, -0.2])
+    with pytest.raises(ValueError, match="both"):
+        fit_power_law([64, 128], [0.1, 0.2], lo=[0.1, 0.2])
+
+
+def test_verdict_directions():
+    f = fit_power_law(B, 1e-3 * B ** 0.8, 1e-3 * B ** 0.8 / 1.05, 1e-3 * B ** 0.8 * 1.05)
+    assert verdict(f, 1.0) == "shallower"
+    assert verdict(f, 0.5) == "steeper"
+    assert verdict(f, 0.8) == "consistent"
+
+
+def test_expected_exponent():
+    for name in ("sgd", "SGD", "nesterov", "lanczos_sgd", "sgd_momentum"):
+        assert expected_exponent(name) == 1.0
+    for name in ("adam", "adamw", "AdamW", "lanczos_adam"):
+        assert expected_exponent(name) == 0.5
+    with pytest.raises(ValueError, match="no scaling law"):
+        expected_exponent("lbfgs")
+
+
+# ---------------------------------------------------------------- saturation
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize("b0", [128.0, 256.0, 512.0])
+def test_saturation_found_and_fit_below_recovers_law(p, b0):
+    exact = 1e-3 * np.minimum(B, b0) ** p
+    assert detect_saturation(B, exact) == b0
+    assert detect_saturation(B, exact, exponent=p) == b0
+    f = fit_power_law(B[B < b0], exact[B < b0])
+    assert f.exponent == pytest.approx(p, abs=1e-6)
+    # with bracket quantisation and a little seed noise: within one grid step, over many seeds
+    found = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        lo, hi = bracket(exact * np.exp(rng.normal(0, 0.03, B.size)), rng)
+        s = detect_saturation(B, lo, lo, hi, exponent=p)
+        found.append(s)
+        assert s is not None and abs(math.log2(s / b0)) <= 1, (seed, s)
+        below = B < s
+        fb = fit_power_law(B[below], lo[below], lo[below], hi[below])
+        assert fb.ci_low - 0.1 <= p <= fb.ci_high + 0.1
+    assert np.mean(np.array(found) == b0) >= 0.6          # mostly exactly right
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_no_saturation_without_plateau(p):
+    assert detect_saturation(B, 1e-3 * B ** p) is None
+    flagged = 0
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        lo, hi = bracket(1e-3 * B ** p * np.exp(rng.normal(0, 0.03, B.size)), rng)
+        flagged += detect_saturation(B, lo, lo, hi, exponent=p) is not None
+    assert flagged == 0
+    # a plateau only at the very last point cannot be told from noise: not flagged either
+    lr = 1e-3 * np.minimum(B, B[-1]) ** p
+    assert detect_saturation(B, lr) is None
+
+
+def test_saturation_edge_cases():
+    assert detect_saturation([64, 128], [0.1, 0.1]) is None           # too few points
+    assert detect_saturation(B, np.full(B.size, 0.1)) is None         # never grew: no growth regime
+    # repeats of a batch size are averaged
+    reps = np.repeat(B, 2)
+    assert detect_saturation(reps, np.repeat(1e-3 * np.minimum(B, 256.0), 2)) == 256
+    # a drop after the peak also counts as having stopped growing
+    lr = 1e-3 * B.copy()
+    lr[B > 256] = 0.256 / 2
+    assert detect_saturation(B, lr) == 256
+
+
+# ---------------------------------------------------------------- spectrum
+
+def test_fit_inverse_batch_recovers_planted_values():
+    rng = np.random.default_rng(1)
+    Bs = np.repeat([32, 64, 128, 256, 512, 1024], 5).astype(float)
+    lam = 12.0 + 3000.0 / Bs
+    f = fit_inverse_batch(Bs, lam)
+    assert f.lambda_full == pytest.approx(12.0) and f.kappa == pytest.approx(3000.0)
+    assert f.b_star == pytest.approx(250.0)
+    noisy = lam * (1 + 0.05 * rng.normal(size=lam.size))
+    g = fit_inverse_batch(Bs, noisy)
+    assert g.lambda_full_low < 12.0 < g.lambda_full_high
+    assert g.kappa_low < 3000.0 < g.kappa_high
+    assert g.b_star_low < 250.0 < g.b_star_high
+    np.testing.assert_allclose(g.predict([64.0]), g.lambda_full + g.kappa / 64)
+    with pytest.raises(ValueError):
+        fit_inverse_batch([64, 64, 64], [1.0, 2.0, 3.0])
+
+
+def test_lr_pred_formulas():
+    assert lr_pred_sgd(10.0) == pytest.approx(0.2)
+    assert lr_pred_sgd(10.0, momentum=0.9) == pytest.approx(0.38)
+    np.testing.assert_allclose(lr_pred_sgd(np.array([1.0, 4.0])), [2.0, 0.5])
+    assert lr_pred_sgd(0.0) == math.inf and lr_pred_sgd(-3.0) == math.inf
+    # Cohen et al. 2022: (2 + 2 beta1) / ((1 - beta1) lambda) = 38 / lambda for beta1 = 0.9
+    assert lr_pred_adam(38.0, 0.9) == pytest.approx(1.0)
+    assert lr_pred_adam(10.0, 0.0) == pytest.approx(0.2)       # beta1 = 0 is RMSprop-like: 2/lambda
+    with pytest.raises(ValueError):
+        lr_pred_sgd(1.0, momentum=1.0)
+
+
+def test_gradient_noise_scale_recovers_planted_values():
+    g2, tr = 2.5, 400.0
+    expect = lambda b: g2 + tr / b  # noqa: E731  E|G_B|^2
+    ns = gradient_noise_scale(32, expect(32), 512, expect(512))
+    assert ns.grad_sqnorm == pytest.approx(g2) and ns.trace_sigma == pytest.approx(tr)
+    assert ns.b_noise == pytest.approx(160.0)
+    # repeats: averaged before dividing, so zero-mean noise on each measurement averages out
+    rng = np.random.default_rng(2)
+    small = expect(32) + rng.normal(0, 0.5, 20000)
+    big = expect(512) + rng.normal(0, 0.05, 20000)
+    ns = gradient_noise_scale(32, small, 512, big)
+    assert ns.grad_sqnorm == pytest.approx(g2, rel=0.02) and ns.trace_sigma == pytest.approx(tr, rel=0.02)
+    with pytest.raises(ValueError):
+        gradient_noise_scale(512, 1.0, 32, 2.0)
+
+
+def test_theory_imports_no_torch():
+    import subprocess
+    import sys
+    code = "import sys, spectral_sweep.theory; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert theory.DEFAULT_RESOLUTION == pytest.approx(R)
