@@ -1,0 +1,92 @@
+"""The command line end to end: sweeps write records and a report, reruns resume, bad input
+gets one clear line and a non-zero exit."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small enough for a few seconds per job on 2 CPU cores.
+TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",
+        "search.budget.steps=8", "quiet=true"]
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def records(sweep_dir):
+    return sorted(Path(sweep_dir).rglob("record.json"))
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    out = cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for word in ("model:", "dataset:", "optimizer:", "search:", "train:", "vgg16", "wrn28_10",
+                 "preresnet110", "synthetic", "cifar100", "adam", "bisect"):
+        assert word in out.stdout, word
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = cli("batch=64", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "batch: 64" in out.stdout and "name: vgg16" in out.stdout
+
+
+def test_two_batch_sizes_make_two_records_a_report_and_a_rerun_reuses_them(tmp_path):
+    args = [*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16,32", f"out_dir={tmp_path}", "name=s"]
+    first = cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    found = records(tmp_path / "s")
+    assert [json.loads(p.read_text())["batch_size"] for p in found] == [16, 32]
+    for p in found:
+        rec = json.loads(p.read_text())
+        assert rec["lr_max_status"] in ("bracketed", "lower_bound", "no_stable_lr")
+        assert len(rec["trials"]) == 1 and rec["trials"][0]["lr"] == 0.01
+        assert rec["config"]["batch"] == rec["batch_size"] and rec["commit"] and rec["device"]
+        assert (p.parent / "config.json").exists()
+    assert (tmp_path / "s" / "report.md").exists()
+    assert "record.json" in first.stdout
+
+    stamps = [p.stat().st_mtime_ns for p in found]
+    second = cli(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("reusing finished job") == 2
+    assert [p.stat().st_mtime_ns for p in records(tmp_path / "s")] == stamps
+
+
+def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
+    out = cli(*TINY, "search=fixed", "optimizer.lr=1000", "batch=16", f"out_dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (path,) = records(tmp_path)
+    rec = json.loads(path.read_text())
+    assert rec["lr_max_status"] == "no_stable_lr" and rec["lr_max"] is None
+    assert rec["trials"][0]["stable"] is False and rec["trials"][0]["reason"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=vgg99"], "unknown model 'vgg99'; choose one of: preresnet110"),
+    (["batch=16,32", "optimizer=sgd,lion"], "unknown optimizer 'lion'; choose one of: adam, adamw, sgd"),
+    (["dataset=mnist"], "unknown dataset 'mnist'"),
+    (["model.name=alexnet"], "unknown model 'alexnet'"),
+    (["batch=0"], "batch must be a positive integer, got 0"),
+    (["batch=-8"], "batch must be a positive integer"),
+    (["optimizer.lr=-0.1"], "optimizer.lr must be positive"),
+    (["batch=100000"], "100000"),
+])
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
+    out = cli(*TINY, f"out_dir={tmp_path}", *args, cwd=tmp_path)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("spectral-sweep: error:")]
+    assert len(errors) == 1 and message in errors[0], out.stderr
+
+
+def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_path):
+    out = cli(*TINY, "dataset=cifar100", f"dataset.root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}",
+              cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert str(tmp_path / "nowhere") in out.stderr and "dataset.download=true" in out.stderr

@@ -1,0 +1,158 @@
+"""find_max_lr against known stability edges: a hidden threshold, and gradient descent on
+quadratics whose edge is 2(1 + momentum) / lambda_max exactly."""
+
+import math
+
+import pytest
+import torch
+
+from spectral_sweep.errors import UsageError
+from spectral_sweep.search import TOLERANCE, bisections_needed, find_max_lr, grid_search
+
+
+def bracketing_steps(start, edge, step):
+    """Trials a geometric walk from ``start`` needs until one trial lies on each side of ``edge``
+    (stable means lr <= edge): up until lr > edge, or down until lr <= edge."""
+    k = math.log(edge / start) / math.log(step)
+    return 1 + (math.floor(k) + 1 if k >= 0 else math.ceil(-k))
+
+
+@pytest.mark.parametrize("edge", [3.7e-4, 0.02, 0.05, 0.9, 42.0])
+@pytest.mark.parametrize("step", [2.0, 4.0])
+def test_hidden_threshold_is_bracketed_within_tolerance_in_bounded_trials(edge, step):
+    calls = []
+
+    def trial(lr):
+        calls.append(lr)
+        return lr <= edge
+
+    res = find_max_lr(trial, start=0.05, step=step)
+    lo, hi = res.bracket
+    assert res.status == "bracketed"
+    assert lo <= edge < hi
+    assert hi / lo <= TOLERANCE * (1 + 1e-9)
+    assert res.lr_max == lo
+    bound = bracketing_steps(0.05, edge, step) + bisections_needed(step)
+    assert len(calls) <= bound, (len(calls), bound)
+    assert [lr for lr, _ in res.trials] == calls
+
+
+def test_bisections_needed_is_the_log_count():
+    assert bisections_needed(4.0, 2 ** 0.25) == 3      # 4 -> 2 -> 2^1/2 -> 2^1/4
+    assert bisections_needed(2.0, 2 ** 0.25) == 2
+    assert bisections_needed(1.1, 2 ** 0.25) == 0
+
+
+def test_edges_are_results_not_errors():
+    always = find_max_lr(lambda lr: True, start=1.0, lr_max_cap=50.0)
+    assert always.status == "lower_bound" and always.lr_max == 50.0 and always.bracket == (50.0, None)
+    never = find_max_lr(lambda lr: False, start=1.0, lr_min=1e-3)
+    assert never.status == "no_stable_lr" and never.lr_max is None and never.bracket == (None, 1e-3)
+
+
+def test_outcomes_may_be_objects_or_mappings():
+    res = find_max_lr(lambda lr: {"stable": lr < 0.3}, start=0.1)
+    assert res.bracket[0] < 0.3 <= res.bracket[1]
+
+
+def test_bad_arguments_raise_usage_error():
+    with pytest.raises(UsageError):
+        find_max_lr(lambda lr: True, start=-1.0)
+    with pytest.raises(UsageError):
+        find_max_lr(lambda lr: True, start=1.0, tolerance=1.0)
+    with pytest.raises(UsageError):
+        grid_search(lambda lr: True, [])
+
+
+def test_grid_search_reports_largest_stable_and_next_grid_point():
+    res = grid_search(lambda lr: lr < 0.05, [0.1, 0.01, 0.03, 0.3])
+    assert res.lr_max == 0.03 and res.bracket == (0.03, 0.1) and len(res.trials) == 4
+
+
+# --- gradient descent on quadratics: the edge is known in closed form -----------------------------
+
+def gd_trial(A, b, momentum=0.0, steps=300, factor=2.0):
+    """Full-batch (heavy-ball) GD on f(w) = 1/2 w^T A w - b^T w with the trainer's divergence rule."""
+    def loss(w):
+        return 0.5 * w @ A @ w - b @ w
+
+    def trial(lr):
+        w = torch.zeros(len(b), dtype=torch.float64)
+        v = torch.zeros_like(w)
+        # the loss is shifted by its minimum so that "x initial" means the same as for a NN loss
+        f_min = loss(torch.linalg.solve(A, b))
+        f0 = loss(w) - f_min
+        for _ in range(steps):
+            v = momentum * v + (A @ w - b)
+            w = w - lr * v
+            f = loss(w) - f_min
+            if not torch.isfinite(f) or f > factor * f0:
+                return False
+        return True
+    return trial
+
+
+def random_quadratic(n=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    eigs = torch.logspace(-2, 1, n, dtype=torch.float64)
+    return Q @ torch.diag(eigs) @ Q.T, torch.randn(n, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_gradient_descent_edge_is_two_one_plus_beta_over_lambda_max(momentum):
+    A, b = random_quadratic()
+    lam = torch.linalg.eigvalsh(A).max().item()
+    edge = 2 * (1 + momentum) / lam
+    res = find_max_lr(gd_trial(A, b, momentum, steps=2000), start=1e-3)
+    lo, hi = res.bracket
+    assert lo <= edge * 1.01 and hi >= edge * 0.99
+    assert abs(math.log(res.lr_max / edge)) <= math.log(TOLERANCE)
+
+
+def least_squares(n=512, d=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = X @ torch.randn(d, generator=g, dtype=torch.float64) + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+    return X, y
+
+
+def sgd_trial(X, y, batch, epochs=4, factor=2.0, seed=0):
+    """Mini-batch SGD on least squares, same divergence rule; the loss is judged on the full data."""
+    n = len(y)
+
+    def full_loss(w):
+        return 0.5 * ((X @ w - y) ** 2).mean()
+
+    def trial(lr):
+        g = torch.Generator().manual_seed(seed)
+        w = torch.zeros(X.shape[1], dtype=torch.float64)
+        f0 = full_loss(w)
+        for _ in range(epochs):
+            for idx in torch.randperm(n, generator=g).split(batch):
+                Xb, yb = X[idx], y[idx]
+                w = w - lr * Xb.T @ (Xb @ w - yb) / len(idx)
+                f = full_loss(w)
+                if not torch.isfinite(f) or f > factor * f0:
+                    return False
+        return full_loss(w) < f0
+    return trial
+
+
+def test_minibatch_sgd_lr_max_grows_with_batch_size_and_stays_below_full_batch_edge():
+    X, y = least_squares()
+    full_edge = 2 / torch.linalg.eigvalsh(X.T @ X / len(y)).max().item()
+    lr_max = [find_max_lr(sgd_trial(X, y, B), start=0.01).lr_max for B in (1, 4, 16, 128)]
+    assert all(a < b for a, b in zip(lr_max, lr_max[1:])), lr_max
+    assert lr_max[-1] <= full_edge * TOLERANCE
+
+
+def test_warm_start_from_a_neighbouring_batch_size_needs_fewer_trials():
+    X, y = least_squares()
+    cold_start = 1e-3
+    small = find_max_lr(sgd_trial(X, y, 4), start=cold_start)
+    cold = find_max_lr(sgd_trial(X, y, 16), start=cold_start)
+    guess = small.lr_max * (16 / 4)                           # the linear law under test
+    warm = find_max_lr(sgd_trial(X, y, 16), start=guess, step=2.0)
+    assert len(warm.trials) < len(cold.trials)
+    assert abs(math.log(warm.lr_max / cold.lr_max)) <= math.log(TOLERANCE) + 1e-9

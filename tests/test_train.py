@@ -1,0 +1,131 @@
+"""The trial: divergence is a result, stable trials learn, same seed gives the same trial."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spectral_sweep.data import load_dataset
+from spectral_sweep.errors import UsageError
+from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
+from spectral_sweep.train import TrialSettings, budget_steps, run_trial
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", seed=0, train_size=512, test_size=256)
+
+
+def small_cnn():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+def settings(**kw):
+    base = dict(batch_size=32, optimizer={"name": "sgd", "momentum": 0.9}, steps=60, quiet=True)
+    return TrialSettings(**{**base, **kw})
+
+
+def test_small_lr_is_stable_learns_and_is_evaluated(data):
+    r = run_trial(small_cnn, data, 0.02, settings())
+    assert r.stable and r.reason is None
+    assert r.steps == r.budget_steps == 60
+    assert r.final_train_loss < r.initial_loss
+    assert 0.0 <= r.test_acc <= 1.0 and math.isfinite(r.test_loss)
+    assert r.images_per_s > 0 and len(r.loss_curve) > 0
+
+
+def test_huge_lr_diverges_early_and_is_a_result(data):
+    r = run_trial(small_cnn, data, 50.0, settings(steps=200))
+    assert not r.stable and r.to_dict()["diverged"]
+    assert r.reason in ("non-finite loss", "loss > 2x initial")
+    assert r.steps < 200               # stopped at the first sign of divergence
+    assert r.test_acc is None
+
+
+class NaNModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1)) * float("nan")
+
+
+def test_nan_at_the_first_step_is_a_diverged_result(data):
+    r = run_trial(NaNModel, data, 0.1, settings())
+    assert not r.stable and r.reason == "non-finite loss" and r.steps == 1
+
+
+class Uniform(nn.Module):
+    """Uniform logits whatever the input or the lr: the loss is ln(10) at every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(10))
+
+    def forward(self, x):
+        return (0 * self.bias).expand(len(x), 10)
+
+
+def test_require_progress_turns_no_learning_into_a_diverged_result(data):
+    stuck = run_trial(Uniform, data, 0.1, settings(steps=10, require_progress=True))
+    assert stuck.final_train_loss == pytest.approx(math.log(10)) == stuck.initial_loss
+    assert not stuck.stable and stuck.reason == "final loss not below initial"
+    assert run_trial(Uniform, data, 0.1, settings(steps=10)).stable   # off by default
+
+
+def test_same_seed_same_trial_and_seed_matters(data):
+    a = run_trial(small_cnn, data, 0.05, settings(steps=20))
+    b = run_trial(small_cnn, data, 0.05, settings(steps=20))
+    c = run_trial(small_cnn, data, 0.05, settings(steps=20, seed=1))
+    assert a.loss_curve == b.loss_curve and a.test_acc == b.test_acc
+    assert a.loss_curve != c.loss_curve
+
+
+def test_check_every_batches_host_syncs_without_changing_the_verdict(data):
+    every = run_trial(small_cnn, data, 50.0, settings(steps=200))
+    batched = run_trial(small_cnn, data, 50.0, settings(steps=200, check_every=10))
+    assert every.reason == batched.reason
+    assert batched.steps % 10 == 0 and batched.steps >= every.steps
+
+
+def test_budget_in_epochs_wins_over_steps():
+    assert budget_steps(settings(steps=5, epochs=2.5), steps_per_epoch=16) == 40
+    assert budget_steps(settings(steps=5), steps_per_epoch=16) == 5
+    with pytest.raises(UsageError):
+        budget_steps(settings(steps=None), steps_per_epoch=16)
+
+
+def test_bad_lr_and_batch_are_usage_errors(data):
+    with pytest.raises(UsageError, match="positive"):
+        run_trial(small_cnn, data, -0.1, settings())
+    with pytest.raises(UsageError, match="512"):
+        run_trial(small_cnn, data, 0.1, settings(batch_size=1024))
+
+
+def test_paper_schedule_shape():
+    total = 1000
+    f = [lr_factor("paper", s, total) for s in range(total)]
+    assert f[0] == f[499] == 1.0
+    assert f[700] == pytest.approx(1 - 0.99 * 0.5)          # halfway down the decay
+    assert f[900] == f[999] == 0.01
+    assert all(a >= b for a, b in zip(f, f[1:]))
+
+
+def test_cosine_and_warmup():
+    assert lr_factor("cosine", 0, 100) == 1.0 and lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert [lr_factor("constant", s, 100, warmup=4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    with pytest.raises(UsageError, match="paper"):
+        lr_factor("triangle", 0, 10)
+
+
+def test_optimizers_and_their_momentum():
+    p = [nn.Parameter(torch.zeros(2))]
+    assert isinstance(build_optimizer("sgd", p, 0.1, nesterov=True), torch.optim.SGD)
+    assert isinstance(build_optimizer("adamw", p, 0.1), torch.optim.AdamW)
+    assert momentum_of("sgd", momentum=0.5) == 0.5 and momentum_of("adam", betas=(0.8, 0.99)) == 0.8
+    with pytest.raises(UsageError, match="adam, adamw, sgd"):
+        build_optimizer("lion", p, 0.1)
