@@ -21,7 +21,7 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,25 @@ class TrialSettings:
     quiet: bool = False
 
 
+class TrainingHook:
+    """Something that acts on a trial every step: the lr/momentum learner, sharpness tracking.
+
+    ``before_step`` runs before each optimizer step, after the schedule has set the lr (a hook
+    with ``owns_lr`` sets lr and momentum itself and the schedule stays out of its way).
+    ``log()`` is stored in the trial record under ``hooks[name]``. Hooks may use the model and
+    optimizer but must leave the model in train mode and its parameters untouched.
+    """
+
+    name = "hook"
+    owns_lr = False
+
+    def before_step(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        pass
+
+    def log(self) -> dict:
+        return {}
+
+
 @dataclass
 class TrialResult:
     lr: float
@@ -71,6 +90,7 @@ class TrialResult:
     seconds: float
     images_per_s: float
     loss_curve: list = field(default_factory=list)   # [[step, mean loss over the window], ...]
+    hooks: dict = field(default_factory=dict)        # each hook's log, by hook name
 
     @property
     def diverged(self) -> bool:
@@ -105,12 +125,13 @@ def budget_steps(settings: TrialSettings, steps_per_epoch: int) -> int:
 
 
 def run_trial(make_model: Callable[[], torch.nn.Module], data: Data, lr: float,
-              settings: TrialSettings) -> TrialResult:
+              settings: TrialSettings, hooks: Sequence[TrainingHook] = ()) -> TrialResult:
     """Train ``make_model()`` on ``data`` at peak lr ``lr``; return the judged result."""
-    return train(make_model, data, lr, settings)[2]
+    return train(make_model, data, lr, settings, hooks)[2]
 
 
-def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, settings: TrialSettings):
+def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, settings: TrialSettings,
+          hooks: Sequence[TrainingHook] = ()):
     """A trial that also hands back what it trained: (model, optimizer, TrialResult).
 
     The model and optimizer state are what a curvature measurement after training needs
@@ -135,6 +156,7 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     losses = torch.empty(total, device=device)
+    scheduled_elsewhere = any(hook.owns_lr for hook in hooks)
     initial = ema = None
     reason = None
     step = 0
@@ -143,8 +165,11 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     model.train()
     start = time.perf_counter()
     for x, y in _batches(loader, total):
-        for group in opt.param_groups:
-            group["lr"] = lr * lr_factor(settings.schedule, step, total, warmup)
+        if not scheduled_elsewhere:
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor(settings.schedule, step, total, warmup)
+        for hook in hooks:
+            hook.before_step(step, model, opt)
         with autocast:
             loss = F.cross_entropy(step_fn(x.contiguous(memory_format=memory_format)), y)
         opt.zero_grad(set_to_none=True)
@@ -186,7 +211,8 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
                          final_train_loss=final, test_acc=acc, test_loss=test_loss, steps=step,
                          budget_steps=total, seconds=seconds,
                          images_per_s=step * settings.batch_size / max(seconds, 1e-9),
-                         loss_curve=_downsample(curve, settings.curve_points))
+                         loss_curve=_downsample(curve, settings.curve_points),
+                         hooks={hook.name: hook.log() for hook in hooks})
     return model, opt, result
 
 
