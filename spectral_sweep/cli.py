@@ -6,7 +6,9 @@ plain dict and hands it to ``job.run_point``. Bad input becomes one line on stde
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -36,7 +38,7 @@ def _job(cfg: DictConfig) -> None:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         run_point(config, hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
-                  model_label=hc.runtime.choices.get("model"))
+                  model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0)
     except UsageError as e:
         fail(str(e))
 
@@ -54,6 +56,9 @@ def check_choices(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
     groups = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(config_dir).iterdir() if p.is_dir()}
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
+        if key == "hydra/launcher":
+            check_launcher(value)
+            continue
         if not sep or key not in groups or value in ("null", ""):
             continue
         for choice in value.split(","):
@@ -61,10 +66,71 @@ def check_choices(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
                 raise UsageError(f"unknown {key} '{choice}'; choose one of: {', '.join(groups[key])}")
 
 
+LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
+                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
+
+
+def check_launcher(name: str) -> None:
+    """A launcher whose Hydra plugin is missing: say which extra installs it."""
+    module = LAUNCHER_PLUGINS.get(name)
+    if module is None or importlib.util.find_spec(module) is not None:
+        return   # basic, or installed, or a launcher we do not know: Hydra decides
+    raise UsageError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'spectral-sweep[cluster]'")
+
+
+def check_overrides(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
+    """Compose the config once, each sweep at its first value, before any job starts.
+
+    Turns Hydra's multi-line reports of a malformed override or an unknown key into one line,
+    and checks that the sweep directory can be written.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(argv)
+    except HydraException as e:
+        raise UsageError(f"malformed override: {_first_line(e)}") from None
+    first = []
+    for o in parsed:
+        if o.key_or_group.startswith("hydra"):
+            continue   # launcher and output settings: Hydra checks them itself
+        if o.is_sweep_override():
+            first.append(f"{o.input_line.partition('=')[0]}={next(iter(o.sweep_string_iterator()))}")
+        else:
+            first.append(o.input_line)
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose("config", overrides=first)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise UsageError(_first_line(e)) from None
+    check_writable(Path(str(cfg.out_dir)) / str(cfg.name))
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to the output directory {directory}: {e.strerror}; "
+                         f"choose another with out_dir=PATH") from None
+
+
+def _first_line(e: Exception) -> str:
+    return " ".join(line.strip() for line in str(e).strip().splitlines()[:3] if line.strip())
+
+
 def main() -> None:
     """Console script ``spectral-sweep``."""
+    argv = sys.argv[1:]
     try:
-        check_choices(sys.argv[1:])
+        check_choices(argv)
+        if not any(a.startswith("-") for a in argv):   # --help, --cfg, ...: Hydra's own modes
+            check_overrides(argv)
     except UsageError as e:
         fail(str(e))
     _job()

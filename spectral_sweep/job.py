@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .data import load_dataset
 from .errors import UsageError
+from .learner import hooks_for
 from .models import build_model
 from .optim import momentum_of
 from .records import (RECORD_FILE, SCHEMA, CorruptRecord, TrialCache, config_key, load_records,
@@ -30,6 +31,7 @@ from .search import SearchResult, find_max_lr, grid_search
 from .theory import expected_exponent
 from .train import TrialSettings, resolve_device, run_trial, train
 
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 SEARCH_METHODS = ("bisect", "fixed", "grid", "none")
 
 # Keys that change how results are presented or searched, not what a trial computes.
@@ -37,11 +39,12 @@ NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir"
 
 
 def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = None,
-              model_label: str | None = None) -> dict:
+              model_label: str | None = None, job_num: int = 0) -> dict:
     """Run (or resume) one sweep point and write its record; return the record.
 
     ``model_label`` names the model in tables (the CLI passes the config choice, e.g. wrn28_10);
-    a width other than 1 is appended, so narrow and full models never share a row.
+    a width other than 1 is appended, so narrow and full models never share a row. ``job_num``
+    spreads parallel jobs (hydra/launcher=joblib) over the visible GPUs with device=auto.
     """
     job_dir = Path(job_dir)
     job_key = config_key(config)
@@ -56,7 +59,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
 
     _check_point(config)
     write_json_atomic(job_dir / "config.json", config)
-    device = resolve_device(config["device"])
+    device = resolve_device(config["device"], job_num)
     model_opts = {k: v for k, v in config["model"].items() if k != "name"}
     data_opts = {k: v for k, v in config["dataset"].items() if k != "name"}
     data = load_dataset(config["dataset"]["name"], seed=config["seed"], **data_opts)
@@ -70,9 +73,11 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     opt_cfg = {k: v for k, v in config["optimizer"].items() if k != "lr"}
     search = config["search"]
     budget = search.get("budget", {})
-    settings = TrialSettings(batch_size=config["batch"], optimizer=opt_cfg, steps=budget.get("steps"),
-                             epochs=budget.get("epochs"), seed=config["seed"], device=str(device),
-                             quiet=config["quiet"], **config["train"])
+    settings = TrialSettings(batch_size=config["batch"],   # hook options stay in the trial key only
+                             optimizer={k: v for k, v in opt_cfg.items() if k != "learner"},
+                             steps=budget.get("steps"), epochs=budget.get("epochs"), seed=config["seed"],
+                             device=str(device), quiet=config["quiet"],
+                             **{k: v for k, v in config["train"].items() if k != "sharpness_every"})
     trial_base = {k: v for k, v in config.items() if k not in NOT_TRIAL_IDENTITY}
     trial_base["optimizer"] = opt_cfg
     trial_base["budget"] = budget
@@ -84,7 +89,13 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         key = config_key(trial_base, round(lr, 12))
         result = cache.get(key)
         if result is None:
-            result = run_trial(make_model, data, lr, settings).to_dict()
+            try:
+                result = run_trial(make_model, data, lr, settings, hooks=hooks_for(config, data, device)).to_dict()
+            except OUT_OF_MEMORY:
+                raise UsageError(
+                    f"out of memory training batch {config['batch']} on {device}; accumulate "
+                    f"gradients over smaller pieces with train.micro_batch={max(1, config['batch'] // 4)} "
+                    f"(BatchNorm statistics then come from each piece)") from None
             cache.put(key, result)
         bar.update()
         bar.set_postfix(lr=f"{lr:.3g}", outcome="stable" if result["stable"] else "diverged")

@@ -15,7 +15,7 @@ import torch
 
 from .errors import UsageError, unknown_choice
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lanczos_sgd")
 SCHEDULES = ("paper", "constant", "cosine")
 
 
@@ -24,7 +24,7 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nestero
     """SGD (heavy-ball or Nesterov momentum), Adam (L2 weight decay) or AdamW (decoupled)."""
     if not lr > 0:
         raise UsageError(f"learning rate must be positive, got {lr}")
-    if name == "sgd":
+    if name in ("sgd", "lanczos_sgd"):   # lanczos_sgd: plain SGD whose lr/momentum learner.py sets
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                                weight_decay=weight_decay)
     if name == "adam":
@@ -36,7 +36,7 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nestero
 
 def momentum_of(name: str, momentum: float = 0.9, betas=(0.9, 0.999), **_) -> float:
     """The momentum that enters the stability limit: heavy-ball beta for SGD, beta1 for Adam."""
-    return float(momentum) if name == "sgd" else float(betas[0])
+    return float(betas[0]) if "adam" in name else float(momentum)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:

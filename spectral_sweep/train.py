@@ -50,6 +50,8 @@ class TrialSettings:
     precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     channels_last: str | bool = "auto"  # auto: on for CUDA
     compile: bool = False
+    micro_batch: int | None = None      # accumulate gradients over pieces of this size (memory);
+                                        # BatchNorm statistics then come from each piece
     evaluate: bool = True
     eval_batch_size: int = 500
     check_every: int | None = None      # host sync interval; auto: 1 on CPU, 10 on CUDA
@@ -100,9 +102,11 @@ class TrialResult:
         return {**asdict(self), "diverged": self.diverged}
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", index: int = 0) -> torch.device:
+    """``auto``: CUDA when present (GPU ``index`` modulo the GPUs visible, one per parallel job)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        count = torch.cuda.device_count()
+        return torch.device(f"cuda:{index % count}") if count else torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError as e:
@@ -145,6 +149,9 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     channels_last = settings.channels_last is True or (settings.channels_last == "auto" and cuda)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     check_every = settings.check_every or (10 if cuda else 1)
+    micro = settings.micro_batch or settings.batch_size
+    if not 0 < micro <= settings.batch_size:
+        raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
 
     torch.manual_seed(settings.seed)
     model = make_model().to(device=device, memory_format=memory_format)
@@ -170,12 +177,15 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
                 group["lr"] = lr * lr_factor(settings.schedule, step, total, warmup)
         for hook in hooks:
             hook.before_step(step, model, opt)
-        with autocast:
-            loss = F.cross_entropy(step_fn(x.contiguous(memory_format=memory_format)), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=device)
+        for xs, ys in zip(x.split(micro), y.split(micro)):   # one piece unless micro_batch is set
+            with autocast:
+                piece = F.cross_entropy(step_fn(xs.contiguous(memory_format=memory_format)), ys)
+            (piece * (len(ys) / len(y))).backward()
+            loss += piece.detach().float() * (len(ys) / len(y))
         opt.step()
-        losses[step] = loss.detach()
+        losses[step] = loss
         step += 1
         if step % check_every == 0 or step == total:
             seen = losses[step - ((step - 1) % check_every) - 1:step].float().cpu().tolist()

@@ -69,7 +69,7 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["model=vgg99"], "unknown model 'vgg99'; choose one of: preresnet110"),
-    (["batch=16,32", "optimizer=sgd,lion"], "unknown optimizer 'lion'; choose one of: adam, adamw, sgd"),
+    (["batch=16,32", "optimizer=sgd,lion"], "unknown optimizer 'lion'; choose one of: adam, adamw, lanczos_sgd, sgd"),
     (["dataset=mnist"], "unknown dataset 'mnist'"),
     (["model.name=alexnet"], "unknown model 'alexnet'"),
     (["batch=0"], "batch must be a positive integer, got 0"),
@@ -86,7 +86,7 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_path):
-    out = cli(*TINY, "dataset=cifar100", f"dataset.root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}",
-              cwd=tmp_path)
+    out = cli("model=vgg11_bn", "model.width=0.125", "dataset=cifar100", f"dataset.root={tmp_path / 'nowhere'}",
+              f"out_dir={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert str(tmp_path / "nowhere") in out.stderr and "dataset.download=true" in out.stderr

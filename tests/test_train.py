@@ -127,5 +127,14 @@ def test_optimizers_and_their_momentum():
     assert isinstance(build_optimizer("sgd", p, 0.1, nesterov=True), torch.optim.SGD)
     assert isinstance(build_optimizer("adamw", p, 0.1), torch.optim.AdamW)
     assert momentum_of("sgd", momentum=0.5) == 0.5 and momentum_of("adam", betas=(0.8, 0.99)) == 0.8
-    with pytest.raises(UsageError, match="adam, adamw, sgd"):
+    with pytest.raises(UsageError, match="adam, adamw, lanczos_sgd, sgd"):
         build_optimizer("lion", p, 0.1)
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(data):
+    """Without BatchNorm, accumulating pieces is the same step as one full batch."""
+    whole = run_trial(small_cnn, data, 0.05, settings(steps=5))
+    pieces = run_trial(small_cnn, data, 0.05, settings(steps=5, micro_batch=8))
+    assert [l for _, l in pieces.loss_curve] == pytest.approx([l for _, l in whole.loss_curve], rel=1e-4)
+    with pytest.raises(UsageError, match="micro_batch"):
+        run_trial(small_cnn, data, 0.05, settings(micro_batch=64))

@@ -1,0 +1,146 @@
+"""Surviving real life: kill -9 and rerun, parallel launchers, concurrent writers, corrupt files,
+and the rest of the bad-input catalogue."""
+
+import json
+import multiprocessing
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from spectral_sweep import cli, job
+from spectral_sweep.errors import UsageError
+from spectral_sweep.records import TrialCache, read_json, write_json_atomic
+
+from test_cli import TINY, cli as run_cli, records
+
+GRID = ["search=grid", "search.lrs=[0.003,0.01,0.03]", "search.budget.steps=25"]
+
+
+def trial_files(sweep):
+    return sorted(Path(sweep).rglob("trials/*.json"))
+
+
+def test_sigkill_mid_sweep_then_rerun_reuses_every_finished_trial(tmp_path):
+    args = [*TINY, *GRID, "batch=16,32", f"out_dir={tmp_path}", "name=k"]
+    proc = subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(trial_files(tmp_path / "k")) < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = trial_files(tmp_path / "k")
+    assert 4 <= len(finished) < 6, "the kill should land inside the second job"
+    for path in finished:                     # atomic writes: nothing half-written
+        assert read_json(path, ["lr", "stable"])
+
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    recs = [json.loads(p.read_text()) for p in records(tmp_path / "k")]
+    assert [len(r["trials"]) for r in recs] == [3, 3]
+    reused = sum(r["trials_reused"] for r in recs)
+    # the first job had finished (its record is reused whole); the second reuses its finished trials
+    assert reused == len(finished) - 3
+    assert len(trial_files(tmp_path / "k")) == 6
+
+
+def same_trials(a, b):
+    """Every trial's lr and verdict exactly, its losses to float rounding: a worker process may
+    run with another thread count, and so another summation order, than the launching one."""
+    assert [(t["lr"], t["stable"]) for t in a["trials"]] == [(t["lr"], t["stable"]) for t in b["trials"]]
+    for s, t in zip(a["trials"], b["trials"]):
+        assert [step for step, _ in t["loss_curve"]] == [step for step, _ in s["loss_curve"]]
+        assert [loss for _, loss in t["loss_curve"]] == pytest.approx([loss for _, loss in s["loss_curve"]], rel=1e-5)
+
+
+@pytest.mark.parametrize("launcher", [
+    ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+])
+def test_parallel_launchers_make_the_same_records_as_the_basic_one(tmp_path, launcher):
+    args = [*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16,32", f"out_dir={tmp_path}"]
+    basic = run_cli(*args, "name=basic", cwd=tmp_path)
+    other = run_cli(*args, "name=other", *launcher, cwd=tmp_path)
+    assert basic.returncode == 0 and other.returncode == 0, other.stderr[-2000:]
+    a = [json.loads(p.read_text()) for p in records(tmp_path / "basic")]
+    b = [json.loads(p.read_text()) for p in records(tmp_path / "other")]
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        same_trials(ra, rb)
+    assert (tmp_path / "other" / "report.md").exists()      # the report still runs once, at the end
+
+
+def _hammer(path, worker):
+    for i in range(200):
+        write_json_atomic(path, {"worker": worker, "i": i, "payload": list(range(500))})
+
+
+def test_two_concurrent_writers_never_corrupt_a_record(tmp_path):
+    path = tmp_path / "record.json"
+    procs = [multiprocessing.Process(target=_hammer, args=(path, w)) for w in range(2)]
+    for p in procs:
+        p.start()
+    seen = 0
+    while any(p.is_alive() for p in procs):
+        if path.exists():
+            assert read_json(path)["payload"][-1] == 499
+            seen += 1
+    for p in procs:
+        p.join()
+    assert read_json(path)["i"] == 199 and seen > 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_corrupt_trial_is_named_and_recomputed(tmp_path):
+    cache = TrialCache(tmp_path)
+    cache.put("abc", {"lr": 0.1, "stable": True})
+    (cache.dir / "abc.json").write_text('{"lr": 0.1, "sta')
+    with pytest.warns(UserWarning, match="abc.json"):
+        assert cache.get("abc") is None
+
+
+def test_corrupt_job_record_is_named_and_the_job_recomputed(tmp_path):
+    args = [*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16", f"out_dir={tmp_path}", "name=c"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    (path,) = records(tmp_path / "c")
+    path.write_text("{ truncated")
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0
+    assert "corrupt job record" in out.stderr and str(path) in out.stderr
+    assert json.loads(path.read_text())["batch_size"] == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    (["foo=1"], "Could not override 'foo'"),
+    (["batch=[1,2"], "malformed override"),
+    (["out_dir=/proc/not-here"], "cannot write to the output directory /proc/not-here"),
+])
+def test_catalogue_one_line_exit_2(tmp_path, args, message):
+    out = run_cli(*TINY, *args, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("spectral-sweep: error:")]
+    assert message in line
+
+
+def test_missing_launcher_plugin_names_the_extra(monkeypatch):
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UsageError, match=r"spectral-sweep\[cluster\]"):
+        cli.check_launcher("joblib")
+
+
+def test_out_of_memory_names_the_batch_and_offers_micro_batches(tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(job, "run_trial", oom)
+    config = {"model": {"name": "vgg11_bn", "width": 0.125}, "dataset": {"name": "synthetic", "train_size": 256,
+              "test_size": 64}, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "train": {},
+              "search": {"method": "fixed", "budget": {"steps": 2}}, "spectrum": {"enabled": False},
+              "batch": 128, "seed": 0, "device": "cpu", "quiet": True}
+    with pytest.raises(UsageError, match=r"out of memory training batch 128 .* train.micro_batch=32"):
+        job.run_point(config, tmp_path)
