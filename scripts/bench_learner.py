@@ -1,0 +1,106 @@
+"""Overhead of the Lanczos learner and of sharpness tracking, as a fraction of training time.
+
+Same model, data, batch and number of steps, in the same run: a plain SGD trial, a lanczos_sgd
+trial (the learner at its defaults: every 100 steps, 20 Lanczos steps on a fixed batch of 128),
+and an SGD trial with sharpness tracking (every ``--sharpness-every`` steps, 10 Lanczos steps,
+tol 1e-2, fixed batch min(B, 128)). Two numbers per hook:
+
+* the time spent inside the hook over the time spent training (measured in the same trial, so
+  machine load drifts cancel), and
+* the wall-clock ratio of the trial with the hook to the plain trial, per step.
+
+It also prints the products per refresh and the refresh interval at which the hook would cost
+5% of training (the goal), from the measured cost of one refresh in training steps.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_learner.py            # ~2 minutes on CPU
+    .venv/bin/python scripts/bench_learner.py --steps 100 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from functools import partial
+
+import torch
+
+from spectral_sweep.data import load_dataset
+from spectral_sweep.learner import hooks_for
+from spectral_sweep.models import build_model
+from spectral_sweep.train import TrialSettings, TrainingHook, resolve_device, run_trial
+
+
+class Timed(TrainingHook):
+    """Wraps a hook and adds up the time spent in it (synchronising CUDA around it)."""
+
+    def __init__(self, hook: TrainingHook, device: torch.device):
+        self.hook, self.device, self.seconds, self.calls = hook, device, 0.0, 0
+        self.name, self.owns_lr = hook.name, hook.owns_lr
+
+    def before_step(self, step, model, optimizer):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        self.hook.before_step(step, model, optimizer)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+
+    def log(self):
+        return self.hook.log()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vgg11_bn")
+    parser.add_argument("--width", type=float, default=0.125)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--train-size", type=int, default=4096)
+    parser.add_argument("--sharpness-every", type=int, default=100)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    data = load_dataset("synthetic", seed=0, train_size=args.train_size, test_size=128)
+    make_model = partial(build_model, args.model, data.num_classes, width=args.width)
+    sgd = {"name": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4}
+    learner_opt = {"name": "lanczos_sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False,
+                   "weight_decay": 5e-4, "learner": {}}   # every learner option at its default
+    runs = {
+        "plain sgd": ({"optimizer": {**sgd, "lr": 0.02}, "train": {}}, 0.02),
+        "learner": ({"optimizer": learner_opt, "train": {}}, 0.01),
+        "sharpness": ({"optimizer": {**sgd, "lr": 0.02}, "train": {"sharpness_every": args.sharpness_every}}, 0.02),
+    }
+    print(f"{args.model} width {args.width} on synthetic ({args.train_size} samples), B={args.batch}, "
+          f"{args.steps} steps, {device} ({torch.get_num_threads()} threads)")
+    per_step = {}
+    for label, (config, lr) in runs.items():
+        config = {**config, "batch": args.batch, "seed": 0}
+        optimizer = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
+        settings = TrialSettings(batch_size=args.batch, optimizer=optimizer, steps=args.steps,
+                                 device=str(device), evaluate=False, quiet=True,
+                                 divergence_factor=float("inf"))
+        hooks = [Timed(h, device) for h in hooks_for(config, data, device)]
+        result = run_trial(make_model, data, lr, settings, hooks=hooks)
+        per_step[label] = result.seconds / result.steps
+        line = f"{label:>10}: {result.steps} steps in {result.seconds:6.1f} s ({1e3 * per_step[label]:.1f} ms/step)"
+        for hook in hooks:
+            log = hook.log()
+            entries = log.get("refreshes") or log.get("measurements") or []
+            train_seconds = result.seconds - hook.seconds
+            fraction = hook.seconds / train_seconds
+            every = log["every"]
+            per_refresh_steps = hook.seconds / len(entries) / (train_seconds / result.steps)
+            products = sum(e["products"] for e in entries) / max(len(entries), 1)
+            line += (f"\n{'':>12}{hook.name}: {len(entries)} refreshes x {products:.1f} products, "
+                     f"{hook.seconds:.1f} s in the hook = {100 * fraction:.1f}% of training time "
+                     f"(every {every}); one refresh = {per_refresh_steps:.1f} training steps "
+                     f"(nominal {log['cost_gradients'] / len(entries):.1f} gradients); "
+                     f"5% needs every >= {per_refresh_steps / 0.05:.0f}")
+            line += f"\n{'':>12}wall-clock ratio per step vs plain sgd: {per_step[label] / per_step['plain sgd']:.3f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

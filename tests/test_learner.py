@@ -1,0 +1,365 @@
+"""The Lanczos learner and sharpness tracking: known spectra give the textbook lr and momentum,
+heavy ball converges at its predicted rate, and both hooks run inside a real trial."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spectral_sweep.curvature import lanczos
+from spectral_sweep.data import load_dataset
+from spectral_sweep.errors import UsageError
+from spectral_sweep.learner import (LanczosLearner, SharpnessTracker, bulk_mu, hooks_for,
+                                    learner_rule, plot_sharpness, sgd_limit)
+from spectral_sweep.optim import build_optimizer
+from spectral_sweep.train import TrialSettings, run_trial
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", seed=0, train_size=512, test_size=64)
+
+
+def polyak(L, mu):
+    sl, sm = math.sqrt(L), math.sqrt(mu)
+    return 4 / (sl + sm) ** 2, ((sl - sm) / (sl + sm)) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure rules
+
+
+def test_bulk_rule_removes_the_node_that_carries_most_of_the_mass():
+    # the bulk near zero carries 90% of the start vector: mu is the smallest outlier
+    assert bulk_mu([1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]) == 0.5
+    # no node above 1/2: mu is simply the smallest |theta| (negative values count by magnitude)
+    assert bulk_mu([-0.3, 0.02, 5.0], [0.3, 0.4, 0.3]) == 0.02
+    # exactly 1/2 is not "exceeds"
+    assert bulk_mu([0.01, 1.0, 4.0], [0.5, 0.25, 0.25]) == 0.01
+    # the heavy node is the top one (a start vector near the top eigenvector): the rest stays
+    assert bulk_mu([0.01, 1.0, 4.0], [0.05, 0.05, 0.9]) == 0.01
+    # order of the nodes does not matter, weights stay with their Ritz values
+    assert bulk_mu([10.0, 2.0, 1e-4, 0.5], [0.02, 0.03, 0.9, 0.05]) == 0.5
+    # a single node is never removed
+    assert bulk_mu([3.0], [1.0]) == 3.0
+    with pytest.raises(ValueError):
+        bulk_mu([1.0, 2.0], [1.0])
+
+
+def test_rules_are_the_textbook_formulas():
+    theta, weights = [1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]
+    hb = learner_rule(theta, weights, "heavy_ball")
+    lr, beta = polyak(10.0, 0.5)
+    assert (hb["L"], hb["mu"]) == (10.0, 0.5)
+    assert hb["lr"] == pytest.approx(lr) and hb["momentum"] == pytest.approx(beta)
+    assert not hb["nesterov"]
+
+    nag = learner_rule(theta, weights, "nesterov")
+    k = 10.0 / 0.5
+    assert nag["lr"] == pytest.approx(0.1)
+    assert nag["momentum"] == pytest.approx((math.sqrt(k) - 1) / (math.sqrt(k) + 1)) and nag["nesterov"]
+
+    ssgd = learner_rule(theta, weights, "ssgd", momentum=0.3)
+    assert ssgd["lr"] == pytest.approx(2 / (10.0 + np.median(np.abs(theta))))
+    assert ssgd["momentum"] == 0.3
+
+    wd = learner_rule(theta, weights, "heavy_ball", weight_decay=0.01)
+    assert (wd["L"], wd["mu"]) == pytest.approx((10.01, 0.51))
+    assert wd["lr"] == pytest.approx(polyak(10.01, 0.51)[0])
+
+    with pytest.raises(UsageError, match="heavy_ball"):
+        learner_rule(theta, weights, "adam")
+
+
+def test_caps_keep_heavy_ball_polyak_consistent_and_stable():
+    theta, weights = [1e-6, 100.0], [0.4, 0.6]        # mu = 1e-6: momentum would be ~0.9996
+    free = learner_rule([1e-6, 100.0], [0.4, 0.6], "heavy_ball")
+    assert free["momentum"] > 0.99
+    capped = learner_rule(theta, weights, "heavy_ball", momentum_cap=0.9)
+    assert capped["momentum"] == 0.9
+    assert capped["lr"] == pytest.approx((1 + math.sqrt(0.9)) ** 2 / 100.0)
+    # Polyak's pair for the mu at which his momentum is 0.9
+    mu_eff = 100.0 * ((1 - math.sqrt(0.9)) / (1 + math.sqrt(0.9))) ** 2
+    assert capped["lr"] == pytest.approx(polyak(100.0, mu_eff)[0])
+    assert capped["lr"] < sgd_limit(1.0, 0.9) / 100.0     # inside 2(1 + beta) / L
+    assert learner_rule(theta, weights, "heavy_ball", lr_cap=1e-3)["lr"] == 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Lanczos on explicit matrices
+
+
+def explicit(eigenvalues, seed=0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    return torch.tensor(q @ np.diag(eigenvalues) @ q.T)
+
+
+def test_rules_on_lanczos_output_match_the_exact_eigenvalues():
+    # a bulk of 450 eigenvalues in [0, 1e-4] and 10 outliers in [0.5, 20]. The bulk is one node
+    # (carrying ~98% of the mass) while Lanczos has no more steps than outliers + 1; with more
+    # steps it splits the bulk into several light nodes and mu falls into it (see learner.py).
+    rng = np.random.default_rng(1)
+    outliers = np.geomspace(0.5, 20.0, 10)
+    eigenvalues = np.concatenate([rng.uniform(0, 1e-4, 450), outliers])
+    a = explicit(eigenvalues)
+    result = lanczos(lambda v: a @ v, len(eigenvalues), iters=11, seed=3)
+    assert result.weights[0] > 0.9 and result.ritz_values[0] < 1e-4
+    got = learner_rule(result.ritz_values, result.weights, "heavy_ball", momentum_cap=None)
+    assert got["L"] == pytest.approx(20.0, rel=1e-6)
+    assert got["mu"] == pytest.approx(0.5, rel=1e-3)
+    lr, beta = polyak(20.0, 0.5)
+    assert got["lr"] == pytest.approx(lr, rel=1e-3) and got["momentum"] == pytest.approx(beta, rel=1e-3)
+
+
+def run_quadratic(a, lr, momentum, steps, nesterov=False):
+    """torch SGD on 0.5 w^T A w from w = 1; returns |w_t| for every t."""
+    w = nn.Parameter(torch.ones(a.shape[0], dtype=torch.float64))
+    opt = torch.optim.SGD([w], lr=lr, momentum=momentum, nesterov=nesterov)
+    norms = []
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * w @ (a @ w)).backward()
+        opt.step()
+        norms.append(float(w.detach().norm()))
+    return np.array(norms)
+
+
+def rate(norms, start, end):
+    return (norms[end] / norms[start]) ** (1 / (end - start))
+
+
+def test_heavy_ball_rule_converges_at_its_predicted_rate_and_beats_gd():
+    k = 1000.0
+    eigenvalues = np.geomspace(1.0, k, 40)
+    a = explicit(eigenvalues)
+    found = lanczos(lambda v: a @ v, 40, iters=40, seed=0)
+    hb = learner_rule(found.ritz_values, found.weights, "heavy_ball", momentum_cap=None)
+    predicted = (math.sqrt(k) - 1) / (math.sqrt(k) + 1)
+    assert math.sqrt(hb["momentum"]) == pytest.approx(predicted, rel=1e-6)
+
+    hb_rate = rate(run_quadratic(a, hb["lr"], hb["momentum"], 600), 300, 599)
+    gd_rate = rate(run_quadratic(a, 1.0 / hb["L"], 0.0, 600), 300, 599)
+    # double roots at the ends of the spectrum add a factor ~t: (600/300)^(1/300) = 1.0023
+    assert predicted <= hb_rate <= predicted * 1.005
+    assert 1 - 3 / k <= gd_rate <= 1 - 1 / k         # the slowest modes: 1 - lambda_i / L
+    assert hb_rate < gd_rate - 0.05
+    # nesterov's rule (lr 1/L): ~1 - 1/sqrt(k) per step, also far faster than GD
+    nag = learner_rule(found.ritz_values, found.weights, "nesterov", momentum_cap=None)
+    nag_rate = rate(run_quadratic(a, nag["lr"], nag["momentum"], 600, nesterov=True), 300, 599)
+    assert nag_rate <= 1 - 0.9 / math.sqrt(k)
+
+
+# ---------------------------------------------------------------------------------------------
+# the hooks on a model whose loss is an explicit quadratic
+
+
+def pooled_linear():
+    """A linear map of images pooled to 4x4 (48 inputs) to one output: with the loss below its
+    Hessian is exactly X^T X / N on the features X of the batch."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.AvgPool2d(8), nn.Flatten(), nn.Linear(48, 1, bias=False))
+
+
+def half_mse(out, y):
+    return 0.5 * ((out.squeeze(-1) - y.double().to(out.dtype) / 10) ** 2).mean()
+
+
+def exact_hessian(batch):
+    x = nn.Sequential(nn.AvgPool2d(8), nn.Flatten())(batch[0]).double()
+    return (x.T @ x / len(x)).numpy()
+
+
+def test_learner_hook_finds_the_exact_spectrum_and_sets_the_optimizer(data):
+    model = pooled_linear()
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    hook = LanczosLearner(data.train, "cpu", train_batch=64, every=50, iters=48, batch=64,
+                          rule="heavy_ball", momentum_cap=None, loss_fn=half_mse)
+    eigenvalues = np.linalg.eigvalsh(exact_hessian(hook.batch))
+    L, mu = eigenvalues.max(), eigenvalues.min()
+    lr, beta = polyak(L, mu)
+    x, y = hook.batch
+    losses = []
+    for step in range(200):
+        hook.before_step(step, model, opt)
+        assert opt.param_groups[0]["lr"] == hook.current["lr"]
+        assert opt.param_groups[0]["momentum"] == hook.current["momentum"]
+        loss = half_mse(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    log = hook.log()
+    assert [r["step"] for r in log["refreshes"]] == [0, 50, 100, 150]
+    for r in log["refreshes"]:   # the Hessian of a quadratic is the same at every refresh
+        assert max(r["weights"]) < 0.5      # no bulk here: mu is the smallest eigenvalue
+        assert r["L"] == pytest.approx(L, rel=1e-6) and r["mu"] == pytest.approx(mu, rel=1e-4)
+        assert r["lr"] == pytest.approx(lr, rel=1e-4) and r["momentum"] == pytest.approx(beta, rel=1e-4)
+        assert r["products"] == 48
+        assert r["cost_gradients"] == pytest.approx(48 * 2 * 64 / 64)
+    assert log["cost_gradients"] == pytest.approx(4 * 96)
+    # kappa ~ 2000: Polyak's heavy ball first grows ~10x (a known transient), then converges
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_sharpness_tracker_reports_the_true_top_eigenvalue_and_the_limit(data):
+    model = pooled_linear()
+    opt = build_optimizer("sgd", model.parameters(), lr=0.01, momentum=0.9)
+    hook = SharpnessTracker(data.train, "cpu", every=2, batch=64, loss_fn=half_mse)
+    top = np.linalg.eigvalsh(exact_hessian(hook.batch)).max()
+    for step in range(5):
+        hook.before_step(step, model, opt)
+    entries = hook.log()["measurements"]
+    assert [e["step"] for e in entries] == [0, 2, 4]
+    for e in entries:
+        assert e["lambda_max"] == pytest.approx(top, rel=1e-2)
+        assert e["limit"] == pytest.approx(2 * 1.9 / 0.01) and e["lr"] == 0.01
+        assert not e["preconditioned"]
+    assert hook.log()["cost_gradients"] > 0
+
+
+def test_sharpness_tracker_measures_adams_preconditioned_hessian(data):
+    model = pooled_linear()
+    opt = build_optimizer("adam", model.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    hook = SharpnessTracker(data.train, "cpu", every=1, batch=64, iters=20, tol=1e-6,
+                            loss_fn=half_mse)
+    x, y = hook.batch
+    for step in range(2):
+        if step == 1:   # the state the second measurement sees: after the first Adam step
+            state = opt.state[model[2].weight]
+            p = (state["exp_avg_sq"] / (1 - 0.999 ** float(state["step"]))).sqrt().add(1e-8)
+            p = p.reshape(-1).double()
+        hook.before_step(step, model, opt)
+        opt.zero_grad()
+        half_mse(model(x), y).backward()
+        opt.step()
+    first, second = hook.log()["measurements"]
+    assert not first["preconditioned"] and first["limit"] is None   # no Adam state yet
+    h = torch.tensor(exact_hessian(hook.batch))
+    assert second["preconditioned"]
+    assert second["limit"] == pytest.approx((2 + 1.8) / (0.1 * 1e-3))
+    top = torch.linalg.eigvalsh(h / p.sqrt()[:, None] / p.sqrt()[None, :]).max()
+    assert second["lambda_max"] == pytest.approx(float(top), rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# a real trial, and the config
+
+
+def small_cnn():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(4),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 10))
+
+
+def lanczos_config(**learner):
+    from omegaconf import OmegaConf
+    optimizer = OmegaConf.to_container(OmegaConf.load(CONF / "optimizer" / "lanczos_sgd.yaml"))
+    optimizer["learner"].update(learner)
+    return {"optimizer": optimizer, "batch": 32, "seed": 0, "train": {"sharpness_every": 10}}
+
+
+def test_a_learner_trial_logs_refreshes_and_trains(data):
+    # an lr cap: uncapped, the tiny CNN's sharpness collapses within 20 steps (L 6.5 -> 0.12 on
+    # the curvature batch), the rule answers with lr ~20 and the trial diverges
+    config = lanczos_config(every=10, iters=8, batch=64, lr_cap=0.3)
+    hooks = hooks_for(config, data, "cpu")
+    assert [h.name for h in hooks] == ["learner", "sharpness"]
+    options = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
+    settings = TrialSettings(batch_size=32, optimizer=options, steps=40, quiet=True)
+    result = run_trial(small_cnn, data, config["optimizer"]["lr"], settings, hooks=hooks)
+    assert result.stable, result.reason
+    assert result.final_train_loss < result.initial_loss
+    log = result.to_dict()["hooks"]["learner"]
+    assert [r["step"] for r in log["refreshes"]] == [0, 10, 20, 30]
+    for r in log["refreshes"]:
+        assert {"step", "ritz_values", "weights", "L", "mu", "lr", "momentum", "products",
+                "cost_gradients"} <= set(r)
+        assert len(r["ritz_values"]) == len(r["weights"]) == r["products"] == 8
+        assert r["L"] >= r["mu"] > 0 and 0 <= r["momentum"] <= 0.99
+    assert log["cost_gradients"] == pytest.approx(4 * 8 * 2 * 64 / 32)
+    sharp = result.hooks["sharpness"]["measurements"]
+    assert [e["step"] for e in sharp] == [0, 10, 20, 30]
+    # the tracker runs after the learner: it reports the lr the learner just chose
+    assert [e["lr"] for e in sharp] == [r["lr"] for r in log["refreshes"]]
+    assert all(e["limit"] == pytest.approx(sgd_limit(e["lr"], e["momentum"])) for e in sharp)
+
+
+def test_hooks_for_reads_the_config(data):
+    assert hooks_for({"optimizer": {"name": "sgd"}, "batch": 32, "train": {}}, data, "cpu") == []
+    assert hooks_for({"optimizer": {"name": "sgd"}, "batch": 32, "train": {"sharpness_every": None}},
+                     data, "cpu") == []
+    (tracker,) = hooks_for({"optimizer": {"name": "adam"}, "batch": 512, "train": {"sharpness_every": 7}},
+                           data, "cpu")
+    assert tracker.every == 7 and len(tracker.batch[1]) == 128        # min(B, 128)
+    with pytest.raises(UsageError, match="every"):
+        hooks_for(lanczos_config(evry=5), data, "cpu")
+    with pytest.raises(UsageError, match="rule"):
+        hooks_for(lanczos_config(rule="adam"), data, "cpu")
+    with pytest.raises(UsageError, match="larger"):
+        hooks_for(lanczos_config(batch=10_000), data, "cpu")
+    # the fixed batch is a function of the seed alone
+    a, b = hooks_for(lanczos_config(), data, "cpu")[0], hooks_for(lanczos_config(), data, "cpu")[0]
+    assert torch.equal(a.batch[0], b.batch[0])
+
+
+def test_plot_sharpness_writes_a_png(tmp_path):
+    record = {"lr": 0.1, "hooks": {"sharpness": {"measurements": [
+        {"step": s, "lambda_max": 5.0 + s, "limit": 38.0, "lr": 0.1, "momentum": 0.9,
+         "preconditioned": False} for s in (0, 10, 20)]}}}
+    path = tmp_path / "sharpness.png"
+    plot_sharpness(record, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="sharpness"):
+        plot_sharpness({"hooks": {}}, tmp_path / "none.png")
+
+
+def test_a_lanczos_sgd_job_records_the_learner_and_sharpness_logs(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from spectral_sweep.job import run_point
+
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("config", overrides=[
+            "optimizer=lanczos_sgd", "search=fixed", "search.budget.steps=6", "model=vgg11_bn",
+            "model.width=0.125", "dataset.train_size=128", "dataset.test_size=32", "batch=16",
+            "quiet=true", "optimizer.learner.every=3", "optimizer.learner.iters=4",
+            "optimizer.learner.batch=16", "optimizer.learner.lr_cap=0.05", "train.sharpness_every=3"])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    record = run_point(config, tmp_path / "job")
+    assert record["optimizer"] == "lanczos_sgd" and record["expected_exponent"] == 1.0
+    (trial,) = record["trials"]
+    assert [r["step"] for r in trial["hooks"]["learner"]["refreshes"]] == [0, 3]
+    assert [m["step"] for m in trial["hooks"]["sharpness"]["measurements"]] == [0, 3]
+    # the learner's options are part of the trial's identity: another rule is another trial
+    config["optimizer"]["learner"]["rule"] = "nesterov"
+    other = run_point(config, tmp_path / "job")
+    assert other["trials_reused"] == 0
+
+
+def test_a_diverged_model_is_logged_not_a_crash(data):
+    model = small_cnn()
+    with torch.no_grad():
+        model[-1].weight.fill_(float("nan"))
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    learner = LanczosLearner(data.train, "cpu", train_batch=64, every=1, iters=5, batch=32)
+    tracker = SharpnessTracker(data.train, "cpu", every=1, batch=32)
+    learner.before_step(0, model, opt)
+    tracker.before_step(0, model, opt)
+    assert "error" in learner.log()["refreshes"][0] and opt.param_groups[0]["lr"] == 1e-3
+    assert tracker.log()["measurements"][0]["lambda_max"] is None
