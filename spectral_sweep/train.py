@@ -1,14 +1,17 @@
 """One trial: train a fresh model at one peak learning rate for a fixed budget, and judge it.
 
-A trial is *stable* when its loss stays finite and its smoothed loss never exceeds
-``divergence_factor`` x the initial loss; with ``require_progress`` its final training loss must
-also end below the initial one. Otherwise it *diverged*, and the reason says which rule fired.
+A trial is *stable* when its loss stays finite, its smoothed loss never exceeds
+``divergence_factor`` x the initial loss (the trial stops there), and its final training loss
+ends below ``final_loss_factor`` x the initial loss. Otherwise it *diverged*, and the reason says
+which rule fired.
 
-``require_progress`` is off for short edge-finding trials: a model that has not started to learn
-in the budget fails it at tiny learning rates too, so stability would stop being monotone in lr
-and no bracket could be trusted (seen on the synthetic set: a 1/16-width VGG-11 after 30 steps
-fails it at every lr from 1e-3 up). Long trials (train=paper) turn it on. A trial stops at the first sign of
-divergence: an unstable lr costs only the steps it takes to blow up. Divergence is a result,
+The final-loss rule has slack (1.1) for short edge-finding trials: there a model may not have
+started to learn, and a strict "must end below the initial loss" would fail tiny learning rates
+too, by noise, so stability would stop being monotone in lr and no bracket could be trusted
+(seen: a 1/16-width VGG-11 on the synthetic set after 30 steps failed it at every lr from 1e-3
+up). The slack still catches an lr that never blew up but left the loss far above where it
+started (seen: a narrow VGG-16 ending at 1.8x its initial loss). ``train=paper`` uses 1.0.
+Divergence is a result,
 never an exception.
 
 GPU discipline: losses stay on the device and are read back every ``check_every`` steps, so the
@@ -43,7 +46,7 @@ class TrialSettings:
     schedule: str = "constant"
     warmup: float = 0.0                 # fraction of the budget spent warming up linearly
     divergence_factor: float = 2.0
-    require_progress: bool = False      # also diverged if the final loss is not below the initial
+    final_loss_factor: float = 1.1      # diverged if the final loss is >= this x the initial
     smoothing: float = 0.1              # EMA weight of the newest loss in the divergence test
     seed: int = 0
     device: str = "auto"
@@ -211,8 +214,8 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     curve = losses[:step].float().cpu()
     tail = curve[-max(1, step // 10):]
     final = float(tail.mean()) if reason is None else float("nan")
-    if reason is None and settings.require_progress and not final < initial:
-        reason = "final loss not below initial"
+    if reason is None and not final < settings.final_loss_factor * initial:
+        reason = f"final loss >= {settings.final_loss_factor:g}x initial"
     acc = test_loss = None
     if reason is None and settings.evaluate:
         with autocast:
