@@ -24,8 +24,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_search.py
 	$(BIN)/python scripts/bench_spectrum.py
+	$(BIN)/python scripts/bench_learner.py
 
 clean:
 	rm -rf outputs build dist *.egg-info
