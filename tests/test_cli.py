@@ -90,3 +90,17 @@ def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_pa
               f"out_dir={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert str(tmp_path / "nowhere") in out.stderr and "dataset.download=true" in out.stderr
+
+
+def test_a_spectrum_only_job_records_lambda_max_per_batch_size_and_the_report_tables_it(tmp_path):
+    out = cli(*TINY, "search=none", "spectrum=hessian", "spectrum.batch_sizes=[4,32]", "spectrum.n_batches=2",
+              "spectrum.iters=15", "batch=16", f"out_dir={tmp_path}", "name=sp", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (path,) = records(tmp_path / "sp")
+    spec = json.loads(path.read_text())["spectrum"]
+    assert spec["operator"] == "hessian" and spec["bn_mode"] == "train" and spec["at"] == "init"
+    sizes = {b["batch_size"]: b["lambda_max"] for b in spec["batches"]}
+    assert set(sizes) == {4, 32} and all(len(v) == 2 and min(v) > 0 for v in sizes.values())
+    assert spec["noise_scale"]["b_small"] == 4 and spec["noise_scale"]["b_big"] == 32
+    table = (tmp_path / "sp" / "spectrum.csv").read_text()
+    assert "lambda_max" in table

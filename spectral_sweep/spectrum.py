@@ -1,0 +1,212 @@
+"""The spectrum measurement of one sweep point: mini-batch and full-data extremes, densities,
+and the gradient noise scale, returned as the record's ``spectrum`` entry.
+
+For each batch size B, ``n_batches`` random batches (a seeded torch.Generator, evaluation
+transform, no augmentation) each get a Lanczos run for lambda_max and lambda_min of their
+Hessian (or Gauss-Newton matrix). The paper's claim under test is lambda_max(B) ~ lambda_full +
+kappa / B; ``theory.fit_inverse_batch`` fits it from these numbers.
+
+Performance lever: neighbouring measurements share their extreme directions (batches of one size
+are samples of the same random matrix, and neighbouring sizes differ by a little noise), so each
+Lanczos run starts from the previous run's top and bottom Ritz vectors (``warm_start=True``),
+which cuts the products per run several-fold. Results do not depend on it beyond ``tol``.
+
+Cost (``cost_gradients``) is nominal and counted in gradients of ``cost_batch`` samples (default:
+the largest measured batch size, so a job measuring its own batch size gets gradients at its
+training batch): a product over n samples counts ``GRADIENTS_PER_PRODUCT[operator] * n /
+cost_batch`` (2 per product: the arithmetic of a double-backward or forward-over-reverse
+product), a noise-scale gradient over n samples ``n / cost_batch``. Weighting by samples makes
+the number comparable with training steps; it flatters tiny batches, whose products are
+dominated by fixed overheads. ``scripts/bench_spectrum.py`` measures real ratios.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spectral_sweep.curvature import (
+    GRADIENTS_PER_PRODUCT,
+    Chunks,
+    curvature_operator,
+    lanczos,
+    noise_scale as measure_noise_scale,
+    slq_nodes,
+    warm_start_vector,
+)
+from spectral_sweep.curvature.lanczos import broadened_density
+from spectral_sweep.errors import UsageError
+
+# Independent random streams, so that switching one part on or off leaves the others' draws alone.
+STREAM_BATCHES, STREAM_FULL, STREAM_DENSITY, STREAM_NOISE, STREAM_LANCZOS = range(5)
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+
+
+def _split(data):
+    """The training split of a ``Data`` (or a split passed directly)."""
+    return getattr(data, "train", data)
+
+
+def random_batch(split, batch_size: int, device, generator: torch.Generator):
+    """``batch_size`` distinct samples of ``split`` drawn with ``generator``, evaluation transform."""
+    from spectral_sweep.data import BatchLoader
+
+    if batch_size > len(split):
+        raise UsageError(f"batch size {batch_size} is larger than the training split "
+                         f"({len(split)} samples)")
+    indices = torch.randperm(len(split), generator=generator)[:batch_size]
+    loader = BatchLoader(split.select(indices), batch_size, device, train=False, augment=False)
+    return next(iter(loader.epoch(0)))
+
+
+def _full_data(split, subset: int | None, chunk: int, device, seed: int):
+    """The training split (or a random subset of it) as re-iterable chunks of ``chunk`` samples."""
+    from spectral_sweep.data import BatchLoader
+
+    if subset is not None:
+        if not 1 <= subset <= len(split):
+            raise UsageError(f"full_subset must lie in [1, {len(split)}], got {subset}")
+        split = split.select(torch.randperm(len(split), generator=_generator(seed, STREAM_FULL))[:subset])
+    loader = BatchLoader(split, min(chunk, len(split)), device, train=False, augment=False)
+    return Chunks(lambda: loader.epoch(0)), len(split)
+
+
+def _check(batch_sizes, n_batches, iters, operator, bn_mode):
+    if not batch_sizes:
+        raise UsageError("spectrum needs at least one batch size")
+    for b in batch_sizes:
+        if int(b) != b or b < 1:
+            raise UsageError(f"spectrum batch sizes must be positive integers, got {b}")
+    if n_batches < 1 or iters < 1:
+        raise UsageError(f"n_batches and iters must be positive, got {n_batches} and {iters}")
+    if operator not in ("hessian", "ggn"):
+        raise UsageError(f"spectrum operator must be hessian or ggn, got '{operator}'")
+    if bn_mode not in ("train", "eval"):
+        raise UsageError(f"bn_mode must be train or eval, got '{bn_mode}'")
+
+
+class _Extremes:
+    """Runs Lanczos on one dataset after another, each warm-started from the last."""
+
+    def __init__(self, model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
+                 warm_start, seed):
+        self.model, self.loss_fn = model, loss_fn
+        self.operator, self.bn_mode, self.method = operator, bn_mode, method
+        self.preconditioner, self.iters, self.tol = preconditioner, iters, tol
+        self.warm_start = warm_start
+        self.seeds = _generator(seed, STREAM_LANCZOS)
+        self.previous = (None, None)
+        self.samples = 0
+
+    def __call__(self, data) -> dict:
+        op = curvature_operator(self.operator, self.model, self.loss_fn, data, bn_mode=self.bn_mode,
+                                method=self.method, preconditioner=self.preconditioner)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.seeds))
+        v0 = warm_start_vector(*self.previous, seed=seed) if self.warm_start else None
+        result = lanczos(op, op.dim, iters=self.iters, seed=seed, v0=v0, tol=self.tol,
+                         which="both", device=op.device)
+        op.release()
+        self.previous = (result.top_vector, result.bottom_vector)
+        self.samples += op.samples
+        return {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min,
+                "products": op.products}
+
+
+def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n_batches: int = 10,
+                     operator: str = "hessian", bn_mode: str = "train", iters: int = 100,
+                     tol: float | None = 1e-3, full: bool = False, full_subset: int | None = None,
+                     chunk: int = 512, density_batch_sizes: Sequence[int] = (),
+                     density_vectors: int = 4, density_iters: int | None = None,
+                     noise_scale: bool = True, noise_batch_sizes: Sequence[int] | None = None,
+                     preconditioner: torch.Tensor | None = None, method: str = "auto",
+                     warm_start: bool = True, cost_batch: int | None = None, seed: int = 0,
+                     progress: bool = True) -> dict:
+    """Measure the curvature of ``model`` at its current parameters; returns record["spectrum"].
+
+    ``data``: a ``Data`` (its train split is used) or a split. ``loss_fn(outputs, targets)``: the
+    mean training loss without weight decay (weight decay wd adds wd to every eigenvalue).
+    ``preconditioner``: a flat positive P (e.g. ``curvature.adam_preconditioner``) to measure
+    P^-1/2 H P^-1/2, whose spectrum is that of P^-1 H. ``full``: also the full-data operator over
+    the split (or ``full_subset`` random samples) in chunks of ``chunk``; with ``bn_mode="train"``
+    each chunk is normalised by its own statistics (see ``curvature.operators``).
+    ``noise_scale``: gradient noise scale from ``n_batches`` gradients at each of
+    ``noise_batch_sizes`` (default: the smallest and largest of ``batch_sizes``).
+    ``cost_batch``: the batch size of one gradient in ``cost_gradients`` (see the module notes).
+    The model's parameters, buffers and train/eval flags are left as they were.
+    """
+    batch_sizes = [int(b) for b in batch_sizes]
+    _check(batch_sizes, n_batches, iters, operator, bn_mode)
+    cost_batch = int(cost_batch or max(batch_sizes))
+    split = _split(data)
+    start = time.perf_counter()
+    extremes = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
+                         warm_start, seed)
+    batch_draws = _generator(seed, STREAM_BATCHES)
+
+    batches = []
+    bar = tqdm(total=len(batch_sizes) * n_batches, desc="spectrum", disable=not progress,
+               leave=False)
+    for b in batch_sizes:
+        entry = {"batch_size": b, "lambda_max": [], "lambda_min": [], "products": 0}
+        for _ in range(n_batches):
+            found = extremes(random_batch(split, b, device, batch_draws))
+            entry["lambda_max"].append(found["lambda_max"])
+            entry["lambda_min"].append(found["lambda_min"])
+            entry["products"] += found["products"]
+            bar.set_postfix(B=b, lambda_max=f"{found['lambda_max']:.4g}")
+            bar.update()
+        batches.append(entry)
+    bar.close()
+
+    full_entry = None
+    if full:
+        chunks, samples = _full_data(split, full_subset, chunk, device, seed)
+        found = extremes(chunks)
+        full_entry = {"lambda_max": found["lambda_max"], "lambda_min": found["lambda_min"],
+                      "samples": samples}
+
+    density = []
+    product_samples = extremes.samples
+    density_draws = _generator(seed, STREAM_DENSITY)
+    for b in density_batch_sizes:
+        op = curvature_operator(operator, model, loss_fn, random_batch(split, int(b), device, density_draws),
+                                bn_mode=bn_mode, method=method, preconditioner=preconditioner)
+        quadratures = slq_nodes(op, op.dim, density_iters or iters, density_vectors, seed=seed,
+                                device=op.device)
+        op.release()
+        grid, values = broadened_density(quadratures)
+        density.append({"batch_size": int(b), "grid": grid.tolist(), "density": values.tolist()})
+        product_samples += op.samples
+
+    noise, gradient_samples = None, 0
+    if noise_scale:
+        sizes = sorted(set(noise_batch_sizes or (min(batch_sizes), max(batch_sizes))))
+        if len(sizes) == 2:
+            noise_draws = _generator(seed, STREAM_NOISE)
+            small = [random_batch(split, sizes[0], device, noise_draws) for _ in range(n_batches)]
+            big = [random_batch(split, sizes[1], device, noise_draws) for _ in range(n_batches)]
+            noise = measure_noise_scale(model, loss_fn, small, big, bn_mode=bn_mode)
+            noise.pop("gradients")
+            gradient_samples = n_batches * (sizes[0] + sizes[1])
+        elif noise_batch_sizes is not None:
+            raise UsageError(f"noise_batch_sizes needs two different sizes, got {list(noise_batch_sizes)}")
+
+    return {
+        "operator": operator,
+        "bn_mode": bn_mode,
+        "iters": int(iters),
+        "preconditioned": preconditioner is not None,
+        "batches": batches,
+        "full": full_entry,
+        "density": density,
+        "noise_scale": noise,
+        "cost_gradients": (GRADIENTS_PER_PRODUCT[operator] * product_samples + gradient_samples) / cost_batch,
+        "seconds": time.perf_counter() - start,
+    }
