@@ -15,13 +15,10 @@ import torch
 from torch import nn
 
 from spectral_sweep.errors import UsageError
+from spectral_sweep.models.layers import init_convs, scaled
 
 BLOCKS = ("auto", "basic", "bottleneck")
 
-
-def _scaled(channels: int, width: float) -> int:
-    """A channel count times the width multiplier, rounded, never below one channel."""
-    return max(1, round(channels * width))
 
 
 class PreActBlock(nn.Module):
@@ -69,23 +66,21 @@ class PreResNet(nn.Module):
             raise UsageError(f"PreResNet depth with {'bottleneck' if bottleneck else 'basic'} "
                              f"blocks must be {per_block}n+2 with n >= 1, got {depth}{hint}")
         blocks = (depth - 2) // per_block
-        channels = _scaled(16, width)
+        channels = scaled(16, width)
         self.stem = nn.Conv2d(3, channels, 3, padding=1, bias=False)
         stages = []
         for base, stride in ((16, 1), (32, 2), (64, 2)):
             stage = []
             for index in range(blocks):
                 first_stride = stride if index == 0 else 1
-                stage.append(PreActBlock(channels, _scaled(base, width), first_stride, bottleneck))
+                stage.append(PreActBlock(channels, scaled(base, width), first_stride, bottleneck))
                 channels = stage[-1].out_channels
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.head(self.stages(self.stem(x))))

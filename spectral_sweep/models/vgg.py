@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from spectral_sweep.errors import UsageError
+from spectral_sweep.models.layers import init_convs, scaled
 
 POOL = "M"
 CONFIGS = {
@@ -26,10 +27,6 @@ CONFIGS = {
          512, 512, 512, 512, POOL, 512, 512, 512, 512, POOL],
 }
 
-
-def _scaled(channels: int, width: float) -> int:
-    """A channel count times the width multiplier, rounded, never below one channel."""
-    return max(1, round(channels * width))
 
 
 class VGG(nn.Module):
@@ -45,23 +42,20 @@ class VGG(nn.Module):
             if item == POOL:
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
-            out = _scaled(item, width)
+            out = scaled(item, width)
             layers.append(nn.Conv2d(channels, out, kernel_size=3, padding=1))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(nn.ReLU(inplace=True))
             channels = out
         self.features = nn.Sequential(*layers)
-        hidden = _scaled(512, width)
+        hidden = scaled(512, width)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(channels, hidden), nn.ReLU(inplace=True),
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))

@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from spectral_sweep.errors import UsageError
+from spectral_sweep.models.layers import init_convs, scaled
 
-
-def _scaled(channels: int, width: float) -> int:
-    """A channel count times the width multiplier, rounded, never below one channel."""
-    return max(1, round(channels * width))
 
 
 class WideBlock(nn.Module):
@@ -55,11 +52,11 @@ class WideResNet(nn.Module):
             raise UsageError(f"WideResNet widen_factor must be a positive integer, "
                              f"got {widen_factor!r}")
         blocks = (depth - 4) // 6
-        channels = _scaled(16, width)
+        channels = scaled(16, width)
         self.stem = nn.Conv2d(3, channels, 3, padding=1, bias=False)
         stages = []
         for base, stride in ((16, 1), (32, 2), (64, 2)):
-            out = _scaled(base * widen_factor, width)
+            out = scaled(base * widen_factor, width)
             stage = []
             for index in range(blocks):
                 stage.append(WideBlock(channels, out, stride if index == 0 else 1, dropout))
@@ -69,9 +66,7 @@ class WideResNet(nn.Module):
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.head(self.stages(self.stem(x))))
