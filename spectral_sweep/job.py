@@ -90,7 +90,9 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         result = cache.get(key)
         if result is None:
             try:
-                result = run_trial(make_model, data, lr, settings, hooks=hooks_for(config, data, device)).to_dict()
+                resumable = dataclasses.replace(settings, checkpoint=str(cache.dir / f"{key}.pt"))
+                result = run_trial(make_model, data, lr, resumable,
+                                   hooks=hooks_for(config, data, device)).to_dict()
             except OUT_OF_MEMORY:
                 raise UsageError(
                     f"out of memory training batch {config['batch']} on {device}; accumulate "

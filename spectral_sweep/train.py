@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -53,6 +55,7 @@ class TrialSettings:
     precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     channels_last: str | bool = "auto"  # auto: on for CUDA
     compile: bool = False
+    checkpoint: str | None = None       # a file to save the trial to every epoch, and resume from
     micro_batch: int | None = None      # accumulate gradients over pieces of this size (memory);
                                         # BatchNorm statistics then come from each piece
     evaluate: bool = True
@@ -169,12 +172,17 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     scheduled_elsewhere = any(hook.owns_lr for hook in hooks)
     initial = ema = None
     reason = None
-    step = 0
-    bar = tqdm(total=total, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
+    step = checked = 0
+    seconds_before = 0.0
+    per_epoch = len(loader)
+    if settings.checkpoint and Path(settings.checkpoint).exists():
+        step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device)
+        checked = step
+    bar = tqdm(total=total, initial=step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
     model.train()
     start = time.perf_counter()
-    for x, y in _batches(loader, total):
+    for x, y in _batches(loader, total - step, first_epoch=step // per_epoch):
         if not scheduled_elsewhere:
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(settings.schedule, step, total, warmup)
@@ -190,8 +198,10 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
         opt.step()
         losses[step] = loss
         step += 1
-        if step % check_every == 0 or step == total:
-            seen = losses[step - ((step - 1) % check_every) - 1:step].float().cpu().tolist()
+        epoch_end = step % per_epoch == 0
+        if step % check_every == 0 or step == total or epoch_end:
+            seen = losses[checked:step].float().cpu().tolist()
+            checked = step
             for value in seen:
                 if initial is None:
                     initial = ema = value
@@ -206,9 +216,14 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
             bar.set_postfix(loss=f"{seen[-1]:.3g}", lr=f"{opt.param_groups[0]['lr']:.3g}")
             if reason:
                 break
+        if epoch_end and settings.checkpoint and step < total:
+            _save(settings.checkpoint, model, opt, losses, step, initial, ema,
+                  seconds_before + time.perf_counter() - start)
     if cuda:
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
+    if settings.checkpoint:
+        Path(settings.checkpoint).unlink(missing_ok=True)   # the result is the record from now on
     bar.close()
 
     curve = losses[:step].float().cpu()
@@ -229,9 +244,36 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     return model, opt, result
 
 
-def _batches(loader: BatchLoader, total: int):
+def _save(path, model, opt, losses, step, initial, ema, seconds) -> None:
+    """The trial at an epoch boundary, written atomically: everything a resume needs."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses[:step].cpu(),
+             "step": step, "initial": initial, "ema": ema, "seconds": seconds,
+             "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    tmp = Path(f"{path}.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _resume(path, model, opt, losses, device):
+    """Restore a trial saved by ``_save``; the data order of later epochs is seeded, so the
+    resumed trial continues exactly as the uninterrupted one would have."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    step = int(state["step"])
+    losses[:step] = state["losses"].to(device)
+    torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return step, state["initial"], state["ema"], float(state["seconds"])
+
+
+def _batches(loader: BatchLoader, total: int, first_epoch: int = 0):
     """Batches across epoch boundaries until ``total`` steps; epochs reshuffle deterministically."""
-    epoch = 0
+    epoch = first_epoch
     while True:
         for batch in loader.epoch(epoch):
             yield batch

@@ -9,7 +9,7 @@ from torch import nn
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
-from spectral_sweep.train import TrialSettings, budget_steps, run_trial
+from spectral_sweep.train import TrainingHook, TrialSettings, budget_steps, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,29 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(data):
     assert [l for _, l in pieces.loss_curve] == pytest.approx([l for _, l in whole.loss_curve], rel=1e-4)
     with pytest.raises(UsageError, match="micro_batch"):
         run_trial(small_cnn, data, 0.05, settings(micro_batch=64))
+
+
+class Interrupt(TrainingHook):
+    """Kills the trial (as Ctrl-C would) before step ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def before_step(self, step, model, optimizer):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp_path):
+    """512 samples / B=32 = 16 steps an epoch; 3 epochs; killed in the third (step 40)."""
+    long = settings(steps=None, epochs=3, evaluate=False)
+    whole = run_trial(small_cnn, data, 0.05, long)
+    ckpt = tmp_path / "trial.pt"
+    resumable = settings(steps=None, epochs=3, evaluate=False, checkpoint=str(ckpt))
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(small_cnn, data, 0.05, resumable, hooks=[Interrupt(40)])
+    assert torch.load(ckpt, weights_only=True)["step"] == 32       # the last finished epoch
+    resumed = run_trial(small_cnn, data, 0.05, resumable)
+    assert resumed.steps == whole.steps == 48
+    assert resumed.loss_curve == whole.loss_curve and resumed.stable == whole.stable
+    assert not ckpt.exists()                                        # the record holds the result now
