@@ -39,16 +39,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spectral_sweep.curvature import (  # noqa: E402
+from spectral_sweep.curvature import (
     curvature_operator,
     gradient,
     lanczos,
     trainable_parameters,
     warm_start_vector,
 )
-from spectral_sweep.data import BatchLoader, load_dataset  # noqa: E402
-from spectral_sweep.models import build_model  # noqa: E402
-from spectral_sweep.spectrum import measure_spectrum, random_batch  # noqa: E402
+from spectral_sweep.data import BatchLoader, load_dataset
+from spectral_sweep.models import build_model
+from spectral_sweep.spectrum import measure_spectrum, random_batch
 
 LOSS = nn.CrossEntropyLoss()
 WRONG = 1e-2  # a relative error above this means a tool found some other eigenvalue
@@ -234,7 +234,7 @@ def top_eigenvalue_race(model, batch, other_batch, args, seconds_gradient):
     if not args.skip_peers:
         for tol in ((1e-3,) if args.quick else (1e-3, 1e-4)):
             runs.append((f"PyHessian power iteration, tol {tol:g}", "peer",
-                         fastest_of(r, lambda: run_pyhessian(model, batch, tol))))
+                         fastest_of(r, lambda tol=tol: run_pyhessian(model, batch, tol))))
         runs.append(("curvlinops + scipy eigsh, tol 1e-3", "peer",
                      fastest_of(r, lambda: run_curvlinops(model, batch, 1e-3))))
         runs.append(("hessian-eigenthings lanczos, 30 steps", "peer",

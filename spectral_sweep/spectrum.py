@@ -8,8 +8,11 @@ kappa / B; ``theory.fit_inverse_batch`` fits it from these numbers.
 
 Performance lever: neighbouring measurements share their extreme directions (batches of one size
 are samples of the same random matrix, and neighbouring sizes differ by a little noise), so each
-Lanczos run starts from the previous run's top and bottom Ritz vectors (``warm_start=True``),
-which cuts the products per run several-fold. Results do not depend on it beyond ``tol``.
+Lanczos run starts from the previous run's top and bottom Ritz vectors (``warm_start=True``).
+Results do not depend on it beyond ``tol``. The saving is real but modest, because cold Lanczos
+is already quick on the top outlier: on a briefly trained VGG-16 it needs ~5 products for
+lambda_max and ~18 for both extremes, warm ~3 and ~11-14 (lambda_min's eigenvector belongs to a
+dense negative tail that varies from batch to batch); see scripts/bench_spectrum.py.
 
 Cost (``cost_gradients``) is nominal and counted in gradients of ``cost_batch`` samples (default:
 the largest measured batch size, so a job measuring its own batch size gets gradients at its
@@ -23,7 +26,7 @@ dominated by fixed overheads. ``scripts/bench_spectrum.py`` measures real ratios
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,11 +37,14 @@ from spectral_sweep.curvature import (
     Chunks,
     curvature_operator,
     lanczos,
-    noise_scale as measure_noise_scale,
     slq_nodes,
     warm_start_vector,
 )
+from spectral_sweep.curvature import (
+    noise_scale as measure_noise_scale,
+)
 from spectral_sweep.curvature.lanczos import broadened_density
+from spectral_sweep.data import BatchLoader
 from spectral_sweep.errors import UsageError
 
 # Independent random streams, so that switching one part on or off leaves the others' draws alone.
@@ -56,8 +62,6 @@ def _split(data):
 
 def random_batch(split, batch_size: int, device, generator: torch.Generator):
     """``batch_size`` distinct samples of ``split`` drawn with ``generator``, evaluation transform."""
-    from spectral_sweep.data import BatchLoader
-
     if batch_size > len(split):
         raise UsageError(f"batch size {batch_size} is larger than the training split "
                          f"({len(split)} samples)")
@@ -68,8 +72,6 @@ def random_batch(split, batch_size: int, device, generator: torch.Generator):
 
 def _full_data(split, subset: int | None, chunk: int, device, seed: int):
     """The training split (or a random subset of it) as re-iterable chunks of ``chunk`` samples."""
-    from spectral_sweep.data import BatchLoader
-
     if subset is not None:
         if not 1 <= subset <= len(split):
             raise UsageError(f"full_subset must lie in [1, {len(split)}], got {subset}")

@@ -1,5 +1,6 @@
 """The spectrum measurement of a sweep point, on small models and the synthetic dataset."""
 
+import itertools
 import json
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_record_schema(spectrum):
 def test_lambda_max_shrinks_with_batch_size_toward_the_full_data_value(spectrum):
     means = [np.mean(b["lambda_max"]) for b in spectrum["batches"]]
     full = spectrum["full"]["lambda_max"]
-    assert all(later < earlier for earlier, later in zip(means, means[1:])), means
+    assert all(later < earlier for earlier, later in itertools.pairwise(means)), means
     # lambda_max is convex, so E lambda_max(H_B) >= lambda_max(E H_B) = lambda_full
     assert means[0] > 2 * full
     assert full * 0.9 < means[-1] < means[0]
@@ -80,7 +81,7 @@ def test_lambda_max_shrinks_with_batch_size_toward_the_full_data_value(spectrum)
 
 def test_warm_start_changes_cost_not_results(data):
     model = small_mlp()
-    kwargs = dict(n_batches=3, iters=100, tol=1e-4, noise_scale=False, progress=False)
+    kwargs = {"n_batches": 3, "iters": 100, "tol": 1e-4, "noise_scale": False, "progress": False}
     warm = measure_spectrum(model, data, LOSS, "cpu", (32, 64), warm_start=True, **kwargs)
     cold = measure_spectrum(model, data, LOSS, "cpu", (32, 64), warm_start=False, **kwargs)
     for w, c in zip(warm["batches"], cold["batches"]):
@@ -111,7 +112,7 @@ def test_measurement_leaves_the_model_untouched(data):
 
 def test_preconditioner_rescales_the_spectrum(data):
     model = small_mlp()
-    kwargs = dict(n_batches=2, iters=100, tol=1e-5, noise_scale=False, progress=False)
+    kwargs = {"n_batches": 2, "iters": 100, "tol": 1e-5, "noise_scale": False, "progress": False}
     plain = measure_spectrum(model, data, LOSS, "cpu", (64,), **kwargs)
     dim = sum(p.numel() for p in model.parameters())
     scaled = measure_spectrum(model, data, LOSS, "cpu", (64,), preconditioner=torch.full((dim,), 4.0),

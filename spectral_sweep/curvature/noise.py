@@ -13,7 +13,7 @@ says, running statistics untouched), so they belong to the same loss as the meas
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

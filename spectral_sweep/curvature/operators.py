@@ -31,7 +31,7 @@ gradient); ``scripts/bench_spectrum.py`` measures the real ratio on the machine 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
