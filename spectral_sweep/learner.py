@@ -240,6 +240,14 @@ class LanczosLearner(TrainingHook):
         return {"rule": self.rule, "every": self.every, "iters": self.iters,
                 "batch": self.batch_size, "refreshes": self.refreshes, "cost_gradients": self.cost}
 
+    def state_dict(self) -> dict:
+        return {"top": self.top, "refreshes": self.refreshes, "cost": self.cost,
+                "current": self.current}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.top, self.refreshes = state["top"], list(state["refreshes"])
+        self.cost, self.current = float(state["cost"]), state["current"]
+
 
 class SharpnessTracker(TrainingHook):
     """Logs the top Hessian eigenvalue on a fixed batch every ``every`` steps, with the stability
@@ -299,6 +307,13 @@ class SharpnessTracker(TrainingHook):
     def log(self) -> dict:
         return {"every": self.every, "batch": self.batch_size, "iters": self.iters,
                 "measurements": self.measurements, "cost_gradients": self.cost}
+
+    def state_dict(self) -> dict:
+        return {"top": self.top, "measurements": self.measurements, "cost": self.cost}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.top, self.measurements = state["top"], list(state["measurements"])
+        self.cost = float(state["cost"])
 
 
 # ----------------------------------------------------------------------------------------------

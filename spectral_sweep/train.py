@@ -72,6 +72,9 @@ class TrainingHook:
     with ``owns_lr`` sets lr and momentum itself and the schedule stays out of its way).
     ``log()`` is stored in the trial record under ``hooks[name]``. Hooks may use the model and
     optimizer but must leave the model in train mode and its parameters untouched.
+    ``state_dict()`` goes into the trial's epoch checkpoint and ``load_state_dict`` restores it
+    on resume, so a resumed trial carries on with the hook's history (tensors, numbers, strings,
+    lists and dicts only: checkpoints are read with ``weights_only=True``).
     """
 
     name = "hook"
@@ -82,6 +85,12 @@ class TrainingHook:
 
     def log(self) -> dict:
         return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 @dataclass
@@ -176,7 +185,8 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     seconds_before = 0.0
     per_epoch = len(loader)
     if settings.checkpoint and Path(settings.checkpoint).exists():
-        step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device)
+        step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device,
+                                                     hooks)
         checked = step
     bar = tqdm(total=total, initial=step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
@@ -218,7 +228,7 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
                 break
         if epoch_end and settings.checkpoint and step < total:
             _save(settings.checkpoint, model, opt, losses, step, initial, ema,
-                  seconds_before + time.perf_counter() - start)
+                  seconds_before + time.perf_counter() - start, hooks)
     if cuda:
         torch.cuda.synchronize(device)
     seconds = seconds_before + time.perf_counter() - start
@@ -244,11 +254,11 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     return model, opt, result
 
 
-def _save(path, model, opt, losses, step, initial, ema, seconds) -> None:
+def _save(path, model, opt, losses, step, initial, ema, seconds, hooks=()) -> None:
     """The trial at an epoch boundary, written atomically: everything a resume needs."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses[:step].cpu(),
              "step": step, "initial": initial, "ema": ema, "seconds": seconds,
-             "rng": torch.get_rng_state()}
+             "rng": torch.get_rng_state(), "hooks": {hook.name: hook.state_dict() for hook in hooks}}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     tmp = Path(f"{path}.tmp")
@@ -257,12 +267,16 @@ def _save(path, model, opt, losses, step, initial, ema, seconds) -> None:
     os.replace(tmp, path)
 
 
-def _resume(path, model, opt, losses, device):
+def _resume(path, model, opt, losses, device, hooks=()):
     """Restore a trial saved by ``_save``; the data order of later epochs is seeded, so the
     resumed trial continues exactly as the uninterrupted one would have."""
     state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    saved_hooks = state.get("hooks", {})
+    for hook in hooks:
+        if hook.name in saved_hooks:
+            hook.load_state_dict(saved_hooks[hook.name])
     step = int(state["step"])
     losses[:step] = state["losses"].to(device)
     torch.set_rng_state(state["rng"])

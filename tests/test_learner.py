@@ -15,17 +15,9 @@ from spectral_sweep.errors import UsageError
 from spectral_sweep.learner import (LanczosLearner, SharpnessTracker, bulk_mu, hooks_for,
                                     learner_rule, plot_sharpness, sgd_limit)
 from spectral_sweep.optim import build_optimizer
-from spectral_sweep.train import TrialSettings, run_trial
+from spectral_sweep.train import TrainingHook, TrialSettings, run_trial
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -363,3 +355,41 @@ def test_a_diverged_model_is_logged_not_a_crash(data):
     tracker.before_step(0, model, opt)
     assert "error" in learner.log()["refreshes"][0] and opt.param_groups[0]["lr"] == 1e-3
     assert tracker.log()["measurements"][0]["lambda_max"] is None
+
+
+class Interrupt(TrainingHook):
+    """Kills the trial (as Ctrl-C would) before step ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def before_step(self, step, model, optimizer):
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, tmp_path):
+    """512 samples / B=32: 16 steps an epoch, 3 epochs, refreshes every 12 steps (so the epoch
+    checkpoints fall between refreshes), killed at step 40: the resumed trial must reuse the
+    lr and momentum chosen at step 36 and end with the uninterrupted trial's history."""
+    config = lanczos_config(every=12, iters=6, batch=64, lr_cap=0.3)
+    options = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
+
+    def trial(checkpoint=None, extra=()):
+        settings = TrialSettings(batch_size=32, optimizer=options, steps=None, epochs=3, quiet=True,
+                                 evaluate=False, checkpoint=checkpoint)
+        hooks = hooks_for(config, data, "cpu")
+        return run_trial(small_cnn, data, config["optimizer"]["lr"], settings, hooks=[*hooks, *extra])
+
+    whole = trial()
+    ckpt = tmp_path / "trial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        trial(str(ckpt), [Interrupt(40)])
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 32
+    assert [r["step"] for r in saved["hooks"]["learner"]["refreshes"]] == [0, 12, 24]
+    resumed = trial(str(ckpt))
+    assert [r["step"] for r in resumed.hooks["learner"]["refreshes"]] == [0, 12, 24, 36]
+    assert resumed.hooks["learner"] == whole.hooks["learner"]
+    assert resumed.hooks["sharpness"]["measurements"] == whole.hooks["sharpness"]["measurements"]
+    assert resumed.loss_curve == whole.loss_curve

@@ -22,15 +22,6 @@ def data():
     return load_dataset("synthetic", seed=0, train_size=2048, test_size=64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny products are faster on one thread, and they stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_mlp(batch_norm=False):
     """An MLP on 4x4-pooled images (192 inputs, ~3k parameters): cheap exact curvature."""
     torch.manual_seed(0)
@@ -42,7 +33,6 @@ def small_mlp(batch_norm=False):
 @pytest.fixture(scope="module")
 def spectrum(data):
     """One full measurement, shared by the tests that only read it."""
-    torch.set_num_threads(1)
     return measure_spectrum(small_mlp(), data, LOSS, "cpu", SIZES, n_batches=4, iters=100,
                             tol=1e-3, full=True, chunk=512, density_batch_sizes=(64,),
                             density_vectors=2, density_iters=30, progress=False)
