@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from .data import load_dataset
 from .errors import UsageError
-from .learner import hooks_for
+from .learner import hooks_for, owns_lr
+from .plots import plot_sharpness
 from .models import build_model
 from .optim import momentum_of
 from .records import (RECORD_FILE, SCHEMA, CorruptRecord, TrialCache, config_key, load_records,
@@ -33,6 +34,7 @@ from .train import TrialSettings, resolve_device, run_trial, train
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 SEARCH_METHODS = ("bisect", "fixed", "grid", "none")
+LEARNER_STATUS = "chosen_by_learner"   # lr_max_status of a learner's point: no lr was searched
 
 # Keys that change how results are presented or searched, not what a trial computes.
 NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir", "experiment")
@@ -99,6 +101,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
                     f"gradients over smaller pieces with train.micro_batch={max(1, config['batch'] // 4)} "
                     f"(BatchNorm statistics then come from each piece)") from None
             cache.put(key, result)
+        sharpness_figure(result, job_dir)
         bar.update()
         bar.set_postfix(lr=f"{lr:.3g}", outcome="stable" if result["stable"] else "diverged")
         return result
@@ -116,7 +119,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         "model": label, "dataset": config["dataset"]["name"],
         "optimizer": opt_cfg["name"], "batch_size": config["batch"], "seed": config["seed"],
         "expected_exponent": exponent, "momentum": momentum_of(**opt_cfg),
-        "search": search["method"], "search_start": start,
+        "search": "learner" if outcome.status == LEARNER_STATUS else search["method"], "search_start": start,
         "lr_max": outcome.lr_max, "lr_max_bracket": list(outcome.bracket), "lr_max_status": outcome.status,
         "lr_best": best["lr"] if best else None, "best_test_acc": best["test_acc"] if best else None,
         "trials": trials, "trials_reused": cache.hits,
@@ -129,10 +132,26 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         record["spectrum"] = point_spectrum(config, make_model, data, settings, device)
     path = write_json_atomic(job_dir / RECORD_FILE, record)
     lo, hi = outcome.bracket
-    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: lr_max={_fmt(lo)} "
-                 f"(bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}; {len(trials)} trials, "
+    if outcome.status == LEARNER_STATUS and trials:
+        t = trials[0]
+        found = (f"learner trial {'stable' if t['stable'] else 'diverged'} (test acc "
+                 f"{_fmt(t['test_acc'])}, {len(t['hooks']['learner']['refreshes'])} refreshes")
+    else:
+        found = f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}; {len(trials)} trials"
+    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: {found}, "
                  f"{record['steps']} steps, {record['seconds']:.0f} s) -> {path}")
     return record
+
+
+def sharpness_figure(trial: dict, job_dir: Path) -> Path | None:
+    """sharpness/lr<lr>.png in the job folder for a trial that tracked sharpness (drawn once)."""
+    if not (trial.get("hooks") or {}).get("sharpness", {}).get("measurements"):
+        return None
+    path = job_dir / "sharpness" / f"lr{trial['lr']:.4g}.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_sharpness(trial, path)
+    return path
 
 
 def _check_point(config: dict) -> None:
@@ -153,6 +172,13 @@ def _search(search: dict, trial, config: dict, sweep_dir, group_key: str, expone
     lr = float(config["optimizer"]["lr"])
     if search["method"] == "none":
         return SearchResult(None, (None, None), "not_searched", []), None
+    if owns_lr(config):
+        # the learner resets the lr from the curvature at step 0 and every refresh: trials at
+        # other start lrs would be the same trial, so one runs whatever the search says
+        if search["method"] != "fixed":
+            _say(config, f"optimizer={config['optimizer']['name']} chooses its own lr: one trial "
+                         f"instead of search={search['method']}")
+        return SearchResult(None, (None, None), LEARNER_STATUS, grid_search(trial, [lr]).trials), lr
     if search["method"] == "fixed":
         return grid_search(trial, [lr]), lr
     if search["method"] == "grid":

@@ -330,6 +330,11 @@ def learner_options(optimizer: dict) -> dict:
     return {**LEARNER_DEFAULTS, **given}
 
 
+def owns_lr(config: dict) -> bool:
+    """Whether the job's optimizer sets its own lr (the learner), so no lr search applies."""
+    return config["optimizer"]["name"] == "lanczos_sgd"
+
+
 def hooks_for(config: dict, data, device) -> list[TrainingHook]:
     """The hooks a resolved job config asks for: the learner first (it sets the lr that the
     sharpness tracker then reports), then sharpness tracking."""
@@ -338,7 +343,7 @@ def hooks_for(config: dict, data, device) -> list[TrainingHook]:
     batch = int(config["batch"])
     seed = int(config.get("seed", 0))
     hooks: list[TrainingHook] = []
-    if optimizer["name"] == "lanczos_sgd":
+    if owns_lr(config):
         hooks.append(LanczosLearner(split, device, train_batch=batch, seed=seed,
                                     momentum=float(optimizer.get("momentum") or 0.0),
                                     weight_decay=float(optimizer.get("weight_decay") or 0.0),
@@ -349,34 +354,3 @@ def hooks_for(config: dict, data, device) -> list[TrainingHook]:
         hooks.append(SharpnessTracker(split, device, every=every, batch=size, train_batch=batch,
                                       seed=seed))
     return hooks
-
-
-# ----------------------------------------------------------------------------------------------
-# Plot
-
-
-def plot_sharpness(trial_record: dict, path) -> None:
-    """One PNG: lambda_max and the stability limit of the lr in use against step (log y)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    entries = (trial_record.get("hooks") or {}).get("sharpness", {}).get("measurements", [])
-    if not entries:
-        raise ValueError("the trial record has no sharpness measurements (train.sharpness_every)")
-    entries = [e for e in entries if e["lambda_max"] is not None]
-    steps = [e["step"] for e in entries]
-    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(steps, [e["lambda_max"] for e in entries], "o-", ms=3,
-            label=r"$\lambda_{max}$" + (" (preconditioned)" if entries[-1]["preconditioned"] else ""))
-    limit = [(s, e["limit"]) for s, e in zip(steps, entries) if e["limit"] is not None]
-    if limit:
-        ax.plot(*zip(*limit), "--", color="black", label="stability limit of the lr in use")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("curvature")
-    lr = trial_record.get("lr")
-    ax.set_title(f"sharpness (trial lr={lr:.3g})" if isinstance(lr, (int, float)) else "sharpness")
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)

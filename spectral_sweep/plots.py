@@ -1,4 +1,5 @@
-"""The report's figures: lr_max against B, normalised lr, accuracy against lr, lambda_max(B), densities.
+"""The report's figures: lr_max against B, normalised lr, accuracy against lr, lambda_max(B), densities,
+the learner against the search; and a trial's sharpness against its stability limit.
 
 matplotlib's object API with the Agg canvas: no pyplot, no global backend state, so a report can
 be drawn inside any program.
@@ -385,3 +386,64 @@ def plot_density(spec: dict, key, path: Path) -> Path:
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
+
+
+def plot_learner_comparison(learner: dict, partners: list[dict], path: Path) -> Path:
+    """The learner's trial beside the best fixed-lr trial of each matching search: training loss
+    against step (left) and the lr in use (right: the learner's choice at each refresh)."""
+    import matplotlib
+
+    from .comparison import best_trial
+
+    fig = _figure(9.0, 3.6)
+    loss_ax, lr_ax = fig.subplots(1, 2)
+    trial = learner["trials"][0]
+    refreshes = [r for r in trial["hooks"]["learner"]["refreshes"] if "lr" in r]
+    colors = [matplotlib.colormaps["tab10"](i % 10) for i in range(len(partners) + 1)]
+    rule = trial["hooks"]["learner"].get("rule", "")
+    steps, loss = zip(*trial["loss_curve"]) if trial["loss_curve"] else ((), ())
+    loss_ax.plot(steps, loss, color=colors[0], lw=1.6, label=f"learner ({rule})")
+    if refreshes:
+        xs = [r["step"] for r in refreshes] + [trial["steps"]]
+        lr_ax.step(xs, [r["lr"] for r in refreshes] + [refreshes[-1]["lr"]], where="post",
+                   color=colors[0], lw=1.6, label=f"learner ({rule})")
+    for partner, c in zip(partners, colors[1:]):
+        best = best_trial(partner)
+        if best is None:
+            continue
+        name = f"{partner['optimizer']} lr={best['lr']:.3g} (best of {len(partner['trials'])})"
+        if best["loss_curve"]:
+            loss_ax.plot(*zip(*best["loss_curve"]), color=c, lw=1.4, label=name)
+        lr_ax.hlines(best["lr"], 0, best["steps"], color=c, lw=1.4, label=name)
+    loss_ax.set(xlabel="step", ylabel="training loss (window mean)", yscale="log")
+    lr_ax.set(xlabel="step", ylabel="learning rate", yscale="log")
+    for ax in (loss_ax, lr_ax):
+        _plain_log_y(ax)
+        ax.grid(True, alpha=0.3)
+        _legend(ax, fontsize=7)
+    fig.suptitle(f"Learner against the search: {learner['model']} / {learner['dataset']} / "
+                 f"B={learner['batch_size']} / seed {learner.get('seed', 0)}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_sharpness(trial_record: dict, path) -> Path:
+    """One PNG: lambda_max and the stability limit of the lr in use against step (log y)."""
+    entries = (trial_record.get("hooks") or {}).get("sharpness", {}).get("measurements", [])
+    if not entries:
+        raise ValueError("the trial record has no sharpness measurements (train.sharpness_every)")
+    entries = [e for e in entries if e["lambda_max"] is not None]
+    steps = [e["step"] for e in entries]
+    fig = _figure(5.5, 3.6)
+    ax = fig.subplots()
+    ax.plot(steps, [e["lambda_max"] for e in entries], "o-", ms=3,
+            label=r"$\lambda_{max}$" + (" (preconditioned)" if entries[-1]["preconditioned"] else ""))
+    limit = [(s, e["limit"]) for s, e in zip(steps, entries) if e["limit"] is not None]
+    if limit:
+        ax.plot(*zip(*limit), "--", color="black", label="stability limit of the lr in use")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("curvature")
+    lr = trial_record.get("lr")
+    ax.set_title(f"sharpness (trial lr={lr:.3g})" if isinstance(lr, (int, float)) else "sharpness")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))

@@ -14,6 +14,8 @@ lr_max_vs_batch.png     lr_max against B per group, log-log, with fit and refere
 normalised_lr.png       lr_max / B^expected against B: flat where the law holds
 accuracy_vs_lr_<g>.png  test accuracy against lr, one curve per B, diverged trials marked
 lambda_max_vs_batch_<g>.png, density_<g>.png   the spectrum, when measured
+learner.csv / .md       (when the sweep ran optimizer=lanczos_sgd) the learner's trial against the
+learner_<point>.png     best fixed-lr trial of the matching search: accuracy, loss, cost
 report.md               an index: provenance, every table inline, every figure linked, and the
                         record files that were skipped as corrupt
 
@@ -29,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .comparison import COMPARISON_NOTE, comparison_table, is_learner, partners_of
 from .errors import UsageError
-from .plots import (label, plot_accuracy_vs_lr, plot_density, plot_lambda_max, plot_lr_max_vs_batch,
-                    plot_normalised, slug)
+from .plots import (label, plot_accuracy_vs_lr, plot_density, plot_lambda_max, plot_learner_comparison,
+                    plot_lr_max_vs_batch, plot_normalised, slug)
 from .records import RECORD_FILE, trials_frame
 from .tables import (GROUP, LR_MAX_NOTE, SCALING_NOTE, SPECTRUM_NOTE, ci_text, load_sweep, lr_max_markdown,
                      lr_max_table, markdown_table, scaling_markdown, scaling_table, spectrum_tables)
@@ -66,6 +69,26 @@ def _provenance(records: list[dict], sweep_dirs) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _learner_section(records: list[dict], out: Path, written: dict) -> str:
+    """learner.csv/.md and one figure per learner run; the report.md section ('' if none)."""
+    table = comparison_table(records)
+    if table.empty:
+        return ""
+    table.to_csv(out / "learner.csv", index=False)
+    text = markdown_table(table)
+    (out / "learner.md").write_text(f"# Learner against the search\n\n{COMPARISON_NOTE}\n\n{text}")
+    written["learner.csv"], written["learner.md"] = out / "learner.csv", out / "learner.md"
+    figures = []
+    for learner in filter(is_learner, records):
+        if not learner.get("trials"):
+            continue
+        partners = partners_of(learner, records)
+        name = f"learner_{slug((learner['model'], learner['dataset'], learner['batch_size'], learner.get('seed', 0)))}.png"
+        written[name] = plot_learner_comparison(learner, partners, out / name)
+        figures.append(f"![learner against the search]({name})\n")
+    return "\n".join(["## Learner against the search\n", COMPARISON_NOTE + "\n", text, *figures])
+
+
 def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Path]:
     """Read the records under ``sweep_dirs`` and write tables, figures and ``report.md`` to
     ``out_dir`` (default: the first sweep directory). Returns {file name: path}.
@@ -93,6 +116,13 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
         (out / name).write_text(text)
         written[name] = out / name
 
+    every_record = records
+    learner_md = _learner_section(records, out, written)
+    records = [r for r in records if not is_learner(r)]   # the tables below are about searched lrs
+    if not records:
+        put("report.md", "\n".join(["# spectral-sweep report\n", "## Provenance\n",
+                                     _provenance(every_record, sweep_dirs), learner_md]))
+        return written
     points = lr_max_table(records)
     trials = trials_frame(records)
     scaling, analyses = scaling_table(points)
@@ -155,7 +185,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
                    + (["--out", str(out)] if out != sweep_dirs[0] else []))
     md = ["# spectral-sweep report\n",
           f"Tables and figures from the job records below; regenerate with `{cmd}` (no training needed).\n",
-          "## Provenance\n", _provenance(records, sweep_dirs)]
+          "## Provenance\n", _provenance(every_record, sweep_dirs)]
     if skipped:
         md += [f"## Skipped record files ({len(skipped)})\n",
                "These files exist but could not be read or lack required fields; their sweep points are "
@@ -169,6 +199,8 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     md += [f"![accuracy against lr, {label(k)}]({p.name})\n" for k, p in acc_figs.items()]
     if spec_md:
         md += ["## Spectrum\n", SPECTRUM_NOTE + "\n", spec_md]
+    if learner_md:
+        md.append(learner_md)
     md += ["## Files\n", "\n".join(f"- [{n}]({n})" for n in sorted({**written, "report.md": None})) + "\n"]
     put("report.md", "\n".join(md))
 

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -13,8 +14,9 @@ from spectral_sweep.curvature import lanczos
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.learner import (LanczosLearner, SharpnessTracker, bulk_mu, hooks_for,
-                                    learner_rule, plot_sharpness, sgd_limit)
+                                    learner_rule, sgd_limit)
 from spectral_sweep.optim import build_optimizer
+from spectral_sweep.plots import plot_sharpness
 from spectral_sweep.train import TrainingHook, TrialSettings, run_trial
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -338,6 +340,7 @@ def test_a_lanczos_sgd_job_records_the_learner_and_sharpness_logs(tmp_path):
     (trial,) = record["trials"]
     assert [r["step"] for r in trial["hooks"]["learner"]["refreshes"]] == [0, 3]
     assert [m["step"] for m in trial["hooks"]["sharpness"]["measurements"]] == [0, 3]
+    assert [p.name for p in (tmp_path / "job" / "sharpness").iterdir()] == [f"lr{trial['lr']:.4g}.png"]
     # the learner's options are part of the trial's identity: another rule is another trial
     config["optimizer"]["learner"]["rule"] = "nesterov"
     other = run_point(config, tmp_path / "job")
@@ -393,3 +396,51 @@ def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, 
     assert resumed.hooks["learner"] == whole.hooks["learner"]
     assert resumed.hooks["sharpness"]["measurements"] == whole.hooks["sharpness"]["measurements"]
     assert resumed.loss_curve == whole.loss_curve
+
+
+def compose_job(*overrides):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("config", overrides=[
+            "model=vgg11_bn", "model.width=0.125", "dataset.train_size=128", "dataset.test_size=32",
+            "batch=16", "quiet=true", "search.budget.steps=6", *overrides])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    return config
+
+
+def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp_path):
+    from spectral_sweep.job import run_point
+    from spectral_sweep.report import write_report
+
+    learner = run_point(compose_job("optimizer=lanczos_sgd", "search=bisect", "optimizer.learner.every=3",
+                                    "optimizer.learner.iters=4", "optimizer.learner.batch=16"),
+                        tmp_path / "sweep" / "learner")
+    # it owns its lr: one trial whatever the search, and no lr_max to fit
+    assert learner["search"] == "learner" and len(learner["trials"]) == 1
+    assert learner["lr_max"] is None and learner["lr_max_status"] == "chosen_by_learner"
+    searched = run_point(compose_job("optimizer=sgd", "search=grid", "search.lrs=[0.001,0.01,0.1]"),
+                         tmp_path / "sweep" / "sgd")
+    other_budget = run_point(compose_job("optimizer=sgd", "search=fixed", "search.budget.steps=4"),
+                             tmp_path / "sweep" / "sgd_short")
+
+    written = write_report(tmp_path / "sweep", quiet=True)
+    table = pd.read_csv(written["learner.csv"])
+    assert len(table) == 1       # the 4-step search has another budget: not comparable
+    row = table.iloc[0]
+    trial = learner["trials"][0]
+    refreshes = trial["hooks"]["learner"]["refreshes"]
+    assert row["budget_steps"] == 6 and row["refreshes"] == len(refreshes) == 2
+    assert row["learner_cost"] == pytest.approx(6 + sum(r["cost_gradients"] for r in refreshes))
+    assert row["learner_lr"] == pytest.approx(refreshes[-1]["lr"])
+    stable = [t for t in searched["trials"] if t["stable"]]
+    best = max(stable, key=lambda t: t["test_acc"])
+    assert row["fixed_lr"] == pytest.approx(best["lr"]) and row["fixed_test_acc"] == pytest.approx(best["test_acc"])
+    assert row["search_trials"] == 3 and row["search_cost"] == sum(t["steps"] for t in searched["trials"])
+    assert written["learner_vgg11-bn-w0.125_synthetic_16_0.png"].stat().st_size > 0
+    assert "## Learner against the search" in written["report.md"].read_text()
+    # the learner's point is not an lr_max(B) point
+    assert set(pd.read_csv(written["lr_max.csv"])["optimizer"]) == {"sgd"}
+    assert other_budget["trials"][0]["budget_steps"] == 4
