@@ -27,7 +27,7 @@ import torch
 from spectral_sweep.data import load_dataset
 from spectral_sweep.learner import hooks_for
 from spectral_sweep.models import build_model
-from spectral_sweep.train import TrialSettings, TrainingHook, resolve_device, run_trial
+from spectral_sweep.train import TrainingHook, TrialSettings, resolve_device, run_trial
 
 
 class Timed(TrainingHook):

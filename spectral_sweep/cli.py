@@ -32,7 +32,7 @@ CONFIG_DIR = _config_dir()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _job(cfg: DictConfig) -> None:
-    from .job import run_point   # torch and friends load only when a job really runs
+    from .job import run_point  # torch and friends load only when a job really runs
 
     hc = HydraConfig.get()
     try:

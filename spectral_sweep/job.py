@@ -23,11 +23,19 @@ from tqdm.auto import tqdm
 from .data import load_dataset
 from .errors import UsageError
 from .learner import hooks_for, owns_lr
-from .plots import plot_sharpness
 from .models import build_model
 from .optim import momentum_of
-from .records import (RECORD_FILE, SCHEMA, CorruptRecord, TrialCache, config_key, load_records,
-                      read_job_record, write_json_atomic)
+from .plots import plot_sharpness
+from .records import (
+    RECORD_FILE,
+    SCHEMA,
+    CorruptRecord,
+    TrialCache,
+    config_key,
+    load_records,
+    read_job_record,
+    write_json_atomic,
+)
 from .search import SearchResult, find_max_lr, grid_search
 from .theory import expected_exponent
 from .train import TrialSettings, resolve_device, run_trial, train

@@ -64,8 +64,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .curvature import (GRADIENTS_PER_PRODUCT, adam_preconditioner, curvature_operator, lanczos,
-                        trainable_parameters, warm_start_vector)
+from .curvature import (
+    GRADIENTS_PER_PRODUCT,
+    adam_preconditioner,
+    curvature_operator,
+    lanczos,
+    trainable_parameters,
+    warm_start_vector,
+)
 from .errors import UsageError
 from .train import TrainingHook
 

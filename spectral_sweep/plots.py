@@ -17,6 +17,7 @@ import pandas as pd
 from . import theory
 from .tables import DPI, GROUP, as_number, ci_text, lr_pred, usable
 
+
 def _figure(w: float, h: float):
     from matplotlib.figure import Figure
     return Figure(figsize=(w, h), dpi=DPI, layout="constrained")

@@ -32,8 +32,8 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 RECORD_FILE = "record.json"
 TRIALS_DIR = "trials"

@@ -33,11 +33,32 @@ import pandas as pd
 
 from .comparison import COMPARISON_NOTE, comparison_table, is_learner, partners_of
 from .errors import UsageError
-from .plots import (label, plot_accuracy_vs_lr, plot_density, plot_lambda_max, plot_learner_comparison,
-                    plot_lr_max_vs_batch, plot_normalised, slug)
+from .plots import (
+    label,
+    plot_accuracy_vs_lr,
+    plot_density,
+    plot_lambda_max,
+    plot_learner_comparison,
+    plot_lr_max_vs_batch,
+    plot_normalised,
+    slug,
+)
 from .records import RECORD_FILE, trials_frame
-from .tables import (GROUP, LR_MAX_NOTE, SCALING_NOTE, SPECTRUM_NOTE, ci_text, load_sweep, lr_max_markdown,
-                     lr_max_table, markdown_table, scaling_markdown, scaling_table, spectrum_tables)
+from .tables import (
+    GROUP,
+    LR_MAX_NOTE,
+    SCALING_NOTE,
+    SPECTRUM_NOTE,
+    ci_text,
+    load_sweep,
+    lr_max_markdown,
+    lr_max_table,
+    markdown_table,
+    scaling_markdown,
+    scaling_table,
+    spectrum_tables,
+)
+
 
 def _provenance(records: list[dict], sweep_dirs) -> str:
     def uniq(field):

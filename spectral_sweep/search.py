@@ -13,9 +13,8 @@ an object with a ``.stable`` attribute), so the search is testable and reusable 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import UsageError
 

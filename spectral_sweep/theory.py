@@ -29,9 +29,20 @@ from scipy import optimize, stats
 #: Default bracket resolution of the lr search (``search.TOLERANCE``): lr_max is known to a factor.
 DEFAULT_RESOLUTION = 2 ** 0.25
 
-__all__ = ["PowerLawFit", "InverseBatchFit", "NoiseScale", "fit_power_law", "detect_saturation",
-           "verdict", "expected_exponent", "fit_inverse_batch", "lr_pred_sgd", "lr_pred_adam",
-           "gradient_noise_scale", "DEFAULT_RESOLUTION"]
+__all__ = [
+    "DEFAULT_RESOLUTION",
+    "InverseBatchFit",
+    "NoiseScale",
+    "PowerLawFit",
+    "detect_saturation",
+    "expected_exponent",
+    "fit_inverse_batch",
+    "fit_power_law",
+    "gradient_noise_scale",
+    "lr_pred_adam",
+    "lr_pred_sgd",
+    "verdict",
+]
 
 
 # --------------------------------------------------------------------------------------------

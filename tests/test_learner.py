@@ -13,8 +13,14 @@ from torch import nn
 from spectral_sweep.curvature import lanczos
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
-from spectral_sweep.learner import (LanczosLearner, SharpnessTracker, bulk_mu, hooks_for,
-                                    learner_rule, sgd_limit)
+from spectral_sweep.learner import (
+    LanczosLearner,
+    SharpnessTracker,
+    bulk_mu,
+    hooks_for,
+    learner_rule,
+    sgd_limit,
+)
 from spectral_sweep.optim import build_optimizer
 from spectral_sweep.plots import plot_sharpness
 from spectral_sweep.train import TrainingHook, TrialSettings, run_trial

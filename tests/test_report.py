@@ -9,13 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.image as mpimg  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
 
-from spectral_sweep import report  # noqa: E402
-from spectral_sweep.records import write_json_atomic  # noqa: E402
+from spectral_sweep import report
+from spectral_sweep.records import write_json_atomic
 
 R = 2 ** 0.25
 SGD_B = [32, 64, 128, 256, 512, 1024, 2048]

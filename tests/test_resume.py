@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import TINY, records
+from test_cli import cli as run_cli
 
 from spectral_sweep import cli, job
 from spectral_sweep.errors import UsageError
 from spectral_sweep.records import TrialCache, read_json, write_json_atomic
-
-from test_cli import TINY, cli as run_cli, records
 
 GRID = ["search=grid", "search.lrs=[0.003,0.01,0.03]", "search.budget.steps=25"]
 

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from spectral_sweep import theory
-from spectral_sweep.theory import (detect_saturation, expected_exponent, fit_inverse_batch, fit_power_law,
-                                   gradient_noise_scale, lr_pred_adam, lr_pred_sgd, verdict)
+from spectral_sweep.theory import (
+    detect_saturation,
+    expected_exponent,
+    fit_inverse_batch,
+    fit_power_law,
+    gradient_noise_scale,
+    lr_pred_adam,
+    lr_pred_sgd,
+    verdict,
+)
 
 B = 2.0 ** np.arange(4, 12)          # 16 .. 2048, the usual doubling grid
 R = 2 ** 0.25                        # the search's bracket resolution
@@ -185,7 +193,7 @@ def test_lr_pred_formulas():
 
 def test_gradient_noise_scale_recovers_planted_values():
     g2, tr = 2.5, 400.0
-    expect = lambda b: g2 + tr / b  # noqa: E731  E|G_B|^2
+    expect = lambda b: g2 + tr / b
     ns = gradient_noise_scale(32, expect(32), 512, expect(512))
     assert ns.grad_sqnorm == pytest.approx(g2) and ns.trace_sigma == pytest.approx(tr)
     assert ns.b_noise == pytest.approx(160.0)

@@ -16,7 +16,6 @@ from spectral_sweep.errors import UsageError
 from spectral_sweep.models.layers import init_convs, scaled
 
 
-
 class WideBlock(nn.Module):
     """Pre-activation basic block; the shortcut reuses the pre-activation when it projects."""
 
