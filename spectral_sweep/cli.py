@@ -6,6 +6,7 @@ plain dict and hands it to ``job.run_point``. Bad input becomes one line on stde
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import tempfile
@@ -30,6 +31,20 @@ def _config_dir() -> str:
 CONFIG_DIR = _config_dir()
 
 
+def variant_suffix(overrides: str) -> str:
+    """The end of a job folder's name: '' or '_' + the job's other overrides ('/' made safe;
+    a long list is cut and a hash of the whole keeps it unique within a file name's 255 bytes)."""
+    if not overrides:
+        return ""
+    safe = overrides.replace("/", "%")
+    if len(safe) > 120:
+        safe = f"{safe[:100]}~{hashlib.sha1(overrides.encode()).hexdigest()[:10]}"
+    return f"_{safe}"
+
+
+OmegaConf.register_new_resolver("variant_suffix", variant_suffix, replace=True)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _job(cfg: DictConfig) -> None:
     from .job import run_point  # torch and friends load only when a job really runs
@@ -38,7 +53,8 @@ def _job(cfg: DictConfig) -> None:
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         run_point(config, hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
-                  model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0)
+                  model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
+                  variant=hc.job.override_dirname)
     except UsageError as e:
         fail(str(e))
 

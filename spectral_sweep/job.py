@@ -49,11 +49,13 @@ NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir"
 
 
 def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = None,
-              model_label: str | None = None, job_num: int = 0) -> dict:
+              model_label: str | None = None, job_num: int = 0, variant: str = "") -> dict:
     """Run (or resume) one sweep point and write its record; return the record.
 
     ``model_label`` names the model in tables (the CLI passes the config choice, e.g. wrn28_10);
-    a width other than 1 is appended, so narrow and full models never share a row. ``job_num``
+    a width other than 1 is appended, so narrow and full models never share a row. ``variant``
+    (the CLI passes the job's other overrides, e.g. ``optimizer.momentum=0.5``) is recorded; the
+    report names the variants that differ (``records.label_variants``). ``job_num``
     spreads parallel jobs (hydra/launcher=joblib) over the visible GPUs with device=auto.
     """
     job_dir = Path(job_dir)
@@ -125,7 +127,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     record = {
         "schema": SCHEMA, "kind": "sweep_point",
         "model": label, "dataset": config["dataset"]["name"],
-        "optimizer": opt_cfg["name"], "batch_size": config["batch"], "seed": config["seed"],
+        "optimizer": opt_cfg["name"], "variant": variant, "batch_size": config["batch"], "seed": config["seed"],
         "expected_exponent": exponent, "momentum": momentum_of(**opt_cfg),
         "search": "learner" if outcome.status == LEARNER_STATUS else search["method"], "search_start": start,
         "lr_max": outcome.lr_max, "lr_max_bracket": list(outcome.bracket), "lr_max_status": outcome.status,

@@ -423,7 +423,8 @@ def plot_learner_comparison(learner: dict, partners: list[dict], path: Path) -> 
         ax.grid(True, alpha=0.3)
         _legend(ax, fontsize=7)
     fig.suptitle(f"Learner against the search: {learner['model']} / {learner['dataset']} / "
-                 f"B={learner['batch_size']} / seed {learner.get('seed', 0)}", fontsize=10)
+                 f"{learner['optimizer']} / B={learner['batch_size']} / seed {learner.get('seed', 0)}",
+                 fontsize=10)
     return _save(fig, path)
 
 

@@ -104,7 +104,9 @@ def _learner_section(records: list[dict], out: Path, written: dict) -> str:
         if not learner.get("trials"):
             continue
         partners = partners_of(learner, records)
-        name = f"learner_{slug((learner['model'], learner['dataset'], learner['batch_size'], learner.get('seed', 0)))}.png"
+        point = (learner["model"], learner["dataset"], learner["optimizer"], learner["batch_size"],
+                 learner.get("seed", 0))
+        name = f"learner_{slug(point)}.png"
         written[name] = plot_learner_comparison(learner, partners, out / name)
         figures.append(f"![learner against the search]({name})\n")
     return "\n".join(["## Learner against the search\n", COMPARISON_NOTE + "\n", text, *figures])

@@ -7,6 +7,7 @@ Pure pandas/numpy on top of ``theory`` and ``records``; ``plots`` draws these ta
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -45,7 +46,8 @@ SPECTRUM_NOTE = ("lambda_max: mean and std over random batches of size B. lr_pre
 # ============================================================================================
 
 def load_sweep(sweep_dirs) -> tuple[list[dict], list[str]]:
-    """Records, plus the warnings about skipped files (re-emitted, so the caller sees them too)."""
+    """Records (variants named, see ``label_variants``), plus the warnings about skipped files
+    (re-emitted, so the caller sees them too)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         records = load_records(sweep_dirs)
@@ -55,7 +57,35 @@ def load_sweep(sweep_dirs) -> tuple[list[dict], list[str]]:
         if "corrupt" in msg:
             skipped.append(msg)
         warnings.warn(msg, w.category, stacklevel=3)
-    return records, skipped
+    return label_variants(records), skipped
+
+
+def _overrides(variant: str | None) -> dict[str, str]:
+    """'a.b=1,c=[1,2]' -> {'a.b': '1', 'c': '[1,2]'}: Hydra's override_dirname, split at the
+    commas that start a new key (a list value keeps its own commas)."""
+    if not variant:
+        return {}
+    items = re.split(r",(?=[A-Za-z_+~][\w.+~/-]*=)", variant)
+    return dict(item.partition("=")[::2] for item in items)
+
+
+def label_variants(records: list[dict]) -> list[dict]:
+    """Records whose ``optimizer`` names the overrides that tell them apart from the other
+    records of their (model, dataset, optimizer): ``sgd [optimizer.momentum=0.9]``. Overrides
+    that all of them share (``search.budget.steps=600``) stay out of the name; records without
+    such differences keep the plain name."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["dataset"], r["optimizer"]), []).append(r)
+    labelled = []
+    for group in groups.values():
+        parsed = [_overrides(r.get("variant")) for r in group]
+        keys = sorted({k for o in parsed for k in o})
+        differing = [k for k in keys if len({o.get(k) for o in parsed}) > 1]
+        for r, o in zip(group, parsed):
+            parts = [f"{k}={o[k]}" for k in differing if k in o]
+            labelled.append({**r, "optimizer": f"{r['optimizer']} [{','.join(parts)}]"} if parts else r)
+    return labelled
 
 
 def _status(row) -> str:

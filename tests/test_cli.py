@@ -104,3 +104,20 @@ def test_a_spectrum_only_job_records_lambda_max_per_batch_size_and_the_report_ta
     assert spec["noise_scale"]["b_small"] == 4 and spec["noise_scale"]["b_big"] == 32
     table = (tmp_path / "sp" / "spectrum.csv").read_text()
     assert "lambda_max" in table
+
+
+def test_sweeping_any_key_gives_each_job_its_folder_and_its_row(tmp_path):
+    """optimizer.momentum is not in the folder name's fields: without the override suffix both jobs
+    would share one folder and the second would overwrite the first."""
+    out = cli(*TINY, "search=fixed", "batch=16,32", "optimizer.momentum=0,0.9", f"out_dir={tmp_path}",
+              "name=m", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    found = records(tmp_path / "m")
+    assert len(found) == 4 and len({p.parent for p in found}) == 4
+    momenta = sorted(json.loads(p.read_text())["config"]["optimizer"]["momentum"] for p in found)
+    assert momenta == [0, 0, 0.9, 0.9]
+    import pandas as pd
+    table = pd.read_csv(tmp_path / "m" / "lr_max.csv")
+    # the shared overrides (search, budget, data size) stay out of the label, the swept one is in it
+    assert sorted(set(table["optimizer"])) == ["sgd [optimizer.momentum=0.9]", "sgd [optimizer.momentum=0]"]
+    assert list(table.groupby("optimizer").size()) == [2, 2]

@@ -445,7 +445,7 @@ def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp
     best = max(stable, key=lambda t: t["test_acc"])
     assert row["fixed_lr"] == pytest.approx(best["lr"]) and row["fixed_test_acc"] == pytest.approx(best["test_acc"])
     assert row["search_trials"] == 3 and row["search_cost"] == sum(t["steps"] for t in searched["trials"])
-    assert written["learner_vgg11-bn-w0.125_synthetic_16_0.png"].stat().st_size > 0
+    assert written["learner_vgg11-bn-w0.125_synthetic_lanczos-sgd_16_0.png"].stat().st_size > 0
     assert "## Learner against the search" in written["report.md"].read_text()
     # the learner's point is not an lr_max(B) point
     assert set(pd.read_csv(written["lr_max.csv"])["optimizer"]) == {"sgd"}

@@ -16,6 +16,7 @@ import pytest
 
 from spectral_sweep import report
 from spectral_sweep.records import write_json_atomic
+from spectral_sweep.tables import label_variants
 
 R = 2 ** 0.25
 SGD_B = [32, 64, 128, 256, 512, 1024, 2048]
@@ -247,3 +248,15 @@ def test_main_exit_codes(tmp_path, capsys):
     assert report.main([str(tmp_path), "--out", str(out), "--quiet"]) == 0
     assert str(out / "report.md") in capsys.readouterr().out
     assert (out / "scaling.csv").exists()
+
+
+def test_variants_are_named_by_the_overrides_that_differ_within_their_group():
+    base = {"model": "vgg16", "dataset": "cifar100", "batch_size": 128}
+    records = [{**base, "optimizer": "sgd", "variant": "optimizer.momentum=0,search.lrs=[0.1,0.2]"},
+               {**base, "optimizer": "sgd", "variant": "optimizer.momentum=0.9,search.lrs=[0.1,0.2]"},
+               {**base, "optimizer": "adam", "variant": "search.lrs=[0.1,0.2]"},
+               {**base, "optimizer": "adam"}]          # an old record without a variant
+    names = [r["optimizer"] for r in label_variants(records)]
+    assert names == ["sgd [optimizer.momentum=0]", "sgd [optimizer.momentum=0.9]",
+                     "adam [search.lrs=[0.1,0.2]]", "adam"]
+    assert [r["optimizer"] for r in label_variants(records[:1])] == ["sgd"]   # nothing differs
