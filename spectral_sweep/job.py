@@ -208,22 +208,27 @@ def point_spectrum(config: dict, make_model, data, settings: TrialSettings, devi
 
     ``spectrum.batch_sizes: null`` measures mini-batches of this job's own batch size, so that a
     sweep over B assembles lambda_max(B) across its jobs; a list measures every size in one job.
-    After training with Adam/AdamW the operator is preconditioned by Adam's second moments.
+    Training for ``at=trained`` runs the learner when the optimizer is lanczos_sgd. After training
+    with Adam/AdamW the operator is preconditioned by Adam's second moments.
     """
     from .curvature import adam_preconditioner, trainable_parameters
     from .spectrum import measure_spectrum
 
     spec = config["spectrum"]
-    optimizer = None
+    optimizer = trained = None
     if spec["at"] == "init":
         torch.manual_seed(config["seed"])
         model = make_model().to(device)
     elif spec["at"] == "trained":
         steps = dataclasses.replace(settings, steps=spec["train_steps"], epochs=None, evaluate=False)
-        model, optimizer, result = train(make_model, data, float(config["optimizer"]["lr"]), steps)
+        learner = [hook for hook in hooks_for(config, data, device) if hook.owns_lr]  # lanczos_sgd
+        model, optimizer, result = train(make_model, data, float(config["optimizer"]["lr"]), steps,
+                                         hooks=learner)
         if not result.stable:
             raise UsageError(f"spectrum.at=trained: training at optimizer.lr={config['optimizer']['lr']} "
                              f"diverged ({result.reason}); lower optimizer.lr")
+        trained = {"lr": result.lr, "steps": result.steps, "final_train_loss": result.final_train_loss,
+                   "hooks": result.hooks}
     elif spec["at"] == "checkpoint":
         model = make_model().to(device)
         state = torch.load(spec["checkpoint"], map_location=device, weights_only=True)
@@ -240,7 +245,7 @@ def point_spectrum(config: dict, make_model, data, settings: TrialSettings, devi
         chunk=spec["chunk"], density_batch_sizes=spec["density_batch_sizes"],
         noise_scale=spec["noise_scale"], preconditioner=preconditioner, warm_start=spec["warm_start"],
         seed=config["seed"], progress=not config["quiet"])
-    return {**out, "at": spec["at"]}
+    return {**out, "at": spec["at"], **({"trained": trained} if trained else {})}
 
 
 def warm_start_guess(sweep_dir, group_key: str, batch: int, exponent: float) -> float | None:

@@ -450,3 +450,17 @@ def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp
     # the learner's point is not an lr_max(B) point
     assert set(pd.read_csv(written["lr_max.csv"])["optimizer"]) == {"sgd"}
     assert other_budget["trials"][0]["budget_steps"] == 4
+
+
+def test_spectrum_after_training_with_the_learner_trains_with_the_learner(tmp_path):
+    from spectral_sweep.job import run_point
+
+    record = run_point(compose_job("optimizer=lanczos_sgd", "search=none", "spectrum=hessian",
+                                   "spectrum.at=trained", "spectrum.train_steps=4", "spectrum.n_batches=1",
+                                   "spectrum.iters=5", "spectrum.noise_scale=false",
+                                   "optimizer.learner.every=2", "optimizer.learner.iters=4",
+                                   "optimizer.learner.batch=16"), tmp_path / "job")
+    trained = record["spectrum"]["trained"]
+    assert trained["steps"] == 4
+    assert [r["step"] for r in trained["hooks"]["learner"]["refreshes"]] == [0, 2]
+    assert not record["spectrum"]["preconditioned"]
