@@ -13,9 +13,9 @@ cross-entropy. Prints, with no asserts:
       PyHessian (power iteration), curvlinops (HessianLinearOperator + scipy eigsh),
       hessian-eigenthings (Lanczos) and ours, cold and warm-started from the top vector of
       another random batch of the same size; ratios against the fastest peer;
-  (c) the lambda_max(B) table of ``measure_spectrum`` (both extremes) over B = 1, 2, 4, ...
-      (to 512; --max-batch 1024 for the whole range), with and without warm starts: products,
-      seconds and the cost ratio.
+  (c) the lambda_max(B) table of ``measure_spectrum`` over B = 1, 2, 4, ... (to 512; --max-batch
+      1024 for the whole range), with and without warm starts: products, seconds and the cost
+      ratio; once for both extremes (the default) and once for lambda_max only.
 
 (b) runs at initialisation (no outliers yet: the hard case for power iteration, and no shared
 top direction between batches) and after a few SGD steps (outliers, shared directions: the case
@@ -51,7 +51,8 @@ from spectral_sweep.models import build_model
 from spectral_sweep.spectrum import measure_spectrum, random_batch
 
 LOSS = nn.CrossEntropyLoss()
-WRONG = 1e-2  # a relative error above this means a tool found some other eigenvalue
+ACCURATE = 1e-3  # the bar: the top eigenvalue within 0.1% of the long-Lanczos reference
+WRONG = 1e-2     # a relative error above this means a tool found some other eigenvalue
 
 
 def parse_args(argv=None):
@@ -237,8 +238,9 @@ def top_eigenvalue_race(model, batch, other_batch, args, seconds_gradient):
                          fastest_of(r, lambda tol=tol: run_pyhessian(model, batch, tol))))
         runs.append(("curvlinops + scipy eigsh, tol 1e-3", "peer",
                      fastest_of(r, lambda: run_curvlinops(model, batch, 1e-3))))
-        runs.append(("hessian-eigenthings lanczos, 30 steps", "peer",
-                     fastest_of(r, lambda: run_eigenthings(model, batch, 30))))
+        for steps in (20, 30):   # it runs a fixed number of steps: the fewest that reach 0.1% count
+            runs.append((f"hessian-eigenthings lanczos, {steps} steps", "peer",
+                         fastest_of(r, lambda steps=steps: run_eigenthings(model, batch, steps))))
     runs.append(("ours: lanczos cold, tol 1e-3", "ours", fastest_of(r, lambda: run_ours(model, batch, 1e-3))))
     runs.append(("ours: lanczos cold, tol 1e-4", "ours", fastest_of(r, lambda: run_ours(model, batch, 1e-4))))
     # warm start: the top vector of another random batch of the same size (computed untimed)
@@ -252,19 +254,20 @@ def top_eigenvalue_race(model, batch, other_batch, args, seconds_gradient):
     def error(value):
         return abs(value - reference) / abs(reference)
 
-    # a peer that returns another eigenvalue (power iteration finds the largest |lambda|, which
-    # can be the most negative one) is not a time to beat
+    # a peer that misses the 0.1% bar, or returns another eigenvalue (power iteration finds the
+    # largest |lambda|, which can be the most negative one), is not a time to beat
     peers = [seconds for _, kind, (value, seconds, _) in runs
-             if kind == "peer" and error(value) <= WRONG]
+             if kind == "peer" and error(value) <= ACCURATE]
     fastest = min(peers) if peers else None
     print(f"    {'tool':58s} {'seconds':>8s} {'grads':>6s} {'HVPs':>5s} {'rel.err':>8s} "
           f"{'vs fastest peer':>15s}")
     for name, _, (value, seconds, products) in runs:
         ratio = f"{seconds / fastest:15.2f}" if fastest else f"{'-':>15s}"
-        flag = "  (wrong eigenvalue)" if error(value) > WRONG else ""
+        flag = ("  (wrong eigenvalue)" if error(value) > WRONG else
+                "  (not within 0.1%)" if error(value) > ACCURATE else "")
         print(f"    {name:58s} {seconds:8.2f} {seconds / seconds_gradient:6.1f} {products:5d} "
               f"{error(value):8.1e} {ratio}{flag}")
-    print(f"    (fastest peer: the fastest whose relative error is at most {WRONG:g}; grads = seconds "
+    print(f"    (fastest peer: the fastest whose relative error is at most {ACCURATE:g}; grads = seconds "
           "/ one gradient's seconds)")
     return runs, fastest
 
@@ -273,24 +276,26 @@ def top_eigenvalue_race(model, batch, other_batch, args, seconds_gradient):
 # (c) lambda_max(B), warm versus cold
 
 
-def batch_size_table(model, data, args):
+def batch_size_table(model, data, args, extremes: str = "both"):
     sizes = [2 ** k for k in range(int(np.log2(args.max_batch)) + 1)]
     results = {}
     for warm in (True, False):
         start = time.perf_counter()
         results[warm] = measure_spectrum(model, data, LOSS, "cpu", sizes, n_batches=args.table_batches,
                                          bn_mode="eval", iters=100, tol=1e-3, noise_scale=False,
-                                         warm_start=warm, progress=False)
+                                         warm_start=warm, extremes=extremes, progress=False)
         results[warm]["wall"] = time.perf_counter() - start
     warm, cold = results[True], results[False]
+    what = "both extremes" if extremes == "both" else "lambda_max only"
     print(f"\n(c) measure_spectrum over B = {sizes[0]}..{sizes[-1]}, {args.table_batches} random "
-          "batches each, both extremes, tol 1e-3")
+          f"batches each, {what} (spectrum.extremes={extremes}), tol 1e-3")
     print(f"    {'B':>5s} {'mean lambda_max':>15s} {'sd':>9s} {'mean lambda_min':>15s} "
           f"{'HVPs warm':>9s} {'HVPs cold':>9s} {'max |warm-cold|/lambda':>22s}")
     for w, c in zip(warm["batches"], cold["batches"]):
         gap = max(abs(a - b) for a, b in zip(w["lambda_max"], c["lambda_max"])) / np.mean(c["lambda_max"])
+        low = f"{np.mean(w['lambda_min']):15.5g}" if extremes == "both" else f"{'-':>15s}"
         print(f"    {w['batch_size']:5d} {np.mean(w['lambda_max']):15.5g} {np.std(w['lambda_max']):9.2g} "
-              f"{np.mean(w['lambda_min']):15.5g} {w['products']:9d} {c['products']:9d} {gap:22.1e}")
+              f"{low} {w['products']:9d} {c['products']:9d} {gap:22.1e}")
     products = [sum(r["batches"][i]["products"] for i in range(len(sizes))) for r in (warm, cold)]
     # a product at batch size B costs about B / args.batch products at the benchmark's batch size
     weighted = [sum(e["products"] * e["batch_size"] / args.batch for e in r["batches"]) for r in (warm, cold)]
@@ -327,7 +332,10 @@ def main(argv=None):
         del fresh
     print(f"\n== after {args.train_steps} SGD steps ==")
     top_eigenvalue_race(model, batch, other_batch, args, product_costs(model, batch))
-    batch_size_table(model, data, args)
+    both = batch_size_table(model, data, args, "both")
+    top = batch_size_table(model, data, args, "largest")
+    print(f"\n    lambda_max only, warm, against both extremes, cold (the default measurement): seconds "
+          f"{top[0]['wall'] / both[1]['wall']:.2f}")
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def point_spectrum(config: dict, make_model, data, settings: TrialSettings, devi
         iters=spec["iters"], tol=spec["tol"], full=spec["full"], full_subset=spec["full_subset"],
         chunk=spec["chunk"], density_batch_sizes=spec["density_batch_sizes"],
         noise_scale=spec["noise_scale"], preconditioner=preconditioner, warm_start=spec["warm_start"],
-        seed=config["seed"], progress=not config["quiet"])
+        seed=config["seed"], extremes=spec.get("extremes", "both"), progress=not config["quiet"])
     return {**out, "at": spec["at"], **({"trained": trained} if trained else {})}
 
 

@@ -81,7 +81,10 @@ def _full_data(split, subset: int | None, chunk: int, device, seed: int):
     return Chunks(lambda: loader.epoch(0)), len(split)
 
 
-def _check(batch_sizes, n_batches, iters, operator, bn_mode):
+EXTREMES = ("both", "largest")
+
+
+def _check(batch_sizes, n_batches, iters, operator, bn_mode, extremes="both"):
     if not batch_sizes:
         raise UsageError("spectrum needs at least one batch size")
     for b in batch_sizes:
@@ -93,17 +96,19 @@ def _check(batch_sizes, n_batches, iters, operator, bn_mode):
         raise UsageError(f"spectrum operator must be hessian or ggn, got '{operator}'")
     if bn_mode not in ("train", "eval"):
         raise UsageError(f"bn_mode must be train or eval, got '{bn_mode}'")
+    if extremes not in EXTREMES:
+        raise UsageError(f"spectrum extremes must be one of {', '.join(EXTREMES)}, got '{extremes}'")
 
 
 class _Extremes:
     """Runs Lanczos on one dataset after another, each warm-started from the last."""
 
     def __init__(self, model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
-                 warm_start, seed):
+                 warm_start, seed, extremes="both"):
         self.model, self.loss_fn = model, loss_fn
         self.operator, self.bn_mode, self.method = operator, bn_mode, method
         self.preconditioner, self.iters, self.tol = preconditioner, iters, tol
-        self.warm_start = warm_start
+        self.warm_start, self.extremes = warm_start, extremes
         self.seeds = _generator(seed, STREAM_LANCZOS)
         self.previous = (None, None)
         self.samples = 0
@@ -113,12 +118,13 @@ class _Extremes:
                                 method=self.method, preconditioner=self.preconditioner)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.seeds))
         v0 = warm_start_vector(*self.previous, seed=seed) if self.warm_start else None
+        both = self.extremes == "both"
         result = lanczos(op, op.dim, iters=self.iters, seed=seed, v0=v0, tol=self.tol,
-                         which="both", device=op.device)
+                         which="both" if both else "largest", device=op.device)
         op.release()
-        self.previous = (result.top_vector, result.bottom_vector)
+        self.previous = (result.top_vector, result.bottom_vector if both else None)
         self.samples += op.samples
-        return {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min,
+        return {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min if both else None,
                 "products": op.products}
 
 
@@ -130,7 +136,7 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
                      noise_scale: bool = True, noise_batch_sizes: Sequence[int] | None = None,
                      preconditioner: torch.Tensor | None = None, method: str = "auto",
                      warm_start: bool = True, cost_batch: int | None = None, seed: int = 0,
-                     progress: bool = True) -> dict:
+                     extremes: str = "both", progress: bool = True) -> dict:
     """Measure the curvature of ``model`` at its current parameters; returns record["spectrum"].
 
     ``data``: a ``Data`` (its train split is used) or a split. ``loss_fn(outputs, targets)``: the
@@ -142,15 +148,17 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
     ``noise_scale``: gradient noise scale from ``n_batches`` gradients at each of
     ``noise_batch_sizes`` (default: the smallest and largest of ``batch_sizes``).
     ``cost_batch``: the batch size of one gradient in ``cost_gradients`` (see the module notes).
+    ``extremes="largest"``: lambda_max only (lambda_min recorded as None); the top outlier of a
+    trained network converges in a few products, the dense negative tail needs many more.
     The model's parameters, buffers and train/eval flags are left as they were.
     """
     batch_sizes = [int(b) for b in batch_sizes]
-    _check(batch_sizes, n_batches, iters, operator, bn_mode)
+    _check(batch_sizes, n_batches, iters, operator, bn_mode, extremes)
     cost_batch = int(cost_batch or max(batch_sizes))
     split = _split(data)
     start = time.perf_counter()
-    extremes = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
-                         warm_start, seed)
+    measure = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
+                        warm_start, seed, extremes)
     batch_draws = _generator(seed, STREAM_BATCHES)
 
     batches = []
@@ -159,7 +167,7 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
     for b in batch_sizes:
         entry = {"batch_size": b, "lambda_max": [], "lambda_min": [], "products": 0}
         for _ in range(n_batches):
-            found = extremes(random_batch(split, b, device, batch_draws))
+            found = measure(random_batch(split, b, device, batch_draws))
             entry["lambda_max"].append(found["lambda_max"])
             entry["lambda_min"].append(found["lambda_min"])
             entry["products"] += found["products"]
@@ -171,12 +179,12 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
     full_entry = None
     if full:
         chunks, samples = _full_data(split, full_subset, chunk, device, seed)
-        found = extremes(chunks)
+        found = measure(chunks)
         full_entry = {"lambda_max": found["lambda_max"], "lambda_min": found["lambda_min"],
                       "samples": samples}
 
     density = []
-    product_samples = extremes.samples
+    product_samples = measure.samples
     density_draws = _generator(seed, STREAM_DENSITY)
     for b in density_batch_sizes:
         op = curvature_operator(operator, model, loss_fn, random_batch(split, int(b), device, density_draws),
@@ -204,6 +212,7 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
     return {
         "operator": operator,
         "bn_mode": bn_mode,
+        "extremes": extremes,
         "iters": int(iters),
         "preconditioned": preconditioner is not None,
         "batches": batches,

@@ -464,3 +464,11 @@ def test_spectrum_after_training_with_the_learner_trains_with_the_learner(tmp_pa
     assert trained["steps"] == 4
     assert [r["step"] for r in trained["hooks"]["learner"]["refreshes"]] == [0, 2]
     assert not record["spectrum"]["preconditioned"]
+
+
+def test_the_config_defaults_are_the_code_defaults():
+    from omegaconf import OmegaConf
+
+    from spectral_sweep.learner import LEARNER_DEFAULTS
+    shown = OmegaConf.to_container(OmegaConf.load(CONF / "optimizer" / "lanczos_sgd.yaml"))["learner"]
+    assert shown == {k: LEARNER_DEFAULTS[k] for k in shown}

@@ -39,8 +39,8 @@ def spectrum(data):
 
 
 def test_record_schema(spectrum):
-    assert set(spectrum) == {"operator", "bn_mode", "iters", "preconditioned", "batches", "full",
-                             "density", "noise_scale", "cost_gradients", "seconds"}
+    assert set(spectrum) == {"operator", "bn_mode", "extremes", "iters", "preconditioned", "batches",
+                             "full", "density", "noise_scale", "cost_gradients", "seconds"}
     assert (spectrum["operator"], spectrum["bn_mode"], spectrum["iters"]) == ("hessian", "train", 100)
     assert spectrum["preconditioned"] is False
     assert [b["batch_size"] for b in spectrum["batches"]] == list(SIZES)
@@ -174,3 +174,17 @@ def test_noise_scale_recovers_a_planted_value():
     assert abs(estimate["b_noise"] - exact_trace / exact_g2) < 4 * se_ratio
     assert se_ratio < 0.3 * exact_trace  # the test has teeth
     assert (estimate["b_small"], estimate["b_big"], estimate["gradients"]) == (2, 64, 2 * repeats)
+
+
+def test_largest_only_measures_the_same_lambda_max_with_fewer_products(data):
+    model = small_mlp()
+    kwargs = {"n_batches": 3, "iters": 100, "tol": 1e-4, "noise_scale": False, "progress": False}
+    both = measure_spectrum(model, data, LOSS, "cpu", (32, 64), **kwargs)
+    top = measure_spectrum(model, data, LOSS, "cpu", (32, 64), extremes="largest", **kwargs)
+    assert top["extremes"] == "largest" and both["extremes"] == "both"
+    for t, b in zip(top["batches"], both["batches"]):
+        np.testing.assert_allclose(t["lambda_max"], b["lambda_max"], rtol=1e-4)
+        assert t["lambda_min"] == [None] * 3
+        assert t["products"] < b["products"]
+    with pytest.raises(UsageError, match="extremes"):
+        measure_spectrum(model, data, LOSS, "cpu", (32,), extremes="smallest", **kwargs)
