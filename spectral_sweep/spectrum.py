@@ -10,10 +10,12 @@ Performance lever: neighbouring measurements share their extreme directions (bat
 are samples of the same random matrix, and neighbouring sizes differ by a little noise), so each
 Lanczos run starts from the previous run's top and bottom Ritz vectors (``warm_start=True``).
 Results do not depend on it beyond ``tol``. The saving is real but modest, because cold Lanczos
-is already quick on the top outlier: on a briefly trained VGG-16 (B >= 64, tol 1e-3) it needs ~6
-products for lambda_max alone and ~22 for both extremes, warm ~4 and ~16 (lambda_min's
+is already quick on the top outlier: on a briefly trained VGG-16 (B >= 64, tol 1e-3) it needs ~5
+products for lambda_max alone and ~21 for both extremes, warm ~4 and ~15 (lambda_min's
 eigenvector belongs to a dense negative tail that varies from batch to batch); over B = 1..512
-warm starts save about a quarter of the time. See scripts/bench_spectrum.py.
+warm starts save a quarter to a third of the time. The bigger lever is to skip lambda_min:
+``extremes="largest"`` with warm starts took 0.18 of the time of both extremes cold (2 CPU
+threads). See scripts/bench_spectrum.py.
 
 Cost (``cost_gradients``) is nominal and counted in gradients of ``cost_batch`` samples (default:
 the largest measured batch size, so a job measuring its own batch size gets gradients at its
