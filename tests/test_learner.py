@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_train import Interrupt
 from torch import nn
 
 from spectral_sweep.curvature import lanczos
@@ -23,7 +24,7 @@ from spectral_sweep.learner import (
 )
 from spectral_sweep.optim import build_optimizer
 from spectral_sweep.plots import plot_sharpness
-from spectral_sweep.train import TrainingHook, TrialSettings, run_trial
+from spectral_sweep.train import TrialSettings, run_trial
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -364,17 +365,6 @@ def test_a_diverged_model_is_logged_not_a_crash(data):
     tracker.before_step(0, model, opt)
     assert "error" in learner.log()["refreshes"][0] and opt.param_groups[0]["lr"] == 1e-3
     assert tracker.log()["measurements"][0]["lambda_max"] is None
-
-
-class Interrupt(TrainingHook):
-    """Kills the trial (as Ctrl-C would) before step ``at``."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def before_step(self, step, model, optimizer):
-        if step == self.at:
-            raise KeyboardInterrupt
 
 
 def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, tmp_path):
