@@ -20,7 +20,8 @@ import math
 
 import pandas as pd
 
-LEARNER_SEARCH = "learner"
+from .records import LEARNER_SEARCH
+
 MATCH = ("model", "dataset", "batch_size", "seed")
 
 COMPARISON_NOTE = ("The learner's single trial against the best fixed-lr trial (highest test accuracy "

@@ -27,6 +27,7 @@ from .models import build_model
 from .optim import momentum_of
 from .plots import plot_sharpness
 from .records import (
+    LEARNER_SEARCH,
     RECORD_FILE,
     SCHEMA,
     CorruptRecord,
@@ -55,7 +56,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     ``model_label`` names the model in tables (the CLI passes the config choice, e.g. wrn28_10);
     a width other than 1 is appended, so narrow and full models never share a row. ``variant``
     (the CLI passes the job's other overrides, e.g. ``optimizer.momentum=0.5``) is recorded; the
-    report names the variants that differ (``records.label_variants``). ``job_num``
+    report names the variants that differ (``tables.label_variants``). ``job_num``
     spreads parallel jobs (hydra/launcher=joblib) over the visible GPUs with device=auto.
     """
     job_dir = Path(job_dir)
@@ -129,7 +130,8 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         "model": label, "dataset": config["dataset"]["name"],
         "optimizer": opt_cfg["name"], "variant": variant, "batch_size": config["batch"], "seed": config["seed"],
         "expected_exponent": exponent, "momentum": momentum_of(**opt_cfg),
-        "search": "learner" if outcome.status == LEARNER_STATUS else search["method"], "search_start": start,
+        "search": LEARNER_SEARCH if outcome.status == LEARNER_STATUS else search["method"],
+        "search_start": start,
         "lr_max": outcome.lr_max, "lr_max_bracket": list(outcome.bracket), "lr_max_status": outcome.status,
         "lr_best": best["lr"] if best else None, "best_test_acc": best["test_acc"] if best else None,
         "trials": trials, "trials_reused": cache.hits,

@@ -38,6 +38,7 @@ from pathlib import Path
 RECORD_FILE = "record.json"
 TRIALS_DIR = "trials"
 SCHEMA = 1
+LEARNER_SEARCH = "learner"   # a record's "search" when the optimizer chose its own lr (lanczos_sgd)
 
 
 class CorruptRecord(ValueError):

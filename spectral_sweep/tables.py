@@ -74,17 +74,18 @@ def label_variants(records: list[dict]) -> list[dict]:
     records of their (model, dataset, optimizer): ``sgd [optimizer.momentum=0.9]``. Overrides
     that all of them share (``search.budget.steps=600``) stay out of the name; records without
     such differences keep the plain name."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["model"], r["dataset"], r["optimizer"]), []).append(r)
-    labelled = []
-    for group in groups.values():
-        parsed = [_overrides(r.get("variant")) for r in group]
-        keys = sorted({k for o in parsed for k in o})
-        differing = [k for k in keys if len({o.get(k) for o in parsed}) > 1]
-        for r, o in zip(group, parsed):
-            parts = [f"{k}={o[k]}" for k in differing if k in o]
-            labelled.append({**r, "optimizer": f"{r['optimizer']} [{','.join(parts)}]"} if parts else r)
+    parsed = [_overrides(r.get("variant")) for r in records]
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r["model"], r["dataset"], r["optimizer"]), []).append(i)
+    labelled = list(records)
+    for members in groups.values():
+        keys = sorted({k for i in members for k in parsed[i]})
+        differing = [k for k in keys if len({parsed[i].get(k) for i in members}) > 1]
+        for i in members:
+            parts = [f"{k}={parsed[i][k]}" for k in differing if k in parsed[i]]
+            if parts:
+                labelled[i] = {**records[i], "optimizer": f"{records[i]['optimizer']} [{','.join(parts)}]"}
     return labelled
 
 
