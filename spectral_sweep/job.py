@@ -37,7 +37,7 @@ from .records import (
     read_job_record,
     write_json_atomic,
 )
-from .search import SearchResult, find_max_lr, grid_search
+from .search import NOTHING_TRAINS, TRAINED, SearchResult, find_max_lr, grid_search, outcome_of
 from .theory import expected_exponent
 from .train import TrialSettings, resolve_device, run_trial, train
 
@@ -74,7 +74,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     write_json_atomic(job_dir / "config.json", config)
     device = resolve_device(config["device"], job_num)
     model_opts = {k: v for k, v in config["model"].items() if k != "name"}
-    data_opts = {k: v for k, v in config["dataset"].items() if k != "name"}
+    data_opts = {k: v for k, v in config["dataset"].items() if k not in ("name", "budget")}
     data = load_dataset(config["dataset"]["name"], seed=config["seed"], **data_opts)
     make_model = partial(build_model, config["model"]["name"], data.num_classes, **model_opts)
     with torch.device("meta"):   # checks the name and options, counts parameters, costs nothing
@@ -85,7 +85,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
 
     opt_cfg = {k: v for k, v in config["optimizer"].items() if k != "lr"}
     search = config["search"]
-    budget = search.get("budget", {})
+    budget = trial_budget(config)
     settings = TrialSettings(batch_size=config["batch"],   # hook options stay in the trial key only
                              optimizer={k: v for k, v in opt_cfg.items() if k != "learner"},
                              steps=budget.get("steps"), epochs=budget.get("epochs"), seed=config["seed"],
@@ -114,7 +114,7 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
             cache.put(key, result)
         sharpness_figure(result, job_dir)
         bar.update()
-        bar.set_postfix(lr=f"{lr:.3g}", outcome="stable" if result["stable"] else "diverged")
+        bar.set_postfix(lr=f"{lr:.3g}", outcome=outcome_of(result))
         return result
 
     exponent = expected_exponent(opt_cfg["name"])
@@ -123,8 +123,9 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     bar.close()
 
     trials = [t for _, t in outcome.trials]
-    stable = [t for t in trials if t["stable"] and t["test_acc"] is not None]
-    best = max(stable, key=lambda t: t["test_acc"], default=None)
+    trained = [t for t in trials if outcome_of(t) == TRAINED and t["test_acc"] is not None]
+    best = max(trained, key=lambda t: t["test_acc"], default=None)
+    at_max = next((t for t in trials if outcome.lr_max is not None and t["lr"] == outcome.lr_max), None)
     record = {
         "schema": SCHEMA, "kind": "sweep_point",
         "model": label, "dataset": config["dataset"]["name"],
@@ -133,26 +134,54 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
         "search": LEARNER_SEARCH if outcome.status == LEARNER_STATUS else search["method"],
         "search_start": start,
         "lr_max": outcome.lr_max, "lr_max_bracket": list(outcome.bracket), "lr_max_status": outcome.status,
+        "acc_at_lr_max": at_max["test_acc"] if at_max else None,
+        "lr_blowup": outcome.lr_blowup, "lr_blowup_bracket": list(outcome.blowup_bracket),
+        "lr_blowup_status": outcome.blowup_status, "non_monotone": outcome.non_monotone,
         "lr_best": best["lr"] if best else None, "best_test_acc": best["test_acc"] if best else None,
         "trials": trials, "trials_reused": cache.hits,
         "steps": sum(t["steps"] for t in trials), "seconds": sum(t["seconds"] for t in trials),
         "params": params, "train_size": len(data.train), "num_classes": data.num_classes,
-        "job_key": job_key, "group_key": group_key,
+        "budget": budget, "job_key": job_key, "group_key": group_key,
         **provenance(device), "config": config,
     }
     if config.get("spectrum", {}).get("enabled"):
         record["spectrum"] = point_spectrum(config, make_model, data, settings, device)
     path = write_json_atomic(job_dir / RECORD_FILE, record)
-    lo, hi = outcome.bracket
+    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: {_found(outcome, trials)}, "
+                 f"{record['steps']} steps, {record['seconds']:.0f} s) -> {path}")
+    if outcome.status == NOTHING_TRAINS:
+        tried = [t["lr"] for t in trials]
+        _say(config, f"B={config['batch']}: nothing trains: no lr in [{min(tried):.3g}, {max(tried):.3g}] "
+                     f"learned in {_budget_text(budget)}; raise the budget (search.budget.steps or .epochs)")
+    for line in outcome.non_monotone:
+        _say(config, f"B={config['batch']}: not monotone in lr: {line}")
+    return record
+
+
+def _found(outcome: SearchResult, trials: list) -> str:
+    """The job's one-line result: both edges and the accuracy at lr_max (or the learner's trial)."""
     if outcome.status == LEARNER_STATUS and trials:
         t = trials[0]
-        found = (f"learner trial {'stable' if t['stable'] else 'diverged'} (test acc "
-                 f"{_fmt(t['test_acc'])}, {len(t['hooks']['learner']['refreshes'])} refreshes")
-    else:
-        found = f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}; {len(trials)} trials"
-    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: {found}, "
-                 f"{record['steps']} steps, {record['seconds']:.0f} s) -> {path}")
-    return record
+        return (f"learner trial {outcome_of(t)} (test acc {_fmt(t['test_acc'])}, "
+                f"{len(t['hooks']['learner']['refreshes'])} refreshes")
+    lo, hi = outcome.bracket
+    acc = next((t["test_acc"] for t in trials if lo is not None and t["lr"] == lo), None)
+    blo, bhi = outcome.blowup_bracket
+    return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, test acc {_fmt(acc)}; "
+            f"lr_blowup={_fmt(blo)}..{_fmt(bhi)}; {len(trials)} trials")
+
+
+def trial_budget(config: dict) -> dict:
+    """The length of each trial: ``search.budget`` when it sets steps or epochs, else the dataset's
+    own default (``dataset.budget``: epochs for the real sets, steps for the embedded one)."""
+    budget = dict(config["search"].get("budget") or {})
+    if budget.get("steps") is None and budget.get("epochs") is None:
+        budget = dict(config["dataset"].get("budget") or {})
+    return {"steps": budget.get("steps"), "epochs": budget.get("epochs")}
+
+
+def _budget_text(budget: dict) -> str:
+    return f"{budget['epochs']:g} epochs" if budget.get("epochs") is not None else f"{budget['steps']} steps"
 
 
 def sharpness_figure(trial: dict, job_dir: Path) -> Path | None:
@@ -201,7 +230,8 @@ def _search(search: dict, trial, config: dict, sweep_dir, group_key: str, expone
         if guess is not None:
             start, step = guess, math.sqrt(step)
     result = find_max_lr(trial, start, tolerance=search["tolerance"], step=step,
-                         lr_min=search["lr_min"], lr_max_cap=search["lr_max_cap"])
+                         lr_min=search["lr_min"], lr_max_cap=search["lr_max_cap"],
+                         blowup=search.get("blowup", True))
     return result, start
 
 

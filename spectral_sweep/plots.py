@@ -127,7 +127,7 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
         if (~satd).any():
             ax.errorbar(B[~satd], mid[~satd], yerr=[mid[~satd] - lo[~satd], hi[~satd] - mid[~satd]], fmt="o",
                         color=color, ms=7, capsize=4, lw=1.5, zorder=3,
-                        label="lr_max (bracket: last stable .. first diverged)")
+                        label="lr_max (bracket: last trained .. first not trained)")
         if satd.any():
             ax.errorbar(B[satd], mid[satd], yerr=[mid[satd] - lo[satd], hi[satd] - mid[satd]], fmt="o",
                         mfc="white", color=color, ms=7, capsize=4, lw=1.5, zorder=3,
@@ -136,13 +136,20 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
         lb = g[g["lr_max_status"].eq("lower_bound") & pd.to_numeric(g["lr_max"], errors="coerce").gt(0)]
         if len(lb):
             ax.plot(lb["batch_size"], lb["lr_max"], "^", mfc="white", color=color, ms=9, mew=1.5,
-                    label="lower bound (stable at search cap)")
-        ns = g[g["lr_max_status"].eq("no_stable_lr")]
+                    label="lower bound (trained at search cap)")
+        bu = g[usable(g, "lr_blowup")] if "lr_blowup_status" in g else g.iloc[:0]
+        if len(bu):
+            bB = bu["batch_size"].to_numpy(float) * 2 ** 0.06     # nudged right: never hides lr_max
+            blo, bhi = bu["lr_blowup_lo"].to_numpy(float), bu["lr_blowup_hi"].to_numpy(float)
+            bmid = _mid(blo, bhi)
+            ax.errorbar(bB, bmid, yerr=[bmid - blo, bhi - bmid], fmt="s", color="0.45", mfc="white", ms=6,
+                        capsize=3, lw=1.0, zorder=2, label="lr_blowup (edge of divergence)")
+        ns = g[g["lr_max_status"].isin(["nothing_trains", "no_stable_lr"])]
         if len(ns):     # at the bottom edge: its value (below the search floor) would crush the axis
             from matplotlib.transforms import blended_transform_factory
             ax.plot(ns["batch_size"], np.full(len(ns), 0.03), "v", mfc="white", color=color, ms=9, mew=1.5,
                     transform=blended_transform_factory(ax.transData, ax.transAxes), clip_on=False,
-                    label="no stable lr (below search floor)")
+                    label="nothing trains (raise the budget)")
         allB = g["batch_size"].to_numpy(float)
         xs = np.geomspace(allB.min() / 2 ** 0.3, allB.max() * 2 ** 0.3, 50) if len(allB) else None
         f = a["fit"]
@@ -175,12 +182,12 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
             title += f"\n{a['note']}"
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("batch size B (samples)")
-        ax.set_ylabel("max stable learning rate")
+        ax.set_ylabel("max learning rate that trains")
         ax.grid(True, which="major", alpha=0.3)
         _legend(ax, fontsize=8, loc="upper left", framealpha=0.9)
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    fig.suptitle("Maximal stable learning rate against batch size", fontsize=13, weight="bold")
+    fig.suptitle("Maximal learning rate that trains, against batch size", fontsize=13, weight="bold")
     return _save(fig, path)
 
 
@@ -218,7 +225,7 @@ def plot_normalised(points, analyses, path: Path) -> Path:
     _plain_log_y(ax)
     ax.set_xlabel("batch size B (samples)")
     ax.set_ylabel("lr_max / B^p, normalised (1 = mean over fitted B)")
-    ax.set_title("Normalised max stable lr: flat where lr_max ∝ B (SGD) or √B (Adam)\n"
+    ax.set_title("Normalised lr_max: flat where lr_max ∝ B (SGD) or √B (Adam)\n"
                  "open markers: saturated, not fitted", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, fontsize=8, loc="best")
@@ -226,9 +233,9 @@ def plot_normalised(points, analyses, path: Path) -> Path:
 
 
 def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: Path) -> Path:
-    """Test accuracy against lr, one curve per batch size (the paper's figure style): diverged trials
-    as crosses in a strip at the bottom, lr_max (last stable) as an open diamond, lr_best (best test
-    accuracy) as a star."""
+    """Test accuracy against lr, one curve per batch size (the paper's figure style): trained trials
+    filled, stalled ones open, diverged trials as crosses in a strip at the bottom, lr_max (last
+    trained) as an open diamond, lr_best (best test accuracy) as a star."""
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
@@ -237,7 +244,8 @@ def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: P
     t = trials[(trials[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)].copy()
     t["test_acc"] = pd.to_numeric(t["test_acc"], errors="coerce")
     t["lr"] = pd.to_numeric(t["lr"], errors="coerce")
-    t["stable"] = t["stable"].astype(bool)
+    t["stable"] = t["outcome"].ne("diverged")
+    t["stalled"] = t["outcome"].eq("stalled")
     pct = bool(t["test_acc"].dropna().le(1.0).all())
     scale = 100.0 if pct else 1.0
     Bs = sorted(t["batch_size"].unique())
@@ -254,6 +262,9 @@ def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: P
         st = tb[tb["stable"] & tb["test_acc"].notna()]
         curve = st.assign(lrk=st["lr"].round(12)).groupby("lrk")["test_acc"].mean() * scale
         ax.plot(curve.index, curve.to_numpy(), "-o", color=c, ms=4.5, lw=1.6, label=f"B = {B}")
+        sl = st[st["stalled"]]
+        if len(sl):
+            ax.plot(sl["lr"], sl["test_acc"] * scale, "o", mfc="white", mec=c, ms=6, mew=1.3, zorder=4)
         dv = tb[~tb["stable"] & tb["lr"].gt(0)]
         if len(dv):
             any_div = True
@@ -279,7 +290,8 @@ def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: P
     span = hi - lo
     ax.set_ylim(lo - STRIP / (1 - STRIP) * span * 1.15, hi)     # room for the strip below the data
     handles, _ = ax.get_legend_handles_labels()
-    extra = [Line2D([], [], ls="", marker="D", mfc="none", mec="0.2", mew=1.5, ms=8, label="lr_max (last stable)"),
+    extra = [Line2D([], [], ls="", marker="o", mfc="white", mec="0.2", mew=1.3, ms=6, label="stalled trial"),
+             Line2D([], [], ls="", marker="D", mfc="none", mec="0.2", mew=1.5, ms=8, label="lr_max (last trained)"),
              Line2D([], [], ls="", marker="*", color="0.5", mec="black", ms=12, label="lr_best (best test acc.)")]
     if any_div:
         extra.insert(0, Line2D([], [], ls="", marker="x", color="0.2", mew=1.6, label="diverged trial"))

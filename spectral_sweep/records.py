@@ -14,10 +14,18 @@ The job record (schema 1) is a flat JSON object::
     momentum            heavy-ball momentum (SGD) or beta1 (Adam): enters the stability limit
     search              the search method ("bisect", "grid", "fixed")
     lr_max, lr_max_bracket=[lo, hi], lr_max_status
-                        status is "bracketed", "lower_bound" (still stable at the cap; hi null)
-                        or "no_stable_lr" (nothing stable down to the floor; lr_max null)
-    lr_best, best_test_acc   the trial with the best test accuracy
-    trials          list of trial results (see spectral_sweep.train.TrialResult)
+                        the largest lr whose trial trained, and the smallest above it that did
+                        not; status is "bracketed", "lower_bound" (still trained at the cap; hi
+                        null) or "nothing_trains" (lr_max null; "no_stable_lr" in old records)
+    acc_at_lr_max       test accuracy of the lr_max trial
+    lr_blowup, lr_blowup_bracket, lr_blowup_status
+                        the edge of divergence: largest lr that did not diverge, smallest that did
+    non_monotone        trials that contradict "trains, then stalls, then diverges" (empty: none)
+    lr_best, best_test_acc   the trained trial with the best test accuracy
+    budget              {"steps", "epochs"}: the length of every trial
+    trials          list of trial results (see spectral_sweep.train.TrialResult): lr, outcome
+                    (trained | stalled | diverged; records made before outcomes have only
+                    "stable", read as trained/diverged), reason, losses, test accuracy, cost
     steps, seconds  totals over this job's trials, reused ones included
     spectrum        optional: curvature measurements of this sweep point
     device, commit, command, config, created   provenance
@@ -34,6 +42,8 @@ import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+
+from .search import outcome_of
 
 RECORD_FILE = "record.json"
 TRIALS_DIR = "trials"
@@ -95,7 +105,7 @@ def config_key(*parts) -> str:
 class TrialCache:
     """Finished trials of one job, keyed by a hash of (job config, lr); survives any crash."""
 
-    REQUIRED = ("lr", "stable")
+    REQUIRED = ("lr", "outcome")
 
     def __init__(self, job_dir: str | os.PathLike):
         self.dir = Path(job_dir) / TRIALS_DIR
@@ -154,8 +164,8 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
 
 
 JOB_COLUMNS = ("model", "dataset", "optimizer", "batch_size", "seed", "expected_exponent", "momentum",
-               "search", "lr_max", "lr_max_status", "lr_best", "best_test_acc", "steps", "seconds",
-               "device", "commit", "record_path")
+               "search", "lr_max", "lr_max_status", "acc_at_lr_max", "lr_blowup", "lr_blowup_status",
+               "lr_best", "best_test_acc", "steps", "seconds", "device", "commit", "record_path")
 
 
 def jobs_frame(records: list[dict]):
@@ -166,12 +176,15 @@ def jobs_frame(records: list[dict]):
     for r in records:
         row = {c: r.get(c) for c in JOB_COLUMNS}
         lo, hi = (r.get("lr_max_bracket") or [None, None])
-        row.update(lr_lo=lo, lr_hi=hi, trials=len(r["trials"]))
+        blo, bhi = (r.get("lr_blowup_bracket") or [None, None])
+        row.update(lr_lo=lo, lr_hi=hi, lr_blowup_lo=blo, lr_blowup_hi=bhi, trials=len(r["trials"]),
+                   non_monotone=len(r.get("non_monotone") or []))
         rows.append(row)
-    return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "lr_lo", "lr_hi", "trials"])
+    return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "lr_lo", "lr_hi", "lr_blowup_lo", "lr_blowup_hi",
+                                       "trials", "non_monotone"])
 
 
-TRIAL_COLUMNS = ("lr", "stable", "reason", "initial_loss", "final_train_loss", "test_acc", "test_loss",
+TRIAL_COLUMNS = ("lr", "outcome", "reason", "initial_loss", "final_train_loss", "test_acc", "test_loss",
                  "steps", "seconds", "images_per_s")
 
 
@@ -184,5 +197,5 @@ def trials_frame(records: list[dict]):
         for t in r["trials"]:
             rows.append({"model": r["model"], "dataset": r["dataset"], "optimizer": r["optimizer"],
                          "batch_size": r["batch_size"], "seed": r.get("seed", 0),
-                         **{c: t.get(c) for c in TRIAL_COLUMNS}})
+                         **{c: t.get(c) for c in TRIAL_COLUMNS}, "outcome": outcome_of(t)})
     return pd.DataFrame(rows, columns=["model", "dataset", "optimizer", "batch_size", "seed", *TRIAL_COLUMNS])

@@ -2,11 +2,13 @@
 
 ``write_report(sweep_dirs)`` reads every ``record.json`` under the given directories and writes:
 
-lr_max.csv / .md        one row per (model, dataset, optimizer, B): lr_max, its bracket, status,
-                        lr_best, best test accuracy, cost
+lr_max.csv / .md        one row per (model, dataset, optimizer, B): lr_max (the edge of training),
+                        its bracket, status and accuracy; lr_blowup (the edge of divergence) and
+                        its bracket; whether the trials were monotone; lr_best, best accuracy, cost
 scaling.csv / .md       one row per (model, dataset, optimizer): fitted exponent with its 95%
-                        interval, the expected exponent and the verdict, saturation, and the fit
-                        on all points for comparison
+                        interval, the expected exponent and the verdict (consistent, inconsistent
+                        or inconclusive, with what would decide it), saturation, the fit on all
+                        points and the blow-up edge's exponent for comparison
 spectrum.csv / .md      (when records carry a ``spectrum``) lambda_max(B), lr_pred(B) against the
 saturation.csv          measured lr_max(B); lambda_full, kappa, B* = kappa / lambda_full, B_noise
                         and the measured saturation side by side
@@ -58,6 +60,19 @@ from .tables import (
     scaling_table,
     spectrum_tables,
 )
+
+
+def _flags(points: pd.DataFrame, records: list[dict]) -> str:
+    """Markdown bullets for the points a reader must not take at face value."""
+    lines = []
+    for r in records:
+        where = f"{r['model']} {r['optimizer']} B={r['batch_size']} seed {r.get('seed', 0)}"
+        if r.get("lr_max_status") in ("nothing_trains", "no_stable_lr"):
+            lines.append(f"- **{where}: nothing trains** in the searched range at this budget; raise the "
+                         "trial budget (search.budget.steps or .epochs). Not fitted.")
+        for line in r.get("non_monotone") or []:
+            lines.append(f"- **{where}: not monotone in lr**: {line}")
+    return ("\n**Flags**\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def _provenance(records: list[dict], sweep_dirs) -> str:
@@ -153,7 +168,8 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     points.to_csv(out / "lr_max.csv", index=False)
     written["lr_max.csv"] = out / "lr_max.csv"
     lr_md = lr_max_markdown(points)
-    put("lr_max.md", f"# Max stable lr per batch size\n\n{LR_MAX_NOTE}\n\n{lr_md}")
+    flags = _flags(points, records)
+    put("lr_max.md", f"# lr_max per batch size\n\n{LR_MAX_NOTE}\n\n{lr_md}{flags}")
     scaling.to_csv(out / "scaling.csv", index=False)
     written["scaling.csv"] = out / "scaling.csv"
     sc_md = scaling_markdown(scaling)
@@ -217,7 +233,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     md += ["## Scaling exponents\n", SCALING_NOTE + "\n", sc_md,
            "\n![lr_max against batch size](lr_max_vs_batch.png)\n",
            "![lr_max normalised by the law](normalised_lr.png)\n",
-           "## Max stable lr per batch size\n", LR_MAX_NOTE + "\n", lr_md,
+           "## lr_max per batch size\n", LR_MAX_NOTE + "\n", lr_md + flags,
            "\n## Test accuracy against learning rate\n"]
     md += [f"![accuracy against lr, {label(k)}]({p.name})\n" for k, p in acc_figs.items()]
     if spec_md:
@@ -232,7 +248,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
             ex = "—" if not np.isfinite(row.exponent) else f"{row.exponent:.3f} {ci_text(row.ci_low, row.ci_high)}"
             sat = f", saturates at B={row.saturation_batch}" if not pd.isna(row.saturation_batch) else ""
             print(f"{row.model}/{row.dataset}/{row.optimizer}: exponent {ex}, expected "
-                  f"{row.expected_exponent:g}: {row.verdict}{sat}")
+                  f"{row.expected_exponent:g}: {row.verdict}{sat}" + (f" ({row.to_decide})" if row.to_decide else ""))
     return written
 
 

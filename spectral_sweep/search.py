@@ -1,13 +1,36 @@
-"""Locate the maximal stable learning rate from trials: bracket geometrically, then bisect in log space.
+"""Locate the two edges of a batch size's learning rates from trials: where training stops, and
+where the loss blows up.
 
-Stability is assumed monotone in lr (stable below the edge, diverged above it). From a start lr the
-search multiplies (or divides) by ``step`` until one stable and one diverged trial bracket the
-edge, then bisects the bracket at its geometric midpoint until hi / lo <= ``tolerance``. With a
-bracket ratio r that costs ceil(log2(log r / log tolerance)) bisections: a handful of trials where
-a grid of the same resolution over [1e-4, 10] would need 66.
+Each trial ends ``trained``, ``stalled`` or ``diverged`` (see ``spectral_sweep.train``). Along the
+lr axis a short trial typically shows four regions, any of which may be empty:
 
-``find_max_lr`` knows nothing about training: ``trial`` is any callable lr -> stable? (a bool, or
-an object with a ``.stable`` attribute), so the search is testable and reusable on its own.
+    stalled (too small to learn)  |  trained  |  stalled (too large to learn)  |  diverged
+
+``lr_max`` is the upper edge of the trained region: the largest lr whose trial trained, with the
+bracket [lr_max, smallest lr above it that did not train]. ``lr_blowup`` is the lower edge of
+the diverged region, with the bracket [largest lr that did not diverge, smallest that did]: the
+quantity the curvature theory speaks of (2 / lambda_max). The search:
+
+1. finds an lr that trains. From a diverged start it walks down by ``step``. From a stalled one
+   it walks both ways, nearest first, because both a too-small and a too-large lr stall; never
+   above an lr that diverged, never below ``lr_min``. If that finds nothing, it bisects the gap
+   just under the first divergence down to ``tolerance`` (where a narrow trained window squeezed
+   under the blow-up hides) and tries once halfway (in log space) between the other neighbouring
+   trials. Nothing trained anywhere: status ``nothing_trains``, never a number.
+2. brackets the upper edge of training (up by ``step`` until a trial fails to train) and bisects
+   it in log space until hi / lo <= ``tolerance``. With a bracket ratio r that costs
+   ceil(log2(log r / log tolerance)) bisections.
+3. reads the blow-up edge off the same trials and bisects it too, adding trials only where the
+   two edges are apart (a stalled region between them). ``blowup=False`` skips the added trials.
+
+Trials that contradict the shape (a trained lr above one that failed to train, other than a
+too-small stall, or an lr that did not diverge above one that did) are listed in
+``SearchResult.non_monotone``: the report flags them, since an edge found among them depends on
+where the search happened to look.
+
+``find_max_lr`` knows nothing about training: ``trial`` is any callable lr -> outcome (the
+strings above, a mapping or object with ``outcome``, or a bool for trained/diverged), so the
+search is testable and reusable on its own.
 """
 
 from __future__ import annotations
@@ -19,14 +42,22 @@ from dataclasses import dataclass, field
 from .errors import UsageError
 
 TOLERANCE = 2 ** 0.25
+TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
+
+BRACKETED, LOWER_BOUND, NOTHING_TRAINS = "bracketed", "lower_bound", "nothing_trains"
+NO_STABLE_LR, NOT_SEARCHED = "no_stable_lr", "not_searched"
 
 
 @dataclass
 class SearchResult:
-    lr_max: float | None          # the largest stable lr found (None: nothing stable)
-    bracket: tuple                # (largest stable, smallest diverged); None where not found
-    status: str                   # "bracketed" | "lower_bound" | "no_stable_lr"
+    lr_max: float | None          # the largest lr that trained (None: nothing trained)
+    bracket: tuple                # (lr_max, smallest lr above it that did not train); None where unknown
+    status: str                   # "bracketed" | "lower_bound" | "nothing_trains" | "not_searched"
     trials: list = field(default_factory=list)   # [(lr, outcome)] in the order they ran
+    lr_blowup: float | None = None                # the largest lr that did not diverge
+    blowup_bracket: tuple = (None, None)          # (lr_blowup, smallest diverged lr above it)
+    blowup_status: str = NOT_SEARCHED             # "bracketed" | "lower_bound" | "no_stable_lr" | ...
+    non_monotone: list = field(default_factory=list)   # trials that contradict the expected shape
 
     @property
     def ratio(self) -> float | None:
@@ -34,64 +65,181 @@ class SearchResult:
         return hi / lo if lo and hi else None
 
 
-def _is_stable(outcome) -> bool:
-    """A trial's verdict: a bool, a mapping with "stable", or an object with ``.stable``."""
-    if isinstance(outcome, Mapping):
-        return bool(outcome["stable"])
-    return bool(getattr(outcome, "stable", outcome))
+def outcome_of(result) -> str:
+    """A trial's outcome from a string, a mapping or object with ``outcome`` (or, for records
+    made before outcomes existed, ``stable``), or a bool (True: trained, False: diverged)."""
+    if isinstance(result, str):
+        if result not in (TRAINED, STALLED, DIVERGED):
+            raise ValueError(f"unknown trial outcome {result!r}")
+        return result
+    if isinstance(result, Mapping):
+        if result.get("outcome"):
+            return outcome_of(result["outcome"])
+        return TRAINED if result["stable"] else DIVERGED
+    if getattr(result, "outcome", None):
+        return outcome_of(result.outcome)
+    return TRAINED if bool(getattr(result, "stable", result)) else DIVERGED
+
+
+class _Trials:
+    """The trials of one search: run each lr once, remember every outcome."""
+
+    def __init__(self, trial: Callable[[float], object], lr_min: float, lr_max_cap: float):
+        self.trial, self.lr_min, self.lr_max_cap = trial, lr_min, lr_max_cap
+        self.made: list = []                 # [(lr, raw result)]
+        self.outcomes: dict[float, str] = {}
+
+    def run(self, lr: float) -> str:
+        lr = min(max(lr, self.lr_min), self.lr_max_cap)
+        for seen, outcome in self.outcomes.items():
+            if math.isclose(seen, lr, rel_tol=1e-9):
+                return outcome
+        result = self.trial(lr)
+        self.made.append((lr, result))
+        self.outcomes[lr] = outcome_of(result)
+        return self.outcomes[lr]
+
+    def lrs(self, *kinds: str) -> list[float]:
+        return sorted(lr for lr, o in self.outcomes.items() if o in kinds)
+
+    def ceiling(self) -> float:
+        """No lr at or above the smallest diverged one is worth trying for training."""
+        diverged = self.lrs(DIVERGED)
+        return diverged[0] if diverged else math.inf
 
 
 def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float = TOLERANCE,
-                step: float = 4.0, lr_min: float = 1e-6, lr_max_cap: float = 100.0) -> SearchResult:
-    """The largest stable lr within a bracket of ratio <= ``tolerance``.
+                step: float = 4.0, lr_min: float = 1e-6, lr_max_cap: float = 100.0,
+                blowup: bool = True) -> SearchResult:
+    """Both edges (see the module doc), each within a bracket of ratio <= ``tolerance``.
 
     ``step`` is the bracketing factor: 4 for a cold start; a warm start (a guess from a
     neighbouring batch size scaled by the law under test) is usually within a factor of 2,
     so a smaller step there saves trials. Edge cases come back as results, not errors:
-    still stable at ``lr_max_cap`` gives status "lower_bound"; nothing stable down to
-    ``lr_min`` gives "no_stable_lr".
+    still trained at ``lr_max_cap`` gives status "lower_bound"; nothing trained anywhere in
+    [``lr_min``, ``lr_max_cap``] gives "nothing_trains".
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
                          f"lr_min={lr_min}, lr_max_cap={lr_max_cap}")
     if not (tolerance > 1 and step > 1):
         raise UsageError(f"search tolerance and step must exceed 1; got {tolerance}, {step}")
-    trials = []
+    trials = _Trials(trial, lr_min, lr_max_cap)
+    lr_max, bracket, status = None, (None, None), NOTHING_TRAINS
+    if _find_trained(trials, start, step, tolerance) is not None:
+        lr_max, bracket, status = _upper_edge(trials, step, tolerance)
+    edge = _blowup_edge(trials, step, tolerance, extend=blowup)
+    if lr_max is None and trials.lrs(TRAINED):   # met while bisecting the blow-up edge
+        lr_max, bracket, status = _upper_edge(trials, step, tolerance)
+    return SearchResult(lr_max, bracket, status, trials.made, *edge, non_monotone=_contradictions(trials))
 
-    def run(lr):
-        outcome = trial(lr)
-        trials.append((lr, outcome))
-        return _is_stable(outcome)
 
-    lr = min(max(start, lr_min), lr_max_cap)
-    lo = hi = None
-    if run(lr):
-        lo = lr
-        while hi is None:
-            if lo >= lr_max_cap:
-                return SearchResult(lo, (lo, None), "lower_bound", trials)
-            lr = min(lo * step, lr_max_cap)
-            if run(lr):
-                lo = lr
-            else:
-                hi = lr
-    else:
-        hi = lr
-        while lo is None:
-            if hi <= lr_min:
-                return SearchResult(None, (None, hi), "no_stable_lr", trials)
-            lr = max(hi / step, lr_min)
-            if run(lr):
-                lo = lr
-            else:
-                hi = lr
-    while hi / lo > tolerance * (1 + 1e-12):
-        mid = math.sqrt(lo * hi)
-        if run(mid):
-            lo = mid
+def _find_trained(trials: _Trials, start: float, step: float, tolerance: float) -> float | None:
+    """Some lr that trains, or None. Walks the lattice start * step^k, nearest first."""
+    first = trials.run(start)
+    if first == TRAINED:
+        return start
+    if first == DIVERGED:   # too large: walk down until something does not diverge
+        lr = start
+        while lr > trials.lr_min:
+            lr = max(lr / step, trials.lr_min)
+            outcome = trials.run(lr)
+            if outcome == TRAINED:
+                return lr
+            if outcome == STALLED:
+                break
         else:
-            hi = mid
-    return SearchResult(lo, (lo, hi), "bracketed", trials)
+            return None
+        start = lr
+    # a stall: the trained region may lie below it or above it; look both ways, nearest first
+    up = down = start
+    while True:
+        moved = False
+        if up * step < trials.ceiling() and up < trials.lr_max_cap:
+            up = min(up * step, trials.lr_max_cap)
+            moved = True
+            if trials.run(up) == TRAINED:
+                return up
+        if down > trials.lr_min:
+            down = max(down / step, trials.lr_min)
+            moved = True
+            if trials.run(down) == TRAINED:
+                return down
+        if not moved:
+            break
+    # Missed by the lattice? First the gap right under the blow-up, where a narrow window is
+    # squeezed between too-large stalls and divergence: bisect it to the tolerance (the blow-up
+    # edge needs those trials anyway). Then halfway between every other pair of neighbours.
+    while math.isfinite(trials.ceiling()):
+        below = [lr for lr in trials.lrs(STALLED) if lr < trials.ceiling()]
+        if not below or trials.ceiling() / below[-1] <= tolerance * (1 + 1e-12):
+            break
+        middle = math.sqrt(below[-1] * trials.ceiling())
+        if trials.run(middle) == TRAINED:
+            return middle
+    tried = [lr for lr in sorted(trials.outcomes) if lr < trials.ceiling()]
+    for a, b in reversed(list(zip(tried, tried[1:]))):
+        if b / a > tolerance * (1 + 1e-12) and trials.run(math.sqrt(a * b)) == TRAINED:
+            return math.sqrt(a * b)
+    return None
+
+
+def _upper_edge(trials: _Trials, step: float, tolerance: float):
+    """(lr_max, bracket, status) of the trained region's upper edge, bisected to ``tolerance``."""
+    def bracket():
+        lo = trials.lrs(TRAINED)[-1]
+        above = [lr for lr in trials.lrs(STALLED, DIVERGED) if lr > lo]
+        return lo, (above[0] if above else None)
+
+    lo, hi = bracket()
+    while hi is None:
+        if lo >= trials.lr_max_cap:
+            return lo, (lo, None), LOWER_BOUND
+        trials.run(lo * step)
+        lo, hi = bracket()
+    while hi / lo > tolerance * (1 + 1e-12):
+        trials.run(math.sqrt(lo * hi))
+        lo, hi = bracket()
+    return lo, (lo, hi), BRACKETED
+
+
+def _blowup_edge(trials: _Trials, step: float, tolerance: float, extend: bool):
+    """(lr_blowup, bracket, status) of the diverged region's lower edge; adds trials when ``extend``."""
+    def bracket():
+        calm = trials.lrs(TRAINED, STALLED)
+        if not calm:
+            return None, (trials.lrs(DIVERGED) or [None])[0]
+        above = [lr for lr in trials.lrs(DIVERGED) if lr > calm[-1]]
+        return calm[-1], (above[0] if above else None)
+
+    lo, hi = bracket()
+    if lo is None:
+        return None, (None, hi), NO_STABLE_LR
+    while hi is None:
+        if lo >= trials.lr_max_cap or not extend:
+            return lo, (lo, None), LOWER_BOUND
+        trials.run(lo * step)
+        lo, hi = bracket()
+    while extend and hi / lo > tolerance * (1 + 1e-12):
+        trials.run(math.sqrt(lo * hi))
+        lo, hi = bracket()
+    return lo, (lo, hi), BRACKETED
+
+
+def _contradictions(trials: _Trials) -> list[str]:
+    """Trials that break the expected shape, in words (empty when the shape held)."""
+    trained = trials.lrs(TRAINED)
+    diverged = trials.lrs(DIVERGED)
+    found = []
+    if trained:
+        for lr, outcome in sorted(trials.outcomes.items()):
+            if outcome != TRAINED and lr < trained[-1] and (lr > trained[0] or outcome == DIVERGED):
+                found.append(f"lr={lr:.4g} {outcome} below lr={trained[-1]:.4g} that trained")
+    if diverged:
+        for lr in trials.lrs(TRAINED, STALLED):
+            if lr > diverged[0]:
+                found.append(f"lr={lr:.4g} did not diverge above lr={diverged[0]:.4g} that did")
+    return found
 
 
 def bisections_needed(ratio: float, tolerance: float = TOLERANCE) -> int:
@@ -100,20 +248,27 @@ def bisections_needed(ratio: float, tolerance: float = TOLERANCE) -> int:
 
 
 def grid_search(trial: Callable[[float], object], lrs) -> SearchResult:
-    """Train every lr of a grid (the paper's protocol); lr_max is the largest stable one.
+    """Train every lr of a grid (the paper's protocol); lr_max is the largest that trained.
 
-    The bracket is (largest stable, next grid lr above it) when that one diverged; a grid gives
-    no guarantee of monotonicity, so the bracket is what the grid saw, nothing more.
+    Each bracket is (largest lr on the edge's near side, next grid lr above it); a grid gives no
+    guarantee of monotonicity, so the brackets are what the grid saw, nothing more.
     """
     lrs = sorted(float(lr) for lr in lrs)
     if not lrs or lrs[0] <= 0:
         raise UsageError("search.lrs must be a non-empty list of positive learning rates")
-    trials = [(lr, trial(lr)) for lr in lrs]
-    stable = [lr for lr, o in trials if _is_stable(o)]
-    if not stable:
-        return SearchResult(None, (None, lrs[0]), "no_stable_lr", trials)
-    lo = max(stable)
-    above = [lr for lr in lrs if lr > lo]
-    if not above:
-        return SearchResult(lo, (lo, None), "lower_bound", trials)
-    return SearchResult(lo, (lo, above[0]), "bracketed", trials)
+    trials = _Trials(trial, lrs[0], lrs[-1] * (1 + 1e-9))
+    for lr in lrs:
+        trials.run(lr)
+
+    def edge(near: tuple, none_status: str):
+        below = trials.lrs(*near)
+        if not below:
+            return None, (None, lrs[0]), none_status
+        above = [lr for lr in lrs if lr > below[-1]]
+        if not above:
+            return below[-1], (below[-1], None), LOWER_BOUND
+        return below[-1], (below[-1], above[0]), BRACKETED
+
+    lr_max, bracket, status = edge((TRAINED,), NOTHING_TRAINS)
+    return SearchResult(lr_max, bracket, status, trials.made, *edge((TRAINED, STALLED), NO_STABLE_LR),
+                        non_monotone=_contradictions(trials))

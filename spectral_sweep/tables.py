@@ -22,16 +22,25 @@ BRACKETED = "bracketed"
 
 LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). With several seeds: learning rates "
                "are geometric means over seeds, accuracy the arithmetic mean, trials/steps/seconds totals. "
-               "lr_max is the last stable lr; the true edge lies in [lr_lo, lr_hi] (first diverged). "
-               "Status: bracketed; lower_bound = still stable at the search cap (lr_max is a lower bound); "
-               "no_stable_lr = nothing stable down to the floor.")
+               "lr_max is the largest lr whose trial trained (its loss fell and its test accuracy rose clearly "
+               "above chance); the edge of training lies in [lr_lo, lr_hi] (the smallest lr above that did not "
+               "train). acc_at_lr_max is the test accuracy of that trial. lr_blowup is the edge of divergence, "
+               "in [lr_blowup_lo, lr_blowup_hi] (the smallest lr that diverged): between the two edges trials "
+               "stall. Status: bracketed; lower_bound = still trained at the search cap; nothing_trains = no "
+               "lr trained in the searched range (raise the trial budget). monotone = no trial contradicted "
+               "the shape stalled | trained | stalled | diverged (see the record's non_monotone).")
 SCALING_NOTE = ("Exponent p of lr_max ~ B^p: least squares of log lr against log B, each point the geometric "
-                "midpoint of its bracket; the 95% interval combines bracket widths with residual scatter "
-                "(Student t, n-2 dof; see spectral_sweep.theory.fit_power_law). Verdict: consistent when the "
-                "expected exponent (1 for SGD, 1/2 for Adam) lies inside the interval. When lr_max saturates "
+                "midpoint of its bracket; the 95% interval combines bracket widths with the seed-to-seed scatter "
+                f"of lr_max measured on the quickstart ({theory.SEED_SCATTER:g} in log), or with the residual "
+                "scatter when the residuals reject that (normal quantile; see spectral_sweep.theory.fit_power_law). "
+                "Verdict: inconclusive when the interval is wider than "
+                f"+-{theory.DECISIVE_HALF_WIDTH:g} or holds both laws (1 and 1/2), else consistent or "
+                "inconsistent as the expected exponent (1 for SGD, 1/2 for Adam) lies inside it or not; "
+                "'to decide' says what would make an inconclusive one decisive. When lr_max saturates "
                 "(theory.detect_saturation), the main fit uses only the batch sizes below the saturation and "
-                "the fit on all points is shown for comparison. lower_bound and no_stable_lr points are "
-                "never fitted.")
+                "the fit on all points is shown for comparison. The blow-up edge's exponent (the curvature "
+                "theory's quantity) is shown beside it, fitted the same way. lower_bound and nothing_trains "
+                "points are never fitted.")
 SPECTRUM_NOTE = ("lambda_max: mean and std over random batches of size B. lr_pred: the stability limit the "
                  "spectrum predicts, 2(1+momentum)/lambda_max (SGD, heavy ball) or (2+2 beta1)/((1-beta1) "
                  "lambda_max) on the preconditioned Hessian (Adam). ratio = measured lr_max / lr_pred. "
@@ -95,7 +104,7 @@ def _status(row) -> str:
     if isinstance(s, str) and s:
         return s
     if as_number(row.get("lr_max")) is None:
-        return "no_stable_lr"
+        return "nothing_trains"
     return BRACKETED if as_number(row.get("lr_hi")) is not None else "lower_bound"
 
 
@@ -129,6 +138,15 @@ def _first(values, default=None):
     return default
 
 
+def _one_status(values) -> str | None:
+    """The seeds' common status, or "mixed: a x2, b x1"; None for records that have none."""
+    statuses = [v for v in values if isinstance(v, str)]
+    uniq = sorted(set(statuses))
+    if len(uniq) <= 1:
+        return uniq[0] if uniq else None
+    return "mixed: " + ", ".join(f"{s} x{statuses.count(s)}" for s in uniq)
+
+
 def lr_max_table(records: list[dict]) -> pd.DataFrame:
     """One row per (model, dataset, optimizer, batch size), seeds combined (see ``LR_MAX_NOTE``)."""
     jobs = jobs_frame(records).astype(object)
@@ -136,29 +154,34 @@ def lr_max_table(records: list[dict]) -> pd.DataFrame:
     jobs["lr_max_status"] = [_status(r) for r in jobs.to_dict("records")]
     rows = []
     for key, g in jobs.groupby([*GROUP, "batch_size"], sort=True):
-        statuses = list(g["lr_max_status"])
-        uniq = sorted(set(statuses))
-        status = uniq[0] if len(uniq) == 1 else "mixed: " + ", ".join(f"{s} x{statuses.count(s)}" for s in uniq)
+        status = _one_status(g["lr_max_status"])
         rows.append(dict(zip([*GROUP, "batch_size"], key), seeds=len(g),
                          lr_max=_gmean(g["lr_max"]), lr_lo=_gmean(g["lr_lo"]), lr_hi=_gmean(g["lr_hi"]),
-                         lr_max_status=status, lr_best=_gmean(g["lr_best"]),
+                         lr_max_status=status, acc_at_lr_max=_mean(g["acc_at_lr_max"]),
+                         lr_blowup=_gmean(g["lr_blowup"]), lr_blowup_lo=_gmean(g["lr_blowup_lo"]),
+                         lr_blowup_hi=_gmean(g["lr_blowup_hi"]),
+                         lr_blowup_status=_one_status(g["lr_blowup_status"]),
+                         monotone=not any(as_number(v) for v in g["non_monotone"]), lr_best=_gmean(g["lr_best"]),
                          best_test_acc=_mean(g["best_test_acc"]), trials=int(_sum(g["trials"])),
                          steps=_sum(g["steps"]), seconds=_sum(g["seconds"]),
                          expected_exponent=as_number(_first(g["expected_exponent"])),
                          momentum=as_number(_first(g["momentum"]))))
-    cols = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_status", "lr_best",
+    cols = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_status", "acc_at_lr_max",
+            "lr_blowup", "lr_blowup_lo", "lr_blowup_hi", "lr_blowup_status", "monotone", "lr_best",
             "best_test_acc", "trials", "steps", "seconds", "expected_exponent", "momentum"]
     df = pd.DataFrame(rows, columns=cols)
     df["batch_size"] = df["batch_size"].astype(int)
     return df
 
 
-def usable(points: pd.DataFrame) -> pd.Series:
-    """Points a fit may use: bracketed (every seed), with a finite positive bracket."""
-    ok = points["lr_max_status"].eq(BRACKETED)
-    for c in ("lr_max", "lr_lo", "lr_hi"):
+def usable(points: pd.DataFrame, edge: str = "lr_max") -> pd.Series:
+    """Points a fit may use: bracketed (every seed), with a finite positive bracket. ``edge`` is
+    "lr_max" (the edge of training) or "lr_blowup" (the edge of divergence)."""
+    lo, hi = ("lr_lo", "lr_hi") if edge == "lr_max" else (f"{edge}_lo", f"{edge}_hi")
+    ok = points[f"{edge}_status"].eq(BRACKETED)
+    for c in (edge, lo, hi):
         ok &= pd.to_numeric(points[c], errors="coerce").gt(0)
-    return ok & (points["lr_hi"] >= points["lr_lo"])
+    return ok & (pd.to_numeric(points[hi], errors="coerce") >= pd.to_numeric(points[lo], errors="coerce"))
 
 
 def _expected(points: pd.DataFrame, optimizer: str) -> float:
@@ -180,14 +203,14 @@ def analyse_group(points: pd.DataFrame) -> dict:
     u = points[use]
     B, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_lo", "lr_hi"))
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
-           "fit_range": "all", "note": ""}
+           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points), "batch_sizes": B}
     excluded = points[~use]
     out["excluded"] = "; ".join(f"B={int(b)} {s}" for b, s in zip(excluded["batch_size"],
                                                                   excluded["lr_max_status"]))
     if len(u) < 2:
         out["note"] = f"only {len(u)} usable point{'s' * (len(u) != 1)}: no fit (need 2)"
         return out
-    out["fit_all"] = theory.fit_power_law(B, u["lr_max"].to_numpy(float), lo, hi)
+    out["fit_all"] = _fit(B, lo, hi)
     if len(u) >= 3:
         out["saturation"] = theory.detect_saturation(
             B, u["lr_max"].to_numpy(float), lo, hi, exponent=expected if math.isfinite(expected) else None)
@@ -197,11 +220,26 @@ def analyse_group(points: pd.DataFrame) -> dict:
     below = B < out["saturation"]
     out["fit_range"] = f"fit below B={out['saturation']}"
     if below.sum() >= 2:
-        out["fit"] = theory.fit_power_law(B[below], u["lr_max"].to_numpy(float)[below], lo[below], hi[below])
+        out["fit"] = _fit(B[below], lo[below], hi[below])
     else:
         out["note"] = (f"saturated from B={out['saturation']}: only {int(below.sum())} point below it, "
                        "no fit of the growing regime")
     return out
+
+
+def _fit(B, lo, hi):
+    """The power law through brackets [lo, hi], with the measured seed scatter (see SCALING_NOTE)."""
+    return theory.fit_power_law(B, lo, lo, hi, scatter=theory.SEED_SCATTER)
+
+
+def _blowup_fit(points: pd.DataFrame):
+    """The blow-up edge's power law over its bracketed points (None with fewer than 2)."""
+    if "lr_blowup_status" not in points:
+        return None
+    u = points[usable(points, "lr_blowup")]
+    if len(u) < 2 or u["batch_size"].nunique() < 2:
+        return None
+    return _fit(*(u[c].to_numpy(float) for c in ("batch_size", "lr_blowup_lo", "lr_blowup_hi")))
 
 
 def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -210,22 +248,26 @@ def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     for key, g in points.groupby(GROUP, sort=True):
         a = analyse_group(g)
         analyses[key] = a
-        f, fa, e = a["fit"], a["fit_all"], a["expected"]
+        f, fa, fb, e = a["fit"], a["fit_all"], a["blowup_fit"], a["expected"]
+        decided = theory.verdict(f, e) if f and math.isfinite(e) else "no fit"
         row = dict(zip(GROUP, key), expected_exponent=e,
                    exponent=f.exponent if f else math.nan, ci_low=f.ci_low if f else math.nan,
-                   ci_high=f.ci_high if f else math.nan,
-                   verdict=theory.verdict(f, e) if f and math.isfinite(e) else "no fit",
+                   ci_high=f.ci_high if f else math.nan, verdict=decided,
+                   to_decide=theory.what_would_decide(f, a["batch_sizes"]) if decided == "inconclusive" else "",
                    n_fit=f.n if f else 0, fit_range=a["fit_range"] if f else "",
                    saturation_batch=a["saturation"],
                    exponent_all=fa.exponent if fa else math.nan, ci_low_all=fa.ci_low if fa else math.nan,
                    ci_high_all=fa.ci_high if fa else math.nan,
                    verdict_all=theory.verdict(fa, e) if fa and math.isfinite(e) else "no fit",
-                   n_all=fa.n if fa else 0, prefactor=f.prefactor if f else math.nan,
+                   n_all=fa.n if fa else 0,
+                   exponent_blowup=fb.exponent if fb else math.nan,
+                   ci_low_blowup=fb.ci_low if fb else math.nan, ci_high_blowup=fb.ci_high if fb else math.nan,
+                   prefactor=f.prefactor if f else math.nan,
                    excluded=a["excluded"], note=a["note"] or (f.note if f else ""))
         rows.append(row)
-    cols = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "n_fit", "fit_range",
-            "saturation_batch", "exponent_all", "ci_low_all", "ci_high_all", "verdict_all", "n_all",
-            "prefactor", "excluded", "note"]
+    cols = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "to_decide", "n_fit",
+            "fit_range", "saturation_batch", "exponent_all", "ci_low_all", "ci_high_all", "verdict_all", "n_all",
+            "exponent_blowup", "ci_low_blowup", "ci_high_blowup", "prefactor", "excluded", "note"]
     df = pd.DataFrame(rows, columns=cols)
     df["saturation_batch"] = df["saturation_batch"].astype("Int64")
     return df, analyses
@@ -392,6 +434,10 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
             "—" if not np.isfinite(e) else f"{e:.3f} {ci_text(a, b)} ({v})"
             for e, a, b, v in zip(scaling["exponent_all"], scaling["ci_low_all"], scaling["ci_high_all"],
                                   scaling["verdict_all"])],
+        "blow-up edge: exponent [95%]": [
+            "—" if not np.isfinite(e) else f"{e:.3f} {ci_text(a, b)}"
+            for e, a, b in zip(scaling["exponent_blowup"], scaling["ci_low_blowup"], scaling["ci_high_blowup"])],
+        "to decide": scaling["to_decide"],
         "excluded from fits": scaling["excluded"], "note": scaling["note"]})
     return markdown_table(view)
 

@@ -10,7 +10,8 @@ Functions
 ---------
 fit_power_law          log-log fit of lr_max against B, with an honest confidence interval
 detect_saturation      the batch size from which lr_max stops growing
-verdict                is the expected exponent inside the interval?
+verdict                consistent / inconsistent / inconclusive: can the interval tell 1 from 1/2?
+what_would_decide      for an inconclusive fit: more batch sizes, a wider range, a finer tolerance, seeds
 expected_exponent      1.0 for SGD-like optimizers, 0.5 for Adam-like ones
 fit_inverse_batch      lambda_max(B) = lambda_full + kappa / B, and B* = kappa / lambda_full
 lr_pred_sgd            2 (1 + momentum) / lambda_max                (heavy-ball stability limit)
@@ -29,6 +30,18 @@ from scipy import optimize, stats
 #: Default bracket resolution of the lr search (``search.TOLERANCE``): lr_max is known to a factor.
 DEFAULT_RESOLUTION = 2 ** 0.25
 
+#: Seed-to-seed scatter of log lr_max beyond bracket quantisation (std, natural log), measured on
+#: the quickstart: see ``SEED_SCATTER_SOURCE``. A fit never assumes less scatter than this, so a
+#: sweep of a few batch sizes gets an interval from what is known about lr_max's noise instead of
+#: from a residual with one degree of freedom.
+SEED_SCATTER = 0.10
+SEED_SCATTER_SOURCE = "placeholder"
+
+#: The two laws under test; a verdict must be able to tell them apart.
+LAWS = (1.0, 0.5)
+#: The widest interval (half-width) that still decides anything.
+DECISIVE_HALF_WIDTH = 0.25
+
 __all__ = [
     "DEFAULT_RESOLUTION",
     "InverseBatchFit",
@@ -42,6 +55,7 @@ __all__ = [
     "lr_pred_adam",
     "lr_pred_sgd",
     "verdict",
+    "what_would_decide",
 ]
 
 
@@ -124,7 +138,8 @@ def _wls(x, y, w):
     return beta[0], beta[1], cov, y - X @ beta
 
 
-def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95) -> PowerLawFit:
+def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
+                  scatter: float = 0.0) -> PowerLawFit:
     """Fit ``lr = prefactor * B^exponent`` by least squares on log lr against log B.
 
     Points. Without brackets each point is ``log lr``. With brackets ``[lo, hi]`` (last stable,
@@ -141,9 +156,16 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95) -> Po
     and widens with the residual scatter when that is larger; without brackets this is ordinary
     least squares. The interval is ``exponent +- t_{n-2} * stderr`` (Student t, n - 2 dof).
 
+    Known scatter. ``scatter`` > 0 is ``tau`` known from elsewhere (the seed-to-seed spread of
+    lr_max, ``SEED_SCATTER``). It is used as it is, with a normal quantile, unless the residuals
+    reject it (their chi^2 with weights ``1 / (sigma_i^2 + scatter^2)`` exceeds its 95% point):
+    then the Paule-Mandel estimate, which is larger, replaces it. With three batch sizes a residual
+    has one degree of freedom and its t quantile (12.7) makes every interval useless; a measured
+    noise level does not need it, and the chi^2 check keeps a noisier sweep from hiding behind it.
+
     n == 2: the line goes through both points and the exponent is exact; the interval then comes
-    from the bracket uncertainty alone, with a normal quantile (there is no residual to estimate
-    scatter from, and NaN if there are no brackets either). n < 2 raises ``ValueError``.
+    from the bracket uncertainty (and ``scatter``) alone, with a normal quantile (NaN if there are
+    neither brackets nor scatter). n < 2 raises ``ValueError``.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1); got {level}")
@@ -157,44 +179,55 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95) -> Po
     s2 = s ** 2
     has_brackets = bool(np.any(s2 > 0))
 
+    floor2 = float(scatter) ** 2
+    if not floor2 >= 0 or not math.isfinite(floor2):
+        raise ValueError(f"scatter must be a finite std >= 0; got {scatter}")
     if n == 2:
-        tau2 = 0.0
-        if has_brackets:
-            a, b, cov, _ = _wls(x, y, np.ones(n))
-            # exact line through the points; the slope's variance is (s1^2 + s2^2) / dx^2
-            var_b = float(s2.sum() / (x[1] - x[0]) ** 2)
+        tau2 = floor2
+        a, b, cov, _ = _wls(x, y, np.ones(n))
+        if has_brackets or floor2 > 0:
+            # exact line through the points; the slope's variance is (var1 + var2) / dx^2
+            var_b = float((s2 + tau2).sum() / (x[1] - x[0]) ** 2)
             q = stats.norm.ppf(0.5 + level / 2)
-            note = "2 points: exact line; interval from bracket widths only (normal quantile)"
+            note = "2 points: exact line; interval from bracket widths and known scatter (normal quantile)"
         else:
-            a, b, cov, _ = _wls(x, y, np.ones(n))
             var_b, q = math.nan, math.nan
             note = "2 points without brackets: exact line, no interval"
-    else:
-        if not has_brackets:
-            a, b, cov, r = _wls(x, y, np.ones(n))
-            tau2 = float(r @ r) / dof
-            var_b = tau2 * cov[1, 1]
-            note = "ordinary least squares; t interval from residual scatter"
-        else:
-            def excess(t2):
-                w = 1.0 / (s2 + t2)
-                _, _, _, r = _wls(x, y, w)
-                return float(w @ r ** 2) - dof
-
-            floor = 1e-12 * max(float(s2.max()), 1e-300)
-            s2 = np.maximum(s2, floor)      # a zero-width bracket would get infinite weight
-            if excess(0.0) <= 0:
-                tau2 = 0.0
-                note = "residuals within bracket widths: interval from brackets (t quantile)"
-            else:
-                top = float(np.var(y)) * n + float(s2.max()) + 1.0
-                while excess(top) > 0:
-                    top *= 4
-                tau2 = optimize.brentq(excess, 0.0, top, xtol=1e-14, rtol=1e-10)
-                note = "bracket widths + residual scatter (Paule-Mandel); t interval"
-            a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
-            var_b = cov[1, 1]
+    elif not has_brackets and floor2 == 0:
+        a, b, cov, r = _wls(x, y, np.ones(n))
+        tau2 = float(r @ r) / dof
+        var_b = tau2 * cov[1, 1]
+        note = "ordinary least squares; t interval from residual scatter"
         q = stats.t.ppf(0.5 + level / 2, dof)
+    else:
+        def excess(t2):
+            w = 1.0 / (s2 + t2)
+            _, _, _, r = _wls(x, y, w)
+            return float(w @ r ** 2) - dof
+
+        s2 = np.maximum(s2, 1e-12 * max(float(s2.max()), floor2, 1e-300))  # no infinite weights
+        if excess(0.0) <= 0:
+            tau2 = 0.0
+            note = "residuals within bracket widths"
+        else:
+            top = float(np.var(y)) * n + float(s2.max()) + 1.0
+            while excess(top) > 0:
+                top *= 4
+            tau2 = optimize.brentq(excess, 0.0, top, xtol=1e-14, rtol=1e-10)
+            note = "bracket widths + residual scatter (Paule-Mandel)"
+        if floor2 > 0:
+            # the known scatter stands unless the residuals reject it (chi^2 test at 5%)
+            if excess(floor2) + dof > stats.chi2.ppf(0.95, dof):
+                note += f": residuals reject the known seed scatter {scatter:.3g}; normal interval"
+            else:
+                tau2 = floor2
+                note = f"bracket widths + known seed scatter {scatter:.3g} (residuals agree); normal interval"
+            q = stats.norm.ppf(0.5 + level / 2)
+        else:
+            q = stats.t.ppf(0.5 + level / 2, dof)
+            note += "; t interval"
+        a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
+        var_b = cov[1, 1]
 
     se = math.sqrt(var_b) if np.isfinite(var_b) else math.nan
     half = q * se
@@ -205,16 +238,50 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95) -> Po
                        level=float(level), note=note)
 
 
-def verdict(fit: PowerLawFit, expected: float) -> str:
-    """``"consistent"`` if ``expected`` lies inside the fit's interval, else ``"steeper"`` (the
-    measured exponent is larger than expected) or ``"shallower"``. ``"undetermined"`` when the
-    interval is unknown (two points and no brackets)."""
+def verdict(fit: PowerLawFit, expected: float, laws=LAWS, max_half_width: float = DECISIVE_HALF_WIDTH) -> str:
+    """``"consistent"`` (``expected`` inside the interval), ``"inconsistent"`` (outside it), or
+    ``"inconclusive"``: the interval is unknown, wider than +-``max_half_width``, or holds every law
+    in ``laws`` (1 and 1/2), so it cannot tell the laws apart. Which way an inconsistent exponent
+    leans is ``direction``."""
     lo, hi = fit.ci_low, fit.ci_high
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "undetermined"
-    if lo <= expected <= hi:
-        return "consistent"
-    return "steeper" if expected < lo else "shallower"
+        return "inconclusive"
+    if (hi - lo) / 2 > max_half_width + 1e-12 or all(lo <= law <= hi for law in laws):
+        return "inconclusive"
+    return "consistent" if lo <= expected <= hi else "inconsistent"
+
+
+def direction(fit: PowerLawFit, expected: float) -> str:
+    """``"steeper"`` or ``"shallower"`` than ``expected`` (by the point estimate)."""
+    return "steeper" if fit.exponent > expected else "shallower"
+
+
+def what_would_decide(fit: PowerLawFit, batch_sizes, tolerance: float = DEFAULT_RESOLUTION,
+                      max_half_width: float = DECISIVE_HALF_WIDTH) -> str:
+    """For an inconclusive fit: what would shrink its interval to +-``max_half_width``, in words.
+
+    The slope's standard error is sigma / sqrt(Sxx), sigma^2 = bracket variance + scatter^2 and
+    Sxx the spread of log B. So the interval shrinks as 1/sqrt(n) with more batch sizes (or seeds
+    per batch size, which average the scatter and the brackets alike), as 1/log-range with a wider
+    range of B, and with a finer tolerance only as far as the bracket part goes.
+    """
+    half = fit.quantile * fit.stderr
+    if not np.isfinite(half):
+        return "needs at least 3 batch sizes, or brackets, for an interval"
+    if half <= max_half_width:
+        return ""
+    factor = half / max_half_width
+    B = np.asarray(batch_sizes, dtype=float)
+    span = float(B.max() / B.min())
+    ideas = [f"{math.ceil(factor ** 2 * fit.n)} batch sizes over the same range, or "
+             f"{math.ceil(factor ** 2)} seeds at each",
+             f"a B range of {span ** factor:.3g}x instead of {span:.3g}x"]
+    bracket2, scatter2 = fit.bracket_sigma ** 2, fit.scatter ** 2
+    allowed2 = (bracket2 + scatter2) / factor ** 2 - scatter2
+    if bracket2 > 0 and allowed2 > 0:
+        ideas.append(f"search.tolerance={math.exp(math.sqrt(12 * allowed2)):.3g} "
+                     f"(now {tolerance:.3g})")
+    return f"interval +-{half:.2f} > +-{max_half_width:g}; to decide: " + "; or ".join(ideas)
 
 
 _SGD_LIKE = ("sgd", "nesterov", "momentum", "heavy_ball", "heavyball", "learner", "lars")

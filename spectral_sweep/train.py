@@ -1,17 +1,22 @@
 """One trial: train a fresh model at one peak learning rate for a fixed budget, and judge it.
 
-A trial is *stable* when its loss stays finite, its smoothed loss never exceeds
-``divergence_factor`` x the initial loss (the trial stops there), and its final training loss
-ends below ``final_loss_factor`` x the initial loss. Otherwise it *diverged*, and the reason says
-which rule fired.
+A trial ends in one of three outcomes (``judge`` decides; the thresholds are settings):
 
-The final-loss rule has slack (1.1) for short edge-finding trials: there a model may not have
-started to learn, and a strict "must end below the initial loss" would fail tiny learning rates
-too, by noise, so stability would stop being monotone in lr and no bracket could be trusted
-(seen: a 1/16-width VGG-11 on the synthetic set after 30 steps failed it at every lr from 1e-3
-up). The slack still catches an lr that never blew up but left the loss far above where it
-started (seen: a narrow VGG-16 ending at 1.8x its initial loss). ``train=paper`` uses 1.0.
-Divergence is a result,
+* ``diverged``: the loss became non-finite, or its smoothed value rose above
+  ``divergence_factor`` x the initial loss. The trial stops right there, so a blow-up is cheap.
+* ``stalled``: finite, but it did not learn. Its final training loss (mean of the last 10% of
+  steps) is not at least ``stall_loss_margin`` (10%) below the reference loss, or its test accuracy
+  is not clearly above chance. The reference loss is the smaller of the initial loss and ln(C),
+  the loss of a uniform guess over C classes: a network that starts with large logits and merely
+  learns to guess uniformly lowers its loss without learning anything. "Clearly above chance"
+  means ``stall_acc_margin`` (5%) of the way from chance to perfect accuracy, and at least four
+  binomial standard errors of the test set above chance, so that noise cannot pass it (with 10
+  classes and 1000 test images: accuracy >= 0.145).
+* ``trained``: neither. This is what "the network trains at this lr" means, and lr_max is the
+  largest lr whose trial trained.
+
+A learning rate that is too small stalls, and so may one that is too large without blowing up
+(the loss bounces around ln C): "did not diverge" is not "trained". Divergence is a result,
 never an exception.
 
 GPU discipline: losses stay on the device and are read back every ``check_every`` steps, so the
@@ -47,8 +52,9 @@ class TrialSettings:
     epochs: float | None = None         # ... or in epochs (wins when set)
     schedule: str = "constant"
     warmup: float = 0.0                 # fraction of the budget spent warming up linearly
-    divergence_factor: float = 2.0
-    final_loss_factor: float = 1.1      # diverged if the final loss is >= this x the initial
+    divergence_factor: float = 2.0      # diverged when the smoothed loss exceeds this x the initial
+    stall_loss_margin: float = 0.1      # trained needs the final loss this fraction below the reference
+    stall_acc_margin: float = 0.05      # ... and test accuracy this fraction of the way from chance to 1
     smoothing: float = 0.1              # EMA weight of the newest loss in the divergence test
     seed: int = 0
     device: str = "auto"
@@ -63,6 +69,42 @@ class TrialSettings:
     check_every: int | None = None      # host sync interval; auto: 1 on CPU, 10 on CUDA
     curve_points: int = 200
     quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("stall_loss_margin", "stall_acc_margin"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 1):
+                raise UsageError(f"train.{name} must lie in (0, 1), got {value!r}")
+        if not (isinstance(self.divergence_factor, (int, float)) and self.divergence_factor > 1):
+            raise UsageError(f"train.divergence_factor must exceed 1, got {self.divergence_factor!r}")
+
+
+TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
+OUTCOMES = (TRAINED, STALLED, DIVERGED)
+
+
+def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> float:
+    """The test accuracy a trial must reach to count as having learned: ``margin`` of the way from
+    chance to 1, and never within four binomial standard errors of chance (noise cannot pass)."""
+    chance = 1.0 / num_classes
+    noise = 4.0 * math.sqrt(chance * (1 - chance) / max(test_size, 1))
+    return chance + max(margin * (1 - chance), noise)
+
+
+def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
+          test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05) -> tuple[str, str | None]:
+    """(outcome, reason) of a trial that did not diverge: ``trained`` or ``stalled`` (see module doc)."""
+    reference = initial_loss
+    if num_classes:
+        reference = min(reference, math.log(num_classes))
+    if not final_loss <= (1 - loss_margin) * reference:
+        return STALLED, (f"final loss {final_loss:.3g} not {loss_margin:.0%} below "
+                         f"{'ln C' if reference < initial_loss else 'initial'} {reference:.3g}")
+    if test_acc is not None and num_classes:
+        floor = accuracy_floor(num_classes, test_size, acc_margin)
+        if not test_acc >= floor:
+            return STALLED, f"test acc {test_acc:.3f} below {floor:.3f} (chance {1 / num_classes:.3g})"
+    return TRAINED, None
 
 
 class TrainingHook:
@@ -96,8 +138,8 @@ class TrainingHook:
 @dataclass
 class TrialResult:
     lr: float
-    stable: bool
-    reason: str | None                   # why it diverged: "non-finite loss", "loss > 2x initial", ...
+    outcome: str                         # trained | stalled | diverged
+    reason: str | None                   # why it did not train: "non-finite loss", "test acc 0.1 below ..."
     initial_loss: float
     final_train_loss: float
     test_acc: float | None
@@ -110,11 +152,16 @@ class TrialResult:
     hooks: dict = field(default_factory=dict)        # each hook's log, by hook name
 
     @property
-    def diverged(self) -> bool:
-        return not self.stable
+    def stable(self) -> bool:
+        """Did not diverge (it may still have stalled): what the blow-up edge is made of."""
+        return self.outcome != DIVERGED
+
+    @property
+    def trained(self) -> bool:
+        return self.outcome == TRAINED
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "diverged": self.diverged}
+        return {**asdict(self), "stable": self.stable}
 
 
 def resolve_device(name: str = "auto", index: int = 0) -> torch.device:
@@ -239,13 +286,16 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     curve = losses[:step].float().cpu()
     tail = curve[-max(1, step // 10):]
     final = float(tail.mean()) if reason is None else float("nan")
-    if reason is None and not final < settings.final_loss_factor * initial:
-        reason = f"final loss >= {settings.final_loss_factor:g}x initial"
     acc = test_loss = None
     if reason is None and settings.evaluate:
         with autocast:
             test_loss, acc = evaluate(model, data.test, device, settings.eval_batch_size, memory_format)
-    result = TrialResult(lr=lr, stable=reason is None, reason=reason, initial_loss=initial,
+    if reason is None:
+        outcome, reason = judge(initial, final, acc, data.num_classes, len(data.test),
+                                settings.stall_loss_margin, settings.stall_acc_margin)
+    else:
+        outcome = DIVERGED
+    result = TrialResult(lr=lr, outcome=outcome, reason=reason, initial_loss=initial,
                          final_train_loss=final, test_acc=acc, test_loss=test_loss, steps=step,
                          budget_steps=total, seconds=seconds,
                          images_per_s=step * settings.batch_size / max(seconds, 1e-9),

@@ -44,7 +44,8 @@ def test_two_batch_sizes_make_two_records_a_report_and_a_rerun_reuses_them(tmp_p
     assert [json.loads(p.read_text())["batch_size"] for p in found] == [16, 32]
     for p in found:
         rec = json.loads(p.read_text())
-        assert rec["lr_max_status"] in ("bracketed", "lower_bound", "no_stable_lr")
+        assert rec["lr_max_status"] in ("bracketed", "lower_bound", "nothing_trains")
+        assert rec["trials"][0]["outcome"] in ("trained", "stalled", "diverged")
         assert len(rec["trials"]) == 1 and rec["trials"][0]["lr"] == 0.01
         assert rec["config"]["batch"] == rec["batch_size"] and rec["commit"] and rec["device"]
         assert (p.parent / "config.json").exists()
@@ -63,8 +64,10 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
     assert out.returncode == 0, out.stderr
     (path,) = records(tmp_path)
     rec = json.loads(path.read_text())
-    assert rec["lr_max_status"] == "no_stable_lr" and rec["lr_max"] is None
-    assert rec["trials"][0]["stable"] is False and rec["trials"][0]["reason"]
+    assert rec["lr_max_status"] == "nothing_trains" and rec["lr_max"] is None
+    assert rec["trials"][0]["outcome"] == "diverged" and rec["trials"][0]["reason"]
+    assert rec["lr_blowup_status"] == "no_stable_lr" and rec["lr_blowup_bracket"] == [None, 1000]
+    assert "nothing trains" in out.stdout and "raise the budget" in out.stdout
 
 
 @pytest.mark.parametrize("args, message", [

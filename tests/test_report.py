@@ -139,7 +139,7 @@ def test_scaling_table_verdicts_and_saturation(built):
     assert sgd.fit_range == f"fit below B={int(sgd.saturation_batch)}"
     assert sgd.ci_low <= 1.0 <= sgd.ci_high and sgd.verdict == "consistent"
     assert sgd.n_fit < sgd.n_all == len(SGD_B)
-    assert sgd.exponent_all < 0.8 and sgd.verdict_all == "shallower"   # the saturated points bend the all-points fit
+    assert sgd.exponent_all < 0.8 and sgd.verdict_all == "inconsistent"   # the saturated points bend the all-points fit
     # Adam: the square-root law, no saturation, the lower_bound point excluded and flagged
     assert adam.expected_exponent == 0.5
     assert adam.ci_low <= 0.5 <= adam.ci_high and adam.verdict == "consistent"
@@ -260,3 +260,48 @@ def test_variants_are_named_by_the_overrides_that_differ_within_their_group():
     assert names == ["sgd [optimizer.momentum=0]", "sgd [optimizer.momentum=0.9]",
                      "adam [search.lrs=[0.1,0.2]]", "adam"]
     assert [r["optimizer"] for r in label_variants(records[:1])] == ["sgd"]   # nothing differs
+
+
+def _three_outcome_record(B, lo, hi, blo, bhi, extra_trials=(), non_monotone=()):
+    """A record as the three-outcome search writes it: trained up to lo, stalled up to blo,
+    diverged from bhi."""
+    def trial(lr, outcome, acc):
+        return {"lr": lr, "outcome": outcome, "stable": outcome != "diverged", "reason": None,
+                "initial_loss": 2.3, "final_train_loss": 1.0, "test_acc": acc, "test_loss": 1.0,
+                "steps": 200, "budget_steps": 200, "seconds": 1.0, "images_per_s": 100.0, "loss_curve": []}
+    trials = [trial(lo / 4, "trained", 0.5), trial(lo, "trained", 0.6), trial(hi, "stalled", 0.1),
+              trial(blo, "stalled", 0.1), trial(bhi, "diverged", None), *extra_trials]
+    return {"schema": 1, "kind": "sweep_point", "model": "vgg16", "dataset": "synthetic", "optimizer": "sgd",
+            "batch_size": B, "seed": 0, "expected_exponent": 1.0, "momentum": 0.9, "search": "bisect",
+            "lr_max": lo, "lr_max_bracket": [lo, hi], "lr_max_status": "bracketed", "acc_at_lr_max": 0.6,
+            "lr_blowup": blo, "lr_blowup_bracket": [blo, bhi], "lr_blowup_status": "bracketed",
+            "non_monotone": list(non_monotone), "lr_best": lo, "best_test_acc": 0.6, "trials": trials,
+            "steps": 1000, "seconds": 5.0, "device": "cpu", "commit": "abc", "command": "spectral-sweep",
+            "created": "2026-11-29T12:00:00+00:00", "config": {"batch": B}}
+
+
+def test_both_edges_the_accuracy_at_lr_max_and_the_flags_reach_the_report(tmp_path):
+    """lr_max follows B^1 and lr_blowup B^0.5 (planted): the tables carry both, the verdict is made
+    on lr_max, the blow-up exponent is shown beside it, and contradictions are flagged."""
+    for B in (8, 16, 32, 64):
+        lo, blo = 0.01 * B / 8, 0.5 * (B / 8) ** 0.5
+        odd = ["lr=0.2 stalled below lr=0.3 that trained"] if B == 32 else []
+        write_json_atomic(tmp_path / f"B{B}" / "record.json",
+                          _three_outcome_record(B, lo, lo * R, blo, blo * R, non_monotone=odd))
+    stuck = _three_outcome_record(128, 0.01, 0.01 * R, 2.0, 2.0 * R)   # blow-up still on its law
+    stuck.update(lr_max=None, lr_max_bracket=[None, None], lr_max_status="nothing_trains", acc_at_lr_max=None)
+    write_json_atomic(tmp_path / "B128" / "record.json", stuck)
+    report.write_report(tmp_path, quiet=True)
+    table = pd.read_csv(tmp_path / "lr_max.csv").set_index("batch_size")
+    assert table.loc[16, "lr_blowup_lo"] == pytest.approx(0.5 * 2 ** 0.5)
+    assert table.loc[16, "lr_blowup_hi"] == pytest.approx(0.5 * 2 ** 0.5 * R)
+    assert table.loc[16, "acc_at_lr_max"] == 0.6 and table.loc[16, "lr_max_status"] == "bracketed"
+    assert not table.loc[32, "monotone"] and table.loc[16, "monotone"]
+    sc = pd.read_csv(tmp_path / "scaling.csv").iloc[0]
+    assert sc.exponent == pytest.approx(1.0, abs=1e-6) and sc.verdict == "consistent"
+    assert sc.exponent_blowup == pytest.approx(0.5, abs=1e-6)
+    assert sc.n_fit == 4 and "B=128 nothing_trains" in sc.excluded
+    md = (tmp_path / "report.md").read_text()
+    assert "not monotone in lr**: lr=0.2 stalled below lr=0.3 that trained" in md
+    assert "B=128 seed 0: nothing trains**" in md and "raise the" in md
+    assert "lr_blowup" in (tmp_path / "lr_max.md").read_text()

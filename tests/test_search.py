@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spectral_sweep.errors import UsageError
-from spectral_sweep.search import TOLERANCE, bisections_needed, find_max_lr, grid_search
+from spectral_sweep.search import TOLERANCE, bisections_needed, find_max_lr, grid_search, outcome_of
 
 
 def bracketing_steps(start, edge, step):
@@ -47,12 +47,104 @@ def test_edges_are_results_not_errors():
     always = find_max_lr(lambda lr: True, start=1.0, lr_max_cap=50.0)
     assert always.status == "lower_bound" and always.lr_max == 50.0 and always.bracket == (50.0, None)
     never = find_max_lr(lambda lr: False, start=1.0, lr_min=1e-3)
-    assert never.status == "no_stable_lr" and never.lr_max is None and never.bracket == (None, 1e-3)
+    assert never.status == "nothing_trains" and never.lr_max is None and never.bracket == (None, None)
+    assert never.blowup_status == "no_stable_lr" and never.blowup_bracket == (None, 1e-3)
 
 
 def test_outcomes_may_be_objects_or_mappings():
-    res = find_max_lr(lambda lr: {"stable": lr < 0.3}, start=0.1)
+    res = find_max_lr(lambda lr: {"stable": lr < 0.3}, start=0.1)   # a record made before outcomes
     assert res.bracket[0] < 0.3 <= res.bracket[1]
+    res = find_max_lr(lambda lr: {"outcome": "trained" if lr < 0.3 else "stalled"}, start=0.1)
+    assert res.bracket[0] < 0.3 <= res.bracket[1]
+    with pytest.raises(ValueError, match="outcome"):
+        outcome_of("stable")
+
+
+# --- three outcomes: planted regions stalled | trained | stalled | diverged ------------------------
+
+def planted(low, high, blowup, calls=None):
+    """A trial that stalls below ``low`` (too small), trains in [low, high), stalls again in
+    [high, blowup) (too large to learn, too small to blow up) and diverges from ``blowup`` on."""
+    def trial(lr):
+        if calls is not None:
+            calls.append(lr)
+        if lr >= blowup:
+            return "diverged"
+        return "trained" if low <= lr < high else "stalled"
+    return trial
+
+
+def within(bracket, edge):
+    lo, hi = bracket
+    return lo < edge <= hi and hi / lo <= TOLERANCE * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("start", [1e-4, 3e-3, 0.02, 0.05, 0.3, 2.0, 40.0])
+@pytest.mark.parametrize("shape", [(0.01, 0.15, 0.15), (0.01, 0.15, 1.3), (1e-3, 0.08, 9.0),
+                                   (0.03, 0.09, 0.5)])
+def test_both_edges_are_found_wherever_the_search_starts(start, shape):
+    low, high, blowup = shape
+    calls = []
+    res = find_max_lr(planted(low, high, blowup, calls), start=start)
+    assert res.status == "bracketed" and within(res.bracket, high), res
+    assert res.lr_max == res.bracket[0]
+    assert res.blowup_status == "bracketed" and within(res.blowup_bracket, blowup), res
+    assert res.non_monotone == []
+    assert len(calls) == len(set(calls)), "no lr is trained twice"
+    assert len(calls) <= 20
+
+
+def test_coinciding_edges_cost_no_extra_trials():
+    """Trained straight into divergence: the blow-up bracket is the lr_max bracket, for free."""
+    calls = []
+    res = find_max_lr(planted(0.01, 0.2, 0.2, calls), start=0.05)
+    assert res.blowup_bracket == res.bracket
+    alone = []
+    find_max_lr(lambda lr: alone.append(lr) or lr < 0.2, start=0.05)
+    assert len(calls) == len(alone)
+
+
+def test_blowup_extension_can_be_switched_off():
+    calls = []
+    res = find_max_lr(planted(0.01, 0.1, 3.0, calls), start=0.05, blowup=False)
+    assert within(res.bracket, 0.1)
+    assert max(calls) < 3.0 and res.blowup_status == "lower_bound"
+
+
+def test_a_narrow_window_between_stall_and_divergence_is_found_by_the_finer_pass():
+    """Trained only in [0.06, 0.1): lattice 0.05 * 4^k steps over it; the midpoints do not."""
+    res = find_max_lr(planted(0.06, 0.1, 0.1), start=0.05, step=4.0)
+    assert res.status == "bracketed" and within(res.bracket, 0.1)
+
+
+def test_nothing_trains_is_a_status_never_a_number():
+    calls = []
+    res = find_max_lr(planted(1.0, 1.0, 5.0, calls), start=0.05, lr_min=1e-4)
+    assert res.status == "nothing_trains" and res.lr_max is None and res.bracket == (None, None)
+    assert within(res.blowup_bracket, 5.0)       # the blow-up edge is still measured
+    assert len(calls) <= 25
+
+
+def test_trained_above_a_failed_trial_is_flagged():
+    """An island that trains above a stall between trained lrs breaks monotonicity: say so."""
+    def trial(lr):
+        if lr >= 2.0:
+            return "diverged"
+        return "stalled" if 0.1 <= lr < 0.3 or lr < 0.01 else "trained"
+    res = find_max_lr(trial, start=0.05)
+    grid = grid_search(trial, [0.003, 0.03, 0.1, 0.5, 3.0])
+    assert grid.lr_max == 0.5 and grid.non_monotone == ["lr=0.1 stalled below lr=0.5 that trained"]
+    assert all("below" in line for line in res.non_monotone)
+    flaky = grid_search(lambda lr: "diverged" if lr == 0.1 else "trained", [0.03, 0.1, 0.3])
+    assert "lr=0.3 did not diverge above lr=0.1 that did" in flaky.non_monotone
+
+
+def test_grid_search_reports_both_edges():
+    res = grid_search(planted(0.005, 0.05, 0.5), [0.001, 0.01, 0.03, 0.1, 0.3, 1.0])
+    assert (res.lr_max, res.bracket, res.status) == (0.03, (0.03, 0.1), "bracketed")
+    assert (res.lr_blowup, res.blowup_bracket, res.blowup_status) == (0.3, (0.3, 1.0), "bracketed")
+    none = grid_search(planted(1, 1, 1), [0.1, 0.3])
+    assert none.status == "nothing_trains" and none.lr_max is None
 
 
 def test_bad_arguments_raise_usage_error():
@@ -64,7 +156,7 @@ def test_bad_arguments_raise_usage_error():
         grid_search(lambda lr: True, [])
 
 
-def test_grid_search_reports_largest_stable_and_next_grid_point():
+def test_grid_search_reports_largest_trained_and_next_grid_point():
     res = grid_search(lambda lr: lr < 0.05, [0.1, 0.01, 0.03, 0.3])
     assert res.lr_max == 0.03 and res.bracket == (0.03, 0.1) and len(res.trials) == 4
 

@@ -9,7 +9,10 @@ import pytest
 
 from spectral_sweep import theory
 from spectral_sweep.theory import (
+    SEED_SCATTER,
+    PowerLawFit,
     detect_saturation,
+    direction,
     expected_exponent,
     fit_inverse_batch,
     fit_power_law,
@@ -17,6 +20,7 @@ from spectral_sweep.theory import (
     lr_pred_adam,
     lr_pred_sgd,
     verdict,
+    what_would_decide,
 )
 
 B = 2.0 ** np.arange(4, 12)          # 16 .. 2048, the usual doubling grid
@@ -85,7 +89,7 @@ def test_two_points_and_too_few():
     assert f.ci_high - f.exponent == pytest.approx(1.959964 * sd, rel=1e-4)
     assert "bracket" in f.note
     g = fit_power_law([64, 256], [0.1, 0.4])
-    assert g.exponent == pytest.approx(1.0) and math.isnan(g.ci_low) and verdict(g, 1.0) == "undetermined"
+    assert g.exponent == pytest.approx(1.0) and math.isnan(g.ci_low) and verdict(g, 1.0) == "inconclusive"
     with pytest.raises(ValueError, match="at least 2"):
         fit_power_law([64], [0.1])
     with pytest.raises(ValueError):
@@ -94,11 +98,81 @@ def test_two_points_and_too_few():
         fit_power_law([64, 128], [0.1, 0.2], lo=[0.1, 0.2])
 
 
-def test_verdict_directions():
+def test_verdict_is_consistent_inconsistent_or_inconclusive():
     f = fit_power_law(B, 1e-3 * B ** 0.8, 1e-3 * B ** 0.8 / 1.05, 1e-3 * B ** 0.8 * 1.05)
-    assert verdict(f, 1.0) == "shallower"
-    assert verdict(f, 0.5) == "steeper"
+    assert f.ci_high - f.ci_low < 0.5
+    assert verdict(f, 1.0) == "inconsistent" and direction(f, 1.0) == "shallower"
+    assert verdict(f, 0.5) == "inconsistent" and direction(f, 0.5) == "steeper"
     assert verdict(f, 0.8) == "consistent"
+
+
+def interval(lo, hi):
+    return PowerLawFit(exponent=(lo + hi) / 2, prefactor=1.0, log_prefactor=0.0, ci_low=lo, ci_high=hi,
+                       stderr=(hi - lo) / 2 / 1.96, n=3, dof=1, scatter=0.1, bracket_sigma=0.05,
+                       quantile=1.96, level=0.95, note="")
+
+
+@pytest.mark.parametrize("lo, hi, expected, answer", [
+    (0.80, 1.20, 1.0, "consistent"), (0.80, 1.20, 0.5, "inconsistent"),
+    (0.30, 0.70, 0.5, "consistent"), (0.55, 0.95, 1.0, "inconsistent"),
+    (0.45, 1.05, 1.0, "inconclusive"),          # holds both laws
+    (0.60, 1.15, 1.0, "inconclusive"),          # +-0.275: wider than +-0.25
+    (-0.29, 1.54, 1.0, "inconclusive"),         # the interval that once said "consistent"
+    (math.nan, math.nan, 1.0, "inconclusive"),
+])
+def test_verdict_known_answers(lo, hi, expected, answer):
+    assert verdict(interval(lo, hi), expected) == answer
+
+
+def test_what_would_decide_names_the_remedies_and_stays_silent_when_decided():
+    B3 = [8, 16, 32]
+    wide = fit_power_law(B3, [0.05, 0.1, 0.2], [0.05, 0.1, 0.2], [0.05 * R, 0.1 * R, 0.2 * R], scatter=0.3)
+    advice = what_would_decide(wide, B3)
+    assert verdict(wide, 1.0) == "inconclusive"
+    assert "batch sizes" in advice and "seeds" in advice and "B range of" in advice
+    assert "search.tolerance" not in advice         # the scatter alone is wider than +-0.25
+    narrow = fit_power_law(B3, [0.05, 0.1, 0.2], [0.05, 0.1, 0.2], [0.05 * R, 0.1 * R, 0.2 * R], scatter=0.05)
+    assert verdict(narrow, 1.0) == "consistent" and what_would_decide(narrow, B3) == ""
+    coarse = fit_power_law(B3, [0.05, 0.1, 0.2], [0.05, 0.1, 0.2], [0.1, 0.2, 0.4], scatter=0.05)
+    assert "search.tolerance=" in what_would_decide(coarse, B3)
+
+
+def simulated_sweeps(n, tau, assumed, batch_sizes=(8, 16, 32), seed=0):
+    """Sweeps with a planted exponent (1 or 1/2 in turn): each true edge is c B^p with log-normal
+    seed scatter tau, and the search reports it as a bracket [lo, lo * 2^(1/4)] on a lattice
+    with a random offset, as bisection from an arbitrary start does. Returns the fits."""
+    rng = np.random.default_rng(seed)
+    B = np.asarray(batch_sizes, float)
+    out = []
+    for i in range(n):
+        p = (1.0, 0.5)[i % 2]
+        edge = 0.05 * (B / B[0]) ** p * np.exp(rng.normal(0.0, tau, B.size))
+        offset = rng.uniform(0.0, math.log(R), B.size)
+        lo = np.exp(offset + np.floor((np.log(edge) - offset) / math.log(R)) * math.log(R))
+        out.append((p, fit_power_law(B, lo, lo, lo * R, scatter=assumed)))
+    return out
+
+
+def test_the_interval_is_calibrated_and_decisive_at_the_measured_scatter():
+    """1000 simulated 3-point sweeps over a 4x range at the default tolerance, with the seed scatter
+    measured on the quickstart: the 95% interval covers the planted exponent in 90-98% of them, and
+    at least 80% of verdicts are decisive (consistent or inconsistent)."""
+    fits = simulated_sweeps(1000, SEED_SCATTER, SEED_SCATTER)
+    coverage = np.mean([f.ci_low <= p <= f.ci_high for p, f in fits])
+    decisive = np.mean([verdict(f, p) != "inconclusive" for p, f in fits])
+    assert 0.90 <= coverage <= 0.98, coverage
+    assert decisive >= 0.80, decisive
+    wrong = np.mean([verdict(f, 1.5 - p) == "consistent" for p, f in fits])   # the other law
+    assert wrong <= 0.05, wrong
+
+
+def test_noisier_sweeps_than_assumed_are_caught_by_the_residuals():
+    """Four batch sizes, true scatter 3x the assumed: the chi^2 check widens enough intervals to
+    keep coverage from collapsing (it would be ~60% with the assumed scatter taken as true)."""
+    fits = simulated_sweeps(400, 3 * SEED_SCATTER, SEED_SCATTER, batch_sizes=(8, 16, 32, 64))
+    coverage = np.mean([f.ci_low <= p <= f.ci_high for p, f in fits])
+    assert coverage >= 0.8, coverage
+    assert any("reject" in f.note for _, f in fits)
 
 
 def test_expected_exponent():

@@ -1,4 +1,5 @@
-"""The trial: divergence is a result, stable trials learn, same seed gives the same trial."""
+"""The trial: three outcomes (trained, stalled, diverged), divergence is a result, same seed gives
+the same trial."""
 
 import math
 
@@ -9,7 +10,8 @@ from torch import nn
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
-from spectral_sweep.train import TrainingHook, TrialSettings, budget_steps, run_trial
+from spectral_sweep.train import (TrainingHook, TrialSettings, accuracy_floor, budget_steps, judge,
+                                  run_trial)
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +30,19 @@ def settings(**kw):
     return TrialSettings(**{**base, **kw})
 
 
-def test_small_lr_is_stable_learns_and_is_evaluated(data):
-    r = run_trial(small_cnn, data, 0.02, settings())
-    assert r.stable and r.reason is None
-    assert r.steps == r.budget_steps == 60
-    assert r.final_train_loss < r.initial_loss
-    assert 0.0 <= r.test_acc <= 1.0 and math.isfinite(r.test_loss)
+def test_small_lr_trains_learns_and_is_evaluated(data):
+    r = run_trial(small_cnn, data, 0.02, settings(steps=120))
+    assert r.outcome == "trained" and r.stable and r.trained and r.reason is None, r.reason
+    assert r.steps == r.budget_steps == 120
+    assert r.final_train_loss < 0.9 * r.initial_loss
+    assert accuracy_floor(10, len(data.test)) <= r.test_acc <= 1.0 and math.isfinite(r.test_loss)
     assert r.images_per_s > 0 and len(r.loss_curve) > 0
+    assert r.to_dict()["outcome"] == "trained" and r.to_dict()["stable"] is True
 
 
 def test_huge_lr_diverges_early_and_is_a_result(data):
     r = run_trial(small_cnn, data, 50.0, settings(steps=200))
-    assert not r.stable and r.to_dict()["diverged"]
+    assert r.outcome == "diverged" and not r.stable and r.to_dict()["stable"] is False
     assert r.reason in ("non-finite loss", "loss > 2x initial")
     assert r.steps < 200               # stopped at the first sign of divergence
     assert r.test_acc is None
@@ -56,7 +59,7 @@ class NaNModel(nn.Module):
 
 def test_nan_at_the_first_step_is_a_diverged_result(data):
     r = run_trial(NaNModel, data, 0.1, settings())
-    assert not r.stable and r.reason == "non-finite loss" and r.steps == 1
+    assert r.outcome == "diverged" and r.reason == "non-finite loss" and r.steps == 1
 
 
 class Uniform(nn.Module):
@@ -70,11 +73,41 @@ class Uniform(nn.Module):
         return (0 * self.bias).expand(len(x), 10)
 
 
-def test_final_loss_rule_has_slack_by_default_and_is_strict_for_long_trials(data):
-    strict = run_trial(Uniform, data, 0.1, settings(steps=10, final_loss_factor=1.0))
-    assert strict.final_train_loss == pytest.approx(math.log(10)) == strict.initial_loss
-    assert not strict.stable and strict.reason == "final loss >= 1x initial"
-    assert run_trial(Uniform, data, 0.1, settings(steps=10)).stable   # 1.1 by default
+def test_a_network_that_never_learns_stalls_it_does_not_diverge(data):
+    r = run_trial(Uniform, data, 0.1, settings(steps=10))
+    assert r.final_train_loss == pytest.approx(math.log(10)) == r.initial_loss
+    assert r.outcome == "stalled" and r.stable and not r.trained
+    assert r.reason.startswith("final loss 2.3 not 10% below")
+    assert r.test_acc == pytest.approx(0.1, abs=0.05)      # evaluated: a stall is a finished trial
+
+
+def test_accuracy_floor_is_a_margin_over_chance_and_never_within_noise():
+    assert accuracy_floor(10, 1000) == pytest.approx(0.1 + 0.05 * 0.9)       # the margin binds
+    assert accuracy_floor(100, 10000) == pytest.approx(0.01 + 0.05 * 0.99)
+    # a tiny test set: four binomial standard errors of chance bind instead
+    assert accuracy_floor(10, 50) == pytest.approx(0.1 + 4 * math.sqrt(0.09 / 50))
+    assert accuracy_floor(10, 1000, margin=0.5) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("initial, final, acc, outcome, reason", [
+    (2.30, 1.50, 0.60, "trained", None),
+    (2.30, 2.10, 0.60, "stalled", "final loss 2.1 not 10% below initial 2.3"),   # 9% is not clear
+    (2.30, 2.05, 0.60, "trained", None),
+    (2.30, 1.50, 0.14, "stalled", "test acc 0.140 below 0.145 (chance 0.1)"),
+    # started with large logits and only learned to guess uniformly: ln 10 is the reference
+    (3.50, 2.25, 0.10, "stalled", "final loss 2.25 not 10% below ln C 2.3"),
+    (2.30, 1.50, None, "trained", None),      # not evaluated: the loss alone decides
+])
+def test_judge_known_answers(initial, final, acc, outcome, reason):
+    assert judge(initial, final, acc, 10, 1000) == (outcome, reason)
+
+
+@pytest.mark.parametrize("key, value", [("stall_loss_margin", 0.0), ("stall_loss_margin", 1.0),
+                                        ("stall_acc_margin", -0.1), ("stall_acc_margin", "x"),
+                                        ("divergence_factor", 1.0)])
+def test_margins_outside_their_range_are_usage_errors(key, value):
+    with pytest.raises(UsageError, match=key):
+        settings(**{key: value})
 
 
 class Drifting(nn.Module):
@@ -92,10 +125,10 @@ class Drifting(nn.Module):
         return logits + 0 * self.bias
 
 
-def test_a_loss_that_ends_well_above_its_start_is_diverged_without_blowing_up(data):
+def test_a_loss_that_ends_above_its_start_without_blowing_up_is_a_stall(data):
     r = run_trial(Drifting, data, 0.1, settings(steps=10, evaluate=False))
     assert r.initial_loss < r.final_train_loss < 2 * r.initial_loss
-    assert not r.stable and r.reason == "final loss >= 1.1x initial"
+    assert r.outcome == "stalled" and r.reason.startswith("final loss")
 
 
 def test_same_seed_same_trial_and_seed_matters(data):
