@@ -37,7 +37,8 @@ from .records import (
     read_job_record,
     write_json_atomic,
 )
-from .search import NOTHING_TRAINS, TRAINED, SearchResult, find_max_lr, grid_search, outcome_of
+from .outcomes import TRAINED, outcome_of
+from .search import NOTHING_TRAINS, SearchResult, find_max_lr, grid_search
 from .theory import expected_exponent
 from .train import TrialSettings, resolve_device, run_trial, train
 

@@ -43,7 +43,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from .search import outcome_of
+from .outcomes import outcome_of
 
 RECORD_FILE = "record.json"
 TRIALS_DIR = "trials"

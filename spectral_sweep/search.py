@@ -40,9 +40,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import UsageError
+from .outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 
 TOLERANCE = 2 ** 0.25
-TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
 
 BRACKETED, LOWER_BOUND, NOTHING_TRAINS = "bracketed", "lower_bound", "nothing_trains"
 NO_STABLE_LR, NOT_SEARCHED = "no_stable_lr", "not_searched"
@@ -63,22 +63,6 @@ class SearchResult:
     def ratio(self) -> float | None:
         lo, hi = self.bracket
         return hi / lo if lo and hi else None
-
-
-def outcome_of(result) -> str:
-    """A trial's outcome from a string, a mapping or object with ``outcome`` (or, for records
-    made before outcomes existed, ``stable``), or a bool (True: trained, False: diverged)."""
-    if isinstance(result, str):
-        if result not in (TRAINED, STALLED, DIVERGED):
-            raise ValueError(f"unknown trial outcome {result!r}")
-        return result
-    if isinstance(result, Mapping):
-        if result.get("outcome"):
-            return outcome_of(result["outcome"])
-        return TRAINED if result["stable"] else DIVERGED
-    if getattr(result, "outcome", None):
-        return outcome_of(result.outcome)
-    return TRAINED if bool(getattr(result, "stable", result)) else DIVERGED
 
 
 class _Trials:

@@ -1,23 +1,11 @@
 """One trial: train a fresh model at one peak learning rate for a fixed budget, and judge it.
 
-A trial ends in one of three outcomes (``judge`` decides; the thresholds are settings):
-
-* ``diverged``: the loss became non-finite, or its smoothed value rose above
-  ``divergence_factor`` x the initial loss. The trial stops right there, so a blow-up is cheap.
-* ``stalled``: finite, but it did not learn. Its final training loss (mean of the last 10% of
-  steps) is not at least ``stall_loss_margin`` (10%) below the reference loss, or its test accuracy
-  is not clearly above chance. The reference loss is the smaller of the initial loss and ln(C),
-  the loss of a uniform guess over C classes: a network that starts with large logits and merely
-  learns to guess uniformly lowers its loss without learning anything. "Clearly above chance"
-  means ``stall_acc_margin`` (5%) of the way from chance to perfect accuracy, and at least four
-  binomial standard errors of the test set above chance, so that noise cannot pass it (with 10
-  classes and 1000 test images: accuracy >= 0.145).
-* ``trained``: neither. This is what "the network trains at this lr" means, and lr_max is the
-  largest lr whose trial trained.
-
-A learning rate that is too small stalls, and so may one that is too large without blowing up
-(the loss bounces around ln C): "did not diverge" is not "trained". Divergence is a result,
-never an exception.
+A trial ends ``trained``, ``stalled`` or ``diverged``; ``spectral_sweep.outcomes`` holds the rules
+and their defaults. Divergence is watched while training and stops the trial at once, so a blow-up
+costs only the steps it takes; a trial that did not diverge is evaluated and then judged trained or
+stalled. A learning rate that is too small stalls, and so may one that is too large without
+blowing up (the loss bounces around ln C): "did not diverge" is not "trained". Divergence is a
+result, never an exception.
 
 GPU discipline: losses stay on the device and are read back every ``check_every`` steps, so the
 host does not wait on the GPU every step; bf16 autocast and channels_last are on by default there.
@@ -40,6 +28,7 @@ from tqdm.auto import tqdm
 from .data import BatchLoader, Data
 from .errors import UsageError
 from .optim import build_optimizer, lr_factor
+from .outcomes import DIVERGED, TRAINED, check_judging, judge
 
 
 @dataclass
@@ -71,40 +60,7 @@ class TrialSettings:
     quiet: bool = False
 
     def __post_init__(self):
-        for name in ("stall_loss_margin", "stall_acc_margin"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise UsageError(f"train.{name} must lie in (0, 1), got {value!r}")
-        if not (isinstance(self.divergence_factor, (int, float)) and self.divergence_factor > 1):
-            raise UsageError(f"train.divergence_factor must exceed 1, got {self.divergence_factor!r}")
-
-
-TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
-OUTCOMES = (TRAINED, STALLED, DIVERGED)
-
-
-def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> float:
-    """The test accuracy a trial must reach to count as having learned: ``margin`` of the way from
-    chance to 1, and never within four binomial standard errors of chance (noise cannot pass)."""
-    chance = 1.0 / num_classes
-    noise = 4.0 * math.sqrt(chance * (1 - chance) / max(test_size, 1))
-    return chance + max(margin * (1 - chance), noise)
-
-
-def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
-          test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05) -> tuple[str, str | None]:
-    """(outcome, reason) of a trial that did not diverge: ``trained`` or ``stalled`` (see module doc)."""
-    reference = initial_loss
-    if num_classes:
-        reference = min(reference, math.log(num_classes))
-    if not final_loss <= (1 - loss_margin) * reference:
-        return STALLED, (f"final loss {final_loss:.3g} not {loss_margin:.0%} below "
-                         f"{'ln C' if reference < initial_loss else 'initial'} {reference:.3g}")
-    if test_acc is not None and num_classes:
-        floor = accuracy_floor(num_classes, test_size, acc_margin)
-        if not test_acc >= floor:
-            return STALLED, f"test acc {test_acc:.3f} below {floor:.3f} (chance {1 / num_classes:.3g})"
-    return TRAINED, None
+        check_judging(self.divergence_factor, self.stall_loss_margin, self.stall_acc_margin)
 
 
 class TrainingHook:

@@ -79,6 +79,10 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
     (["batch=-8"], "batch must be a positive integer"),
     (["optimizer.lr=-0.1"], "optimizer.lr must be positive"),
     (["batch=100000"], "100000"),
+    (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must lie in (0, 1), got 1.5"),
+    (["train.stall_acc_margin=0"], "train.stall_acc_margin must lie in (0, 1), got 0"),
+    (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
+    (["search.blowup=maybe"], "search.blowup must be true or false"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
     out = cli(*TINY, f"out_dir={tmp_path}", *args, cwd=tmp_path)

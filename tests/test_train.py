@@ -10,8 +10,8 @@ from torch import nn
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
-from spectral_sweep.train import (TrainingHook, TrialSettings, accuracy_floor, budget_steps, judge,
-                                  run_trial)
+from spectral_sweep.outcomes import accuracy_floor, judge
+from spectral_sweep.train import TrainingHook, TrialSettings, budget_steps, run_trial
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,79 @@
+"""What a trial's outcome is: ``trained``, ``stalled`` or ``diverged``, and the rules that decide it.
+
+Pure Python (no torch), so that the command line can check the rules' settings before anything
+loads, and the search and the records can read outcomes without knowing how trials train.
+
+* ``diverged``: the loss became non-finite, or its smoothed value rose above
+  ``divergence_factor`` x the initial loss (``spectral_sweep.train`` watches this while training
+  and stops the trial there, so a blow-up is cheap).
+* ``stalled``: finite, but it did not learn. Its final training loss (mean of the last 10% of
+  steps) is not at least ``stall_loss_margin`` (10%) below the reference loss, or its test accuracy
+  is not clearly above chance. The reference loss is the smaller of the initial loss and ln(C),
+  the loss of a uniform guess over C classes: a network that starts with large logits and merely
+  learns to guess uniformly lowers its loss without learning anything. "Clearly above chance"
+  means ``stall_acc_margin`` (5%) of the way from chance to perfect accuracy, and at least four
+  binomial standard errors of the test set above chance, so that noise cannot pass it (with 10
+  classes and 1000 test images: accuracy >= 0.145).
+* ``trained``: neither. This is what "the network trains at this lr" means, and lr_max is the
+  largest lr whose trial trained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from .errors import UsageError
+
+TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
+OUTCOMES = (TRAINED, STALLED, DIVERGED)
+
+
+def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> float:
+    """The test accuracy a trial must reach to count as having learned: ``margin`` of the way from
+    chance to 1, and never within four binomial standard errors of chance (noise cannot pass)."""
+    chance = 1.0 / num_classes
+    noise = 4.0 * math.sqrt(chance * (1 - chance) / max(test_size, 1))
+    return chance + max(margin * (1 - chance), noise)
+
+
+def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
+          test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05) -> tuple[str, str | None]:
+    """(outcome, reason) of a trial that did not diverge: ``trained`` or ``stalled`` (see module doc)."""
+    reference = initial_loss
+    if num_classes:
+        reference = min(reference, math.log(num_classes))
+    if not final_loss <= (1 - loss_margin) * reference:
+        return STALLED, (f"final loss {final_loss:.3g} not {loss_margin:.0%} below "
+                         f"{'ln C' if reference < initial_loss else 'initial'} {reference:.3g}")
+    if test_acc is not None and num_classes:
+        floor = accuracy_floor(num_classes, test_size, acc_margin)
+        if not test_acc >= floor:
+            return STALLED, f"test acc {test_acc:.3f} below {floor:.3f} (chance {1 / num_classes:.3g})"
+    return TRAINED, None
+
+
+def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_margin: float) -> None:
+    """The rules' settings, or one line naming the bad one (``UsageError``)."""
+    for name, value in (("stall_loss_margin", stall_loss_margin), ("stall_acc_margin", stall_acc_margin)):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < 1):
+            raise UsageError(f"train.{name} must lie in (0, 1), got {value!r}")
+    if isinstance(divergence_factor, bool) or not (isinstance(divergence_factor, (int, float))
+                                                   and divergence_factor > 1):
+        raise UsageError(f"train.divergence_factor must be a number above 1, got {divergence_factor!r}")
+
+
+def outcome_of(result) -> str:
+    """A trial's outcome from a string, a mapping or object with ``outcome`` (or, for records
+    made before outcomes existed, ``stable``), or a bool (True: trained, False: diverged)."""
+    if isinstance(result, str):
+        if result not in (TRAINED, STALLED, DIVERGED):
+            raise ValueError(f"unknown trial outcome {result!r}")
+        return result
+    if isinstance(result, Mapping):
+        if result.get("outcome"):
+            return outcome_of(result["outcome"])
+        return TRAINED if result["stable"] else DIVERGED
+    if getattr(result, "outcome", None):
+        return outcome_of(result.outcome)
+    return TRAINED if bool(getattr(result, "stable", result)) else DIVERGED
