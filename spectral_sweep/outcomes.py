@@ -6,14 +6,17 @@ loads, and the search and the records can read outcomes without knowing how tria
 * ``diverged``: the loss became non-finite, or its smoothed value rose above
   ``divergence_factor`` x the initial loss (``spectral_sweep.train`` watches this while training
   and stops the trial there, so a blow-up is cheap).
-* ``stalled``: finite, but it did not learn. Its final training loss (mean of the last 10% of
-  steps) is not at least ``stall_loss_margin`` (10%) below the reference loss, or its test accuracy
-  is not clearly above chance. The reference loss is the smaller of the initial loss and ln(C),
-  the loss of a uniform guess over C classes: a network that starts with large logits and merely
-  learns to guess uniformly lowers its loss without learning anything. "Clearly above chance"
-  means ``stall_acc_margin`` (5%) of the way from chance to perfect accuracy, and at least four
-  binomial standard errors of the test set above chance, so that noise cannot pass it (with 10
-  classes and 1000 test images: accuracy >= 0.145).
+* ``stalled``: finite, but it did not learn: its final training loss (mean of the last 10% of
+  steps) is not at least ``stall_loss_margin`` (10%) below the reference loss, and, where the data
+  has classes, its test accuracy is not clearly above chance either. The reference loss is the
+  smaller of the initial loss and ln(C), the loss of a uniform guess over C classes: a network
+  that starts with large logits and merely learns to guess uniformly lowers its loss without
+  learning anything. "Clearly above chance" means ``stall_acc_margin`` (5%) of the way from
+  chance to perfect accuracy, and at least four binomial standard errors of the test set above
+  chance, so that noise cannot pass it (with 10 classes and 1000 test images: accuracy >= 0.145).
+  Either sign of learning is enough: near the edge a short trial's training loss is a noisy
+  witness (augmentation, dropout, a batch of 16), while its test accuracy may already be far above
+  chance, and the other way round.
 * ``trained``: neither. This is what "the network trains at this lr" means, and lr_max is the
   largest lr whose trial trained.
 """
@@ -43,14 +46,16 @@ def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_cl
     reference = initial_loss
     if num_classes:
         reference = min(reference, math.log(num_classes))
-    if not final_loss <= (1 - loss_margin) * reference:
-        return STALLED, (f"final loss {final_loss:.3g} not {loss_margin:.0%} below "
-                         f"{'ln C' if reference < initial_loss else 'initial'} {reference:.3g}")
+    if final_loss <= (1 - loss_margin) * reference:
+        return TRAINED, None
+    reason = (f"final loss {final_loss:.3g} not {loss_margin:.0%} below "
+              f"{'ln C' if reference < initial_loss else 'initial'} {reference:.3g}")
     if test_acc is not None and num_classes:
         floor = accuracy_floor(num_classes, test_size, acc_margin)
-        if not test_acc >= floor:
-            return STALLED, f"test acc {test_acc:.3f} below {floor:.3f} (chance {1 / num_classes:.3g})"
-    return TRAINED, None
+        if test_acc >= floor:
+            return TRAINED, None
+        reason += f", test acc {test_acc:.3f} below {floor:.3f} (chance {1 / num_classes:.3g})"
+    return STALLED, reason
 
 
 def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_margin: float) -> None:

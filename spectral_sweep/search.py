@@ -22,6 +22,8 @@ quantity the curvature theory speaks of (2 / lambda_max). The search:
    ceil(log2(log r / log tolerance)) bisections.
 3. reads the blow-up edge off the same trials and bisects it too, adding trials only where the
    two edges are apart (a stalled region between them). ``blowup=False`` skips the added trials.
+   A trial of that bisection that trains above lr_max makes it the new lr_max (the definition is
+   "the largest lr that trained"), and the contradiction is listed, as below.
 
 Trials that contradict the shape (a trained lr above one that failed to train, other than a
 too-small stall, or an lr that did not diverge above one that did) are listed in
@@ -110,11 +112,14 @@ def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float
         raise UsageError(f"search tolerance and step must exceed 1; got {tolerance}, {step}")
     trials = _Trials(trial, lr_min, lr_max_cap)
     lr_max, bracket, status = None, (None, None), NOTHING_TRAINS
-    if _find_trained(trials, start, step, tolerance) is not None:
-        lr_max, bracket, status = _upper_edge(trials, step, tolerance)
-    edge = _blowup_edge(trials, step, tolerance, extend=blowup)
-    if lr_max is None and trials.lrs(TRAINED):   # met while bisecting the blow-up edge
-        lr_max, bracket, status = _upper_edge(trials, step, tolerance)
+    _find_trained(trials, start, step, tolerance)
+    while True:
+        if trials.lrs(TRAINED):
+            lr_max, bracket, status = _upper_edge(trials, step, tolerance)
+        edge = _blowup_edge(trials, step, tolerance, extend=blowup)
+        # a trial of the blow-up bisection that trained above lr_max moves lr_max up to it
+        if not trials.lrs(TRAINED) or trials.lrs(TRAINED)[-1] <= (lr_max or 0):
+            break
     return SearchResult(lr_max, bracket, status, trials.made, *edge, non_monotone=_contradictions(trials))
 
 

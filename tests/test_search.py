@@ -249,3 +249,19 @@ def test_warm_start_from_a_neighbouring_batch_size_needs_fewer_trials():
     warm = find_max_lr(sgd_trial(X, y, 16), start=guess, step=2.0)
     assert len(warm.trials) < len(cold.trials)
     assert abs(math.log(warm.lr_max / cold.lr_max)) <= math.log(TOLERANCE) + 1e-9
+
+
+def test_a_trained_lr_met_while_bisecting_the_blowup_edge_becomes_lr_max():
+    """Trained below 0.1, stalled in [0.1, 0.15) except an island [0.13, 0.145) that trains, diverged
+    from 0.16: lr_max is the largest lr that trained, whichever phase met it, and it is flagged."""
+    def trial(lr):
+        if lr >= 0.16:
+            return "diverged"
+        return "trained" if lr < 0.1 or 0.13 <= lr < 0.145 else "stalled"
+    res = find_max_lr(trial, start=0.05, step=4.0)
+    trained = [lr for lr, o in res.trials if o == "trained"]
+    assert res.lr_max == max(trained)
+    # 0.05 trains, 0.2 diverges, 0.1 stalls, the edge of training is bisected at (0.05, 0.1); the
+    # blow-up bisection of (0.1, 0.2) meets the island at 0.141
+    assert 0.13 <= res.bracket[0] < 0.145 and res.bracket[1] <= res.bracket[0] * TOLERANCE * (1 + 1e-9)
+    assert res.non_monotone == ["lr=0.1 stalled below lr=0.1414 that trained"]
