@@ -389,8 +389,14 @@ def _imagenet32(root: Path, download: bool, seed: int) -> Data:
 
 
 def _synthetic(root: Path, download: bool, seed: int, num_classes: int = 10,
-               train_size: int = 10000, test_size: int = 2000, noise: float = 0.05) -> Data:
-    """A CIFAR-shaped classification task generated from ``seed``: no files, no network.
+               train_size: int = 10000, test_size: int = 2000, noise: float = 0.05,
+               data_seed: int | None = 0) -> Data:
+    """A CIFAR-shaped classification task generated from ``data_seed``: no files, no network.
+
+    Like CIFAR, it is one fixed dataset whatever the run's ``seed`` (which sets the model's init,
+    the data order and the augmentation): seed-to-seed differences of a sweep are then the noise
+    a researcher meets on a real dataset, not a new task each time. ``data_seed=None`` makes the
+    data follow ``seed`` as well.
 
     Recipe. A class is a colour texture: white noise band-passed around a class frequency (a
     Gaussian bump in the 2D spectrum at 0.12-0.3 cycles per pixel, i.e. stripes 3-8 pixels apart,
@@ -423,6 +429,10 @@ def _synthetic(root: Path, download: bool, seed: int, num_classes: int = 10,
             raise UsageError(f"dataset.{key} must be an integer >= {low}, got {value}")
     if not noise >= 0:
         raise UsageError(f"dataset.noise must be >= 0, got {noise}")
+    if data_seed is not None:
+        if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+            raise UsageError(f"dataset.data_seed must be an integer >= 0 or null, got {data_seed!r}")
+        seed = data_seed
     num_classes = int(num_classes)
     spectra, colours = _textures(num_classes, torch.Generator().manual_seed(seed))
 

@@ -291,9 +291,9 @@ def test_imagenet32_missing_says_where_and_how(tmp_path):
 
 
 def test_synthetic_is_reproducible_and_seeded():
-    a = load_dataset("synthetic", seed=3, train_size=300, test_size=100)
-    b = load_dataset("synthetic", seed=3, train_size=300, test_size=100)
-    c = load_dataset("synthetic", seed=4, train_size=300, test_size=100)
+    a = load_dataset("synthetic", data_seed=3, train_size=300, test_size=100)
+    b = load_dataset("synthetic", data_seed=3, train_size=300, test_size=100)
+    c = load_dataset("synthetic", data_seed=4, train_size=300, test_size=100)
     assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
     assert a.mean == b.mean and a.std == b.std
     assert not torch.equal(a.train.images, c.train.images)
@@ -301,8 +301,15 @@ def test_synthetic_is_reproducible_and_seeded():
     assert a.train.labels.dtype == torch.int64 and a.test.images.shape == (100, 3, 32, 32)
     assert a.num_classes == 10 and a.image_size == 32
     # the test set does not move when the training set grows
-    d = load_dataset("synthetic", seed=3, train_size=500, test_size=100)
+    d = load_dataset("synthetic", data_seed=3, train_size=500, test_size=100)
     assert torch.equal(a.test.images, d.test.images)
+    # one fixed dataset whatever the run's seed, like CIFAR; data_seed=None follows the seed
+    assert torch.equal(load_dataset("synthetic", seed=5, data_seed=3, train_size=300, test_size=100).train.images,
+                       a.train.images)
+    assert torch.equal(load_dataset("synthetic", seed=3, data_seed=None, train_size=300, test_size=100).train.images,
+                       a.train.images)
+    with pytest.raises(UsageError, match="data_seed"):
+        load_dataset("synthetic", data_seed=-1)
 
 
 def test_synthetic_defaults_match_the_config():
