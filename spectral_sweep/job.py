@@ -232,7 +232,7 @@ def _search(search: dict, trial, config: dict, sweep_dir, group_key: str, expone
             start, step = guess, math.sqrt(step)
     result = find_max_lr(trial, start, tolerance=search["tolerance"], step=step,
                          lr_min=search["lr_min"], lr_max_cap=search["lr_max_cap"],
-                         blowup=search.get("blowup", True))
+                         blowup=search.get("blowup", True), reference=search.get("reference"))
     return result, start
 
 

@@ -96,7 +96,7 @@ class _Trials:
 
 def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float = TOLERANCE,
                 step: float = 4.0, lr_min: float = 1e-6, lr_max_cap: float = 100.0,
-                blowup: bool = True) -> SearchResult:
+                blowup: bool = True, reference: float | None = None) -> SearchResult:
     """Both edges (see the module doc), each within a bracket of ratio <= ``tolerance``.
 
     ``step`` is the bracketing factor: 4 for a cold start; a warm start (a guess from a
@@ -104,6 +104,10 @@ def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float
     so a smaller step there saves trials. Edge cases come back as results, not errors:
     still trained at ``lr_max_cap`` gives status "lower_bound"; nothing trained anywhere in
     [``lr_min``, ``lr_max_cap``] gives "nothing_trains".
+
+    ``reference`` (e.g. 0.25): one more trial at ``reference`` x lr_max unless one was already
+    made that far below it. The edge search only visits lrs near the edge, where a short trial
+    barely trains; the reference shows what the network reaches comfortably below it (lr_best).
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
@@ -120,6 +124,10 @@ def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float
         # a trial of the blow-up bisection that trained above lr_max moves lr_max up to it
         if not trials.lrs(TRAINED) or trials.lrs(TRAINED)[-1] <= (lr_max or 0):
             break
+    if reference and lr_max is not None:
+        target = max(lr_max * reference, lr_min)
+        if not any(lr <= target * math.sqrt(tolerance) for lr in trials.outcomes):
+            trials.run(target)
     return SearchResult(lr_max, bracket, status, trials.made, *edge, non_monotone=_contradictions(trials))
 
 

@@ -265,3 +265,15 @@ def test_a_trained_lr_met_while_bisecting_the_blowup_edge_becomes_lr_max():
     # blow-up bisection of (0.1, 0.2) meets the island at 0.141
     assert 0.13 <= res.bracket[0] < 0.145 and res.bracket[1] <= res.bracket[0] * TOLERANCE * (1 + 1e-9)
     assert res.non_monotone == ["lr=0.1 stalled below lr=0.1414 that trained"]
+
+
+def test_a_reference_trial_below_the_edge_shows_what_a_comfortable_lr_reaches():
+    calls = []
+    res = find_max_lr(planted(0.001, 0.2, 0.2, calls), start=0.05, reference=0.25)
+    assert calls[-1] == pytest.approx(res.lr_max * 0.25) and dict(res.trials)[calls[-1]] == "trained"
+    again = []
+    find_max_lr(planted(0.001, 0.2, 0.2, again), start=0.01, reference=0.25)   # started far below
+    assert len(again) == len(set(again)) and min(again) == 0.01   # no extra trial was needed
+    plain = []
+    find_max_lr(planted(0.001, 0.2, 0.2, plain), start=0.05)
+    assert len(calls) == len(plain) + 1

@@ -160,7 +160,7 @@ def rates(fits):
     return coverage, decisive, wrong
 
 
-@pytest.mark.parametrize("batch_sizes", [(16, 32, 64), (4, 8, 16, 32, 64)])
+@pytest.mark.parametrize("batch_sizes", [(16, 32, 64), (8, 16, 32, 64, 128)])
 def test_the_interval_is_calibrated_at_the_measured_scatter(batch_sizes):
     """1000 simulated sweeps at the default tolerance with the seed scatter measured on the
     quickstart: the 95% interval covers the planted exponent in 90-98% of them."""
@@ -171,7 +171,7 @@ def test_the_interval_is_calibrated_at_the_measured_scatter(batch_sizes):
 
 def test_the_quickstart_design_is_decisive_at_the_measured_scatter():
     """Five batch sizes over a 16x range (the quickstart): at least 80% of verdicts decisive."""
-    _, decisive, _ = rates(simulated_sweeps(1000, SEED_SCATTER, SEED_SCATTER, (4, 8, 16, 32, 64)))
+    _, decisive, _ = rates(simulated_sweeps(1000, SEED_SCATTER, SEED_SCATTER, (8, 16, 32, 64, 128)))
     assert decisive >= 0.80, decisive
 
 
@@ -193,7 +193,7 @@ def test_three_batch_sizes_over_4x_decide_when_the_scatter_allows_and_say_why_wh
 def test_noisier_sweeps_than_assumed_are_caught_by_the_residuals():
     """Five batch sizes, true scatter 2x the assumed: the chi^2 check widens enough intervals to
     keep coverage from collapsing (it would be ~70% with the assumed scatter taken as true)."""
-    fits = simulated_sweeps(400, 2 * SEED_SCATTER, SEED_SCATTER, batch_sizes=(4, 8, 16, 32, 64))
+    fits = simulated_sweeps(400, 2 * SEED_SCATTER, SEED_SCATTER, batch_sizes=(8, 16, 32, 64, 128))
     coverage, _, _ = rates(fits)
     assert coverage >= 0.8, coverage
     assert any("reject" in f.note for _, f in fits)
