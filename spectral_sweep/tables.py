@@ -31,7 +31,8 @@ LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). With severa
                "the shape stalled | trained | stalled | diverged (see the record's non_monotone).")
 SCALING_NOTE = ("Exponent p of lr_max ~ B^p: least squares of log lr against log B, each point the geometric "
                 "midpoint of its bracket; the 95% interval combines bracket widths with the seed-to-seed scatter "
-                f"of lr_max measured on the quickstart ({theory.SEED_SCATTER:g} in log), or with the residual "
+                f"of lr_max measured on the quickstart ({theory.SEED_SCATTER:g} in log, over sqrt(seeds) for a point that "
+                "averages seeds), or with the residual "
                 "scatter when the residuals reject that (normal quantile; see spectral_sweep.theory.fit_power_law). "
                 "Verdict: inconclusive when the interval is wider than "
                 f"+-{theory.DECISIVE_HALF_WIDTH:g} or holds both laws (1 and 1/2), else consistent or "
@@ -210,7 +211,8 @@ def analyse_group(points: pd.DataFrame) -> dict:
     if len(u) < 2:
         out["note"] = f"only {len(u)} usable point{'s' * (len(u) != 1)}: no fit (need 2)"
         return out
-    out["fit_all"] = _fit(B, lo, hi)
+    seeds = u["seeds"].to_numpy(float)
+    out["fit_all"] = _fit(B, lo, hi, seeds)
     if len(u) >= 3:
         out["saturation"] = theory.detect_saturation(
             B, u["lr_max"].to_numpy(float), lo, hi, exponent=expected if math.isfinite(expected) else None)
@@ -220,16 +222,17 @@ def analyse_group(points: pd.DataFrame) -> dict:
     below = B < out["saturation"]
     out["fit_range"] = f"fit below B={out['saturation']}"
     if below.sum() >= 2:
-        out["fit"] = _fit(B[below], lo[below], hi[below])
+        out["fit"] = _fit(B[below], lo[below], hi[below], seeds[below])
     else:
         out["note"] = (f"saturated from B={out['saturation']}: only {int(below.sum())} point below it, "
                        "no fit of the growing regime")
     return out
 
 
-def _fit(B, lo, hi):
-    """The power law through brackets [lo, hi], with the measured seed scatter (see SCALING_NOTE)."""
-    return theory.fit_power_law(B, lo, lo, hi, scatter=theory.SEED_SCATTER)
+def _fit(B, lo, hi, seeds):
+    """The power law through brackets [lo, hi], with the measured seed scatter, divided by
+    sqrt(seeds) where a point is the geometric mean of several seeds (see SCALING_NOTE)."""
+    return theory.fit_power_law(B, lo, lo, hi, scatter=theory.SEED_SCATTER / np.sqrt(seeds))
 
 
 def _blowup_fit(points: pd.DataFrame):
@@ -239,7 +242,7 @@ def _blowup_fit(points: pd.DataFrame):
     u = points[usable(points, "lr_blowup")]
     if len(u) < 2 or u["batch_size"].nunique() < 2:
         return None
-    return _fit(*(u[c].to_numpy(float) for c in ("batch_size", "lr_blowup_lo", "lr_blowup_hi")))
+    return _fit(*(u[c].to_numpy(float) for c in ("batch_size", "lr_blowup_lo", "lr_blowup_hi", "seeds")))
 
 
 def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -159,7 +159,8 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
     least squares. The interval is ``exponent +- t_{n-2} * stderr`` (Student t, n - 2 dof).
 
     Known scatter. ``scatter`` > 0 is ``tau`` known from elsewhere (the seed-to-seed spread of
-    lr_max, ``SEED_SCATTER``). It is used as it is, with a normal quantile, unless the residuals
+    lr_max, ``SEED_SCATTER``), one value or one per point (a point that averages k seeds has
+    ``SEED_SCATTER / sqrt(k)``). It is used as it is, with a normal quantile, unless the residuals
     reject it (their chi^2 with weights ``1 / (sigma_i^2 + scatter^2)`` exceeds its 95% point):
     then the Paule-Mandel estimate, which is larger, replaces it. With three batch sizes a residual
     has one degree of freedom and its t quantile (12.7) makes every interval useless; a measured
@@ -181,13 +182,15 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
     s2 = s ** 2
     has_brackets = bool(np.any(s2 > 0))
 
-    floor2 = float(scatter) ** 2
-    if not floor2 >= 0 or not math.isfinite(floor2):
-        raise ValueError(f"scatter must be a finite std >= 0; got {scatter}")
+    floor2 = np.broadcast_to(np.asarray(scatter, dtype=float) ** 2, x.shape).copy()
+    if not (np.all(np.isfinite(floor2)) and np.all(floor2 >= 0)):
+        raise ValueError(f"scatter must be finite stds >= 0; got {scatter}")
+    known = bool(np.any(floor2 > 0))
+    shown = float(np.sqrt(floor2.mean()))
     if n == 2:
         tau2 = floor2
         a, b, cov, _ = _wls(x, y, np.ones(n))
-        if has_brackets or floor2 > 0:
+        if has_brackets or known:
             # exact line through the points; the slope's variance is (var1 + var2) / dx^2
             var_b = float((s2 + tau2).sum() / (x[1] - x[0]) ** 2)
             q = stats.norm.ppf(0.5 + level / 2)
@@ -195,7 +198,7 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
         else:
             var_b, q = math.nan, math.nan
             note = "2 points without brackets: exact line, no interval"
-    elif not has_brackets and floor2 == 0:
+    elif not has_brackets and not known:
         a, b, cov, r = _wls(x, y, np.ones(n))
         tau2 = float(r @ r) / dof
         var_b = tau2 * cov[1, 1]
@@ -207,7 +210,7 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
             _, _, _, r = _wls(x, y, w)
             return float(w @ r ** 2) - dof
 
-        s2 = np.maximum(s2, 1e-12 * max(float(s2.max()), floor2, 1e-300))  # no infinite weights
+        s2 = np.maximum(s2, 1e-12 * max(float(s2.max()), float(floor2.max()), 1e-300))  # no infinite weights
         if excess(0.0) <= 0:
             tau2 = 0.0
             note = "residuals within bracket widths"
@@ -217,13 +220,13 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
                 top *= 4
             tau2 = optimize.brentq(excess, 0.0, top, xtol=1e-14, rtol=1e-10)
             note = "bracket widths + residual scatter (Paule-Mandel)"
-        if floor2 > 0:
+        if known:
             # the known scatter stands unless the residuals reject it (chi^2 test at 5%)
             if excess(floor2) + dof > stats.chi2.ppf(0.95, dof):
-                note += f": residuals reject the known seed scatter {scatter:.3g}; normal interval"
+                note += f": residuals reject the known seed scatter {shown:.3g}; normal interval"
             else:
                 tau2 = floor2
-                note = f"bracket widths + known seed scatter {scatter:.3g} (residuals agree); normal interval"
+                note = f"bracket widths + known seed scatter {shown:.3g} (residuals agree); normal interval"
             q = stats.norm.ppf(0.5 + level / 2)
         else:
             q = stats.t.ppf(0.5 + level / 2, dof)
@@ -235,7 +238,7 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
     half = q * se
     return PowerLawFit(exponent=float(b), prefactor=float(math.exp(a)), log_prefactor=float(a),
                        ci_low=float(b - half), ci_high=float(b + half), stderr=float(se), n=int(n),
-                       dof=int(dof), scatter=float(math.sqrt(tau2)),
+                       dof=int(dof), scatter=float(np.sqrt(np.mean(tau2))),
                        bracket_sigma=float(math.sqrt(np.mean(s ** 2))), quantile=float(q),
                        level=float(level), note=note)
 

@@ -311,3 +311,16 @@ def test_theory_imports_no_torch():
     code = "import sys, spectral_sweep.theory; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert theory.DEFAULT_RESOLUTION == pytest.approx(R)
+
+
+def test_points_that_average_seeds_carry_less_scatter():
+    """A point that is the mean of k seeds has scatter / sqrt(k): five seeds narrow the scatter
+    part of the interval by sqrt(5), and one value per point is accepted."""
+    B5 = [8, 16, 32, 64, 128]
+    lr = [0.01 * b for b in B5]
+    one = fit_power_law(B5, lr, lr, [x * R for x in lr], scatter=0.25)
+    five = fit_power_law(B5, lr, lr, [x * R for x in lr], scatter=np.full(5, 0.25 / math.sqrt(5)))
+    bracket2 = math.log(R) ** 2 / 12
+    ratio = (five.ci_high - five.ci_low) / (one.ci_high - one.ci_low)
+    assert ratio == pytest.approx(math.sqrt((bracket2 + 0.25 ** 2 / 5) / (bracket2 + 0.25 ** 2)), rel=1e-6)
+    assert five.scatter == pytest.approx(0.25 / math.sqrt(5))
