@@ -432,7 +432,7 @@ def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp
     assert row["learner_cost"] == pytest.approx(6 + sum(r["cost_gradients"] for r in refreshes))
     assert row["learner_lr"] == pytest.approx(refreshes[-1]["lr"])
     stable = [t for t in searched["trials"] if t["stable"]]
-    best = max(stable, key=lambda t: t["test_acc"])
+    best = max(stable, key=lambda t: (t["test_acc"], -t["final_train_loss"]))   # ties: the lower loss
     assert row["fixed_lr"] == pytest.approx(best["lr"]) and row["fixed_test_acc"] == pytest.approx(best["test_acc"])
     assert row["search_trials"] == 3 and row["search_cost"] == sum(t["steps"] for t in searched["trials"])
     assert written["learner_vgg11-bn-w0.125_synthetic_lanczos-sgd_16_0.png"].stat().st_size > 0
