@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import theory
+from .records import replace_atomically
 from .tables import DPI, GROUP, as_number, ci_text, lr_pred, usable
 
 
@@ -24,7 +25,10 @@ def _figure(w: float, h: float):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    """Write the figure atomically (temp file + rename): a killed report never leaves half a PNG."""
+    path = Path(path)
+    with replace_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, facecolor="white", format=path.suffix.lstrip(".") or "png")
     return path
 
 

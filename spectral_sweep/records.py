@@ -35,6 +35,7 @@ The job record (schema 1) is a flat JSON object::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -53,6 +54,29 @@ LEARNER_SEARCH = "learner"   # a record's "search" when the optimizer chose its 
 
 class CorruptRecord(ValueError):
     """A record file that exists but cannot be used (truncated, not JSON, missing fields)."""
+
+
+@contextlib.contextmanager
+def replace_atomically(path: str | os.PathLike):
+    """Yield a fresh temporary path beside ``path``; on success it replaces ``path`` (atomic on
+    POSIX), on failure it is removed. Readers see the old file or the new one, never half of one,
+    and two writers never share a temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:

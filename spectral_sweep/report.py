@@ -45,7 +45,7 @@ from .plots import (
     plot_normalised,
     slug,
 )
-from .records import RECORD_FILE, trials_frame
+from .records import RECORD_FILE, replace_atomically, trials_frame, write_text_atomic
 from .tables import (
     GROUP,
     LR_MAX_NOTE,
@@ -60,6 +60,13 @@ from .tables import (
     scaling_table,
     spectrum_tables,
 )
+
+
+def _csv(table: pd.DataFrame, path: Path) -> Path:
+    """A table as CSV, written atomically: a killed report never leaves a half file."""
+    with replace_atomically(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return path
 
 
 def _flags(points: pd.DataFrame, records: list[dict]) -> str:
@@ -110,9 +117,9 @@ def _learner_section(records: list[dict], out: Path, written: dict) -> str:
     table = comparison_table(records)
     if table.empty:
         return ""
-    table.to_csv(out / "learner.csv", index=False)
+    _csv(table, out / "learner.csv")
     text = markdown_table(table)
-    (out / "learner.md").write_text(f"# Learner against the search\n\n{COMPARISON_NOTE}\n\n{text}")
+    write_text_atomic(out / "learner.md", f"# Learner against the search\n\n{COMPARISON_NOTE}\n\n{text}")
     written["learner.csv"], written["learner.md"] = out / "learner.csv", out / "learner.md"
     figures = []
     for learner in filter(is_learner, records):
@@ -151,8 +158,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     written: dict[str, Path] = {}
 
     def put(name, text):
-        (out / name).write_text(text)
-        written[name] = out / name
+        written[name] = write_text_atomic(out / name, text)
 
     every_record = records
     learner_md = _learner_section(records, out, written)
@@ -165,12 +171,12 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     trials = trials_frame(records)
     scaling, analyses = scaling_table(points)
 
-    points.to_csv(out / "lr_max.csv", index=False)
+    _csv(points, out / "lr_max.csv")
     written["lr_max.csv"] = out / "lr_max.csv"
     lr_md = lr_max_markdown(points)
     flags = _flags(points, records)
     put("lr_max.md", f"# lr_max per batch size\n\n{LR_MAX_NOTE}\n\n{lr_md}{flags}")
-    scaling.to_csv(out / "scaling.csv", index=False)
+    _csv(scaling, out / "scaling.csv")
     written["scaling.csv"] = out / "scaling.csv"
     sc_md = scaling_markdown(scaling)
     put("scaling.md", f"# Scaling exponents\n\n{SCALING_NOTE}\n\n{sc_md}")
@@ -186,8 +192,8 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     spec_rows, spec_summary, pooled = spectrum_tables(records, points, analyses)
     spec_md = ""
     if pooled:
-        spec_rows.to_csv(out / "spectrum.csv", index=False)
-        spec_summary.to_csv(out / "saturation.csv", index=False)
+        _csv(spec_rows, out / "spectrum.csv")
+        _csv(spec_summary, out / "saturation.csv")
         written["spectrum.csv"] = out / "spectrum.csv"
         written["saturation.csv"] = out / "saturation.csv"
         parts = []

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from .data import BatchLoader, Data
 from .errors import UsageError
 from .optim import build_optimizer, lr_factor
 from .outcomes import DIVERGED, TRAINED, check_judging, judge
+from .records import replace_atomically
 
 
 @dataclass
@@ -171,13 +172,16 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     if not 0 < micro <= settings.batch_size:
         raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
 
-    torch.manual_seed(settings.seed)
-    model = make_model().to(device=device, memory_format=memory_format)
-    step_fn = torch.compile(model) if settings.compile else model
+    def fresh():
+        """The model (seeded init) and its optimizer, as every trial at this seed starts."""
+        torch.manual_seed(settings.seed)
+        model = make_model().to(device=device, memory_format=memory_format)
+        return model, build_optimizer(params=model.parameters(), lr=lr, **settings.optimizer)
+
+    model, opt = fresh()
     loader = BatchLoader(data.train, settings.batch_size, device, train=True, seed=settings.seed)
     total = budget_steps(settings, len(loader))
     warmup = round(settings.warmup * total)
-    opt = build_optimizer(params=model.parameters(), lr=lr, **settings.optimizer)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     losses = torch.empty(total, device=device)
@@ -188,9 +192,16 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     seconds_before = 0.0
     per_epoch = len(loader)
     if settings.checkpoint and Path(settings.checkpoint).exists():
-        step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device,
-                                                     hooks)
+        try:
+            step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device,
+                                                         hooks)
+        except Exception as e:   # truncated or foreign: start the trial afresh, say so once
+            warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); "
+                          "training this trial from the start")
+            Path(settings.checkpoint).unlink(missing_ok=True)
+            model, opt = fresh()
         checked = step
+    step_fn = torch.compile(model) if settings.compile else model
     bar = tqdm(total=total, initial=step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
     model.train()
@@ -267,16 +278,14 @@ def _save(path, model, opt, losses, step, initial, ema, seconds, hooks=()) -> No
              "rng": torch.get_rng_state(), "hooks": {hook.name: hook.state_dict() for hook in hooks}}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = Path(f"{path}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replace_atomically(path) as tmp:   # a unique temp name: concurrent writers never collide
+        torch.save(state, tmp)
 
 
 def _resume(path, model, opt, losses, device, hooks=()):
     """Restore a trial saved by ``_save``; the data order of later epochs is seeded, so the
     resumed trial continues exactly as the uninterrupted one would have."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = torch.load(path, map_location=device, weights_only=True)   # callers catch a bad file
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     saved_hooks = state.get("hooks", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import matplotlib
 
@@ -308,3 +309,29 @@ def test_both_edges_the_accuracy_at_lr_max_and_the_flags_reach_the_report(tmp_pa
     assert "not monotone in lr**: lr=0.2 stalled below lr=0.3 that trained" in md
     assert "B=256 seed 0: nothing trains**" in md and "raise the" in md
     assert "lr_blowup" in (tmp_path / "lr_max.md").read_text()
+
+
+def test_report_files_are_replaced_atomically(built, monkeypatch):
+    """A report killed while writing a table leaves the previous table whole, and no temp files."""
+    root, *_ = built
+    before = (root / "lr_max.csv").read_bytes()
+
+    def dies_halfway(self, path, **kwargs):
+        Path(path).write_text("model,dat")       # half a file, then the process is killed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_report(root, quiet=True)
+    assert (root / "lr_max.csv").read_bytes() == before
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_two_writers_never_share_a_temporary_name(tmp_path):
+    from spectral_sweep.records import replace_atomically
+
+    with replace_atomically(tmp_path / "x.pt") as a, replace_atomically(tmp_path / "x.pt") as b:
+        assert a != b
+        a.write_text("a")
+        b.write_text("b")
+    assert (tmp_path / "x.pt").read_text() == "a"   # the outer writer finished last

@@ -221,3 +221,18 @@ def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp
     assert resumed.steps == whole.steps == 48
     assert resumed.loss_curve == whole.loss_curve and resumed.stable == whole.stable
     assert not ckpt.exists()                                        # the record holds the result now
+
+
+@pytest.mark.parametrize("garbage", [b"", b"PK\x03\x04 truncated zip", b"not a checkpoint at all"])
+def test_an_unreadable_checkpoint_is_trained_afresh_with_one_warning(data, tmp_path, garbage):
+    """A checkpoint cut short by a kill (or any foreign file) costs the trial its progress, not the
+    sweep: one warning, then the same result as a trial that never had one."""
+    long = settings(steps=None, epochs=2, evaluate=False)
+    whole = run_trial(small_cnn, data, 0.05, long)
+    ckpt = tmp_path / "trial.pt"
+    ckpt.write_bytes(garbage)
+    with pytest.warns(UserWarning, match="unreadable trial checkpoint"):
+        again = run_trial(small_cnn, data, 0.05, settings(steps=None, epochs=2, evaluate=False,
+                                                          checkpoint=str(ckpt)))
+    assert again.loss_curve == whole.loss_curve and again.outcome == whole.outcome
+    assert not ckpt.exists() and not list(tmp_path.glob("*.tmp"))
