@@ -53,7 +53,10 @@ def scatter(records: list[dict]) -> dict:
     pooled = ss / dof
     b2 = float(np.mean(bracket))
     lo_var, hi_var = ss / stats.chi2.ppf(0.975, dof), ss / stats.chi2.ppf(0.025, dof)
-    est = lambda v: math.sqrt(max(v - b2, 0.0))
+
+    def est(variance: float) -> float:
+        return math.sqrt(max(variance - b2, 0.0))
+
     return {"rows": rows, "dof": dof, "pooled_std": math.sqrt(pooled), "bracket_std": math.sqrt(b2),
             "scatter": est(pooled), "scatter_low": est(lo_var), "scatter_high": est(hi_var)}
 

@@ -25,6 +25,7 @@ from .errors import UsageError
 from .learner import hooks_for, owns_lr
 from .models import build_model
 from .optim import momentum_of
+from .outcomes import TRAINED, outcome_of
 from .plots import plot_sharpness
 from .records import (
     LEARNER_SEARCH,
@@ -37,7 +38,6 @@ from .records import (
     read_job_record,
     write_json_atomic,
 )
-from .outcomes import TRAINED, outcome_of
 from .search import NOTHING_TRAINS, SearchResult, find_max_lr, grid_search
 from .theory import expected_exponent
 from .train import TrialSettings, resolve_device, run_trial, train

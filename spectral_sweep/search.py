@@ -38,7 +38,7 @@ search is testable and reusable on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import UsageError

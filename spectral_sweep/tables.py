@@ -31,8 +31,8 @@ LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). With severa
                "the shape stalled | trained | stalled | diverged (see the record's non_monotone).")
 SCALING_NOTE = ("Exponent p of lr_max ~ B^p: least squares of log lr against log B, each point the geometric "
                 "midpoint of its bracket; the 95% interval combines bracket widths with the seed-to-seed scatter "
-                f"of lr_max measured on the quickstart ({theory.SEED_SCATTER:g} in log, over sqrt(seeds) for a point that "
-                "averages seeds), or with the residual "
+                f"of lr_max measured on the quickstart ({theory.SEED_SCATTER:g} in log, over sqrt(seeds) for "
+                "a point that averages seeds), or with the residual "
                 "scatter when the residuals reject that (normal quantile; see spectral_sweep.theory.fit_power_law). "
                 "Verdict: inconclusive when the interval is wider than "
                 f"+-{theory.DECISIVE_HALF_WIDTH:g} or holds both laws (1 and 1/2), else consistent or "
