@@ -122,6 +122,9 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     group_key = config_key({k: v for k, v in trial_base.items() if k != "batch"})
     outcome, start = _search(search, trial, config, sweep_dir, group_key, exponent)
     bar.close()
+    if cache.hits:
+        _say(config, f"B={config['batch']}: reused {cache.hits} finished trial{'s' * (cache.hits != 1)} "
+                     f"from {cache.dir}")
 
     trials = [t for _, t in outcome.trials]
     trained = [t for t in trials if outcome_of(t) == TRAINED and t["test_acc"] is not None]

@@ -46,6 +46,7 @@ def test_sigkill_mid_sweep_then_rerun_reuses_every_finished_trial(tmp_path):
     reused = sum(r["trials_reused"] for r in recs)
     # the first job had finished (its record is reused whole); the second reuses its finished trials
     assert reused == len(finished) - 3
+    assert f"B=32: reused {reused} finished trial" in out.stdout          # and says so
     assert len(trial_files(tmp_path / "k")) == 6
 
 

@@ -208,7 +208,7 @@ class Interrupt(TrainingHook):
             raise KeyboardInterrupt
 
 
-def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp_path):
+def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp_path, capsys):
     """512 samples / B=32 = 16 steps an epoch; 3 epochs; killed in the third (step 40)."""
     long = settings(steps=None, epochs=3, evaluate=False)
     whole = run_trial(small_cnn, data, 0.05, long)
@@ -218,6 +218,7 @@ def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp
         run_trial(small_cnn, data, 0.05, resumable, hooks=[Interrupt(40)])
     assert torch.load(ckpt, weights_only=True)["step"] == 32       # the last finished epoch
     resumed = run_trial(small_cnn, data, 0.05, resumable)
+    assert "resuming trial lr=0.05 B=32 at epoch 2 (step 32 of 48)" in capsys.readouterr().out
     assert resumed.steps == whole.steps == 48
     assert resumed.loss_curve == whole.loss_curve and resumed.stable == whole.stable
     assert not ckpt.exists()                                        # the record holds the result now
