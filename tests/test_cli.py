@@ -36,6 +36,14 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert "batch: 64" in out.stdout and "name: vgg16" in out.stdout
 
 
+@pytest.mark.parametrize("dataset", ["cifar100", "imagenet", "synthetic", "synthetic_small"])
+def test_the_quickstart_preset_composes_with_every_dataset(tmp_path, dataset):
+    out = cli("experiment=quickstart", f"dataset={dataset}", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"name: {dataset.removesuffix('_small')}" in out.stdout and "name: vgg11_bn" in out.stdout
+    assert ("train_size: 4096" in out.stdout) == (dataset == "synthetic_small")
+
+
 def test_two_batch_sizes_make_two_records_a_report_and_a_rerun_reuses_them(tmp_path):
     args = [*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16,32", f"out_dir={tmp_path}", "name=s"]
     first = cli(*args, cwd=tmp_path)
