@@ -124,10 +124,8 @@ def check_overrides(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
             cfg = compose("config", overrides=first)
     except (HydraException, OmegaConfBaseException) as e:
         raise UsageError(_first_line(e)) from None
-    train = cfg.get("train") or {}
-    check_judging(train.get("divergence_factor", 2.0), train.get("stall_loss_margin", 0.1),
-                  train.get("stall_acc_margin", 0.05))
-    blowup = (cfg.get("search") or {}).get("blowup", True)
+    check_judging(cfg.train.divergence_factor, cfg.train.stall_loss_margin, cfg.train.stall_acc_margin)
+    blowup = cfg.search.get("blowup", True)
     if not isinstance(blowup, bool):
         raise UsageError(f"search.blowup must be true or false, got {blowup!r}")
     check_writable(Path(str(cfg.out_dir)) / str(cfg.name))

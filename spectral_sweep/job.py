@@ -151,7 +151,8 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     if config.get("spectrum", {}).get("enabled"):
         record["spectrum"] = point_spectrum(config, make_model, data, settings, device)
     path = write_json_atomic(job_dir / RECORD_FILE, record)
-    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: {_found(outcome, trials)}, "
+    _say(config, f"{record['model']} {record['optimizer']} B={record['batch_size']}: "
+                 f"{_found(outcome, trials, record['acc_at_lr_max'])}, "
                  f"{record['steps']} steps, {record['seconds']:.0f} s) -> {path}")
     if outcome.status == NOTHING_TRAINS:
         tried = [t["lr"] for t in trials]
@@ -162,16 +163,16 @@ def run_point(config: dict, job_dir: str | Path, sweep_dir: str | Path | None = 
     return record
 
 
-def _found(outcome: SearchResult, trials: list) -> str:
+def _found(outcome: SearchResult, trials: list, acc_at_lr_max: float | None) -> str:
     """The job's one-line result: both edges and the accuracy at lr_max (or the learner's trial)."""
     if outcome.status == LEARNER_STATUS and trials:
         t = trials[0]
         return (f"learner trial {outcome_of(t)} (test acc {_fmt(t['test_acc'])}, "
                 f"{len(t['hooks']['learner']['refreshes'])} refreshes")
     lo, hi = outcome.bracket
-    acc = next((t["test_acc"] for t in trials if lo is not None and t["lr"] == lo), None)
     blo, bhi = outcome.blowup_bracket
-    return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, test acc {_fmt(acc)}; "
+    return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
+            f"test acc {_fmt(acc_at_lr_max)}; "
             f"lr_blowup={_fmt(blo)}..{_fmt(bhi)}; {len(trials)} trials")
 
 

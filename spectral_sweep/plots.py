@@ -141,7 +141,7 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
         if len(lb):
             ax.plot(lb["batch_size"], lb["lr_max"], "^", mfc="white", color=color, ms=9, mew=1.5,
                     label="lower bound (trained at search cap)")
-        bu = g[usable(g, "lr_blowup")] if "lr_blowup_status" in g else g.iloc[:0]
+        bu = g[usable(g, "lr_blowup")]
         if len(bu):
             bB = bu["batch_size"].to_numpy(float) * 2 ** 0.06     # nudged right: never hides lr_max
             blo, bhi = bu["lr_blowup_lo"].to_numpy(float), bu["lr_blowup_hi"].to_numpy(float)

@@ -80,20 +80,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` by temp file + fsync + rename (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True, default=_jsonable)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``obj`` as JSON to ``path`` atomically, fsynced before the rename: a record survives
+    a power loss, not only a kill."""
+    with replace_atomically(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=True, default=_jsonable)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def _jsonable(x):

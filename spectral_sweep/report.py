@@ -69,7 +69,7 @@ def _csv(table: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _flags(points: pd.DataFrame, records: list[dict]) -> str:
+def _flags(records: list[dict]) -> str:
     """Markdown bullets for the points a reader must not take at face value."""
     lines = []
     for r in records:
@@ -174,7 +174,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
     _csv(points, out / "lr_max.csv")
     written["lr_max.csv"] = out / "lr_max.csv"
     lr_md = lr_max_markdown(points)
-    flags = _flags(points, records)
+    flags = _flags(records)
     put("lr_max.md", f"# lr_max per batch size\n\n{LR_MAX_NOTE}\n\n{lr_md}{flags}")
     _csv(scaling, out / "scaling.csv")
     written["scaling.csv"] = out / "scaling.csv"

@@ -204,7 +204,7 @@ def analyse_group(points: pd.DataFrame) -> dict:
     u = points[use]
     B, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_lo", "lr_hi"))
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
-           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points), "batch_sizes": B}
+           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points), "fit_batch_sizes": B}
     excluded = points[~use]
     out["excluded"] = "; ".join(f"B={int(b)} {s}" for b, s in zip(excluded["batch_size"],
                                                                   excluded["lr_max_status"]))
@@ -223,6 +223,7 @@ def analyse_group(points: pd.DataFrame) -> dict:
     out["fit_range"] = f"fit below B={out['saturation']}"
     if below.sum() >= 2:
         out["fit"] = _fit(B[below], lo[below], hi[below], seeds[below])
+        out["fit_batch_sizes"] = B[below]
     else:
         out["note"] = (f"saturated from B={out['saturation']}: only {int(below.sum())} point below it, "
                        "no fit of the growing regime")
@@ -237,8 +238,6 @@ def _fit(B, lo, hi, seeds):
 
 def _blowup_fit(points: pd.DataFrame):
     """The blow-up edge's power law over its bracketed points (None with fewer than 2)."""
-    if "lr_blowup_status" not in points:
-        return None
     u = points[usable(points, "lr_blowup")]
     if len(u) < 2 or u["batch_size"].nunique() < 2:
         return None
@@ -256,7 +255,8 @@ def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         row = dict(zip(GROUP, key), expected_exponent=e,
                    exponent=f.exponent if f else math.nan, ci_low=f.ci_low if f else math.nan,
                    ci_high=f.ci_high if f else math.nan, verdict=decided,
-                   to_decide=theory.what_would_decide(f, a["batch_sizes"]) if decided == "inconclusive" else "",
+                   direction=theory.direction(f, e) if decided == "inconsistent" else "",
+                   to_decide=theory.what_would_decide(f, a["fit_batch_sizes"]) if decided == "inconclusive" else "",
                    n_fit=f.n if f else 0, fit_range=a["fit_range"] if f else "",
                    saturation_batch=a["saturation"],
                    exponent_all=fa.exponent if fa else math.nan, ci_low_all=fa.ci_low if fa else math.nan,
@@ -268,7 +268,7 @@ def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
                    prefactor=f.prefactor if f else math.nan,
                    excluded=a["excluded"], note=a["note"] or (f.note if f else ""))
         rows.append(row)
-    cols = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "to_decide", "n_fit",
+    cols = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "direction", "to_decide", "n_fit",
             "fit_range", "saturation_batch", "exponent_all", "ci_low_all", "ci_high_all", "verdict_all", "n_all",
             "exponent_blowup", "ci_low_blowup", "ci_high_blowup", "prefactor", "excluded", "note"]
     df = pd.DataFrame(rows, columns=cols)
@@ -430,7 +430,7 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
         "expected": scaling["expected_exponent"],
         "exponent": scaling["exponent"].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}"),
         "95% interval": [ci_text(a, b) for a, b in zip(scaling["ci_low"], scaling["ci_high"])],
-        "verdict": scaling["verdict"].map(lambda v: f"**{v}**"),
+        "verdict": [f"**{v}**" + (f" ({d})" if d else "") for v, d in zip(scaling["verdict"], scaling["direction"])],
         "points": scaling["n_fit"], "range": scaling["fit_range"],
         "saturation B": scaling["saturation_batch"],
         "all points: exponent [95%]": [

@@ -195,13 +195,14 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
         try:
             step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device,
                                                          hooks)
-            tqdm.write(f"resuming trial lr={lr:.4g} B={settings.batch_size} at epoch {step // len(loader)} "
-                       f"(step {step} of {total})")
         except Exception as e:   # truncated or foreign: start the trial afresh, say so once
             warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); "
                           "training this trial from the start")
             Path(settings.checkpoint).unlink(missing_ok=True)
             model, opt = fresh()
+        else:
+            tqdm.write(f"resuming trial lr={lr:.4g} B={settings.batch_size} at epoch {step // per_epoch} "
+                       f"(step {step} of {total})")
         checked = step
     step_fn = torch.compile(model) if settings.compile else model
     bar = tqdm(total=total, initial=step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
