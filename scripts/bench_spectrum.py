@@ -46,9 +46,9 @@ from spectral_sweep.curvature import (
     trainable_parameters,
     warm_start_vector,
 )
-from spectral_sweep.data import BatchLoader, load_dataset
+from spectral_sweep.data import BatchLoader, load_dataset, random_batch
 from spectral_sweep.models import build_model
-from spectral_sweep.spectrum import measure_spectrum, random_batch
+from spectral_sweep.spectrum import measure_spectrum
 
 LOSS = nn.CrossEntropyLoss()
 ACCURATE = 1e-3  # the bar: the top eigenvalue within 0.1% of the long-Lanczos reference

@@ -14,6 +14,7 @@ import math
 import torch
 
 from .errors import UsageError, unknown_choice
+from .theory import is_adaptive
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lanczos_sgd")
 SCHEDULES = ("paper", "constant", "cosine")
@@ -35,8 +36,9 @@ def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nestero
 
 
 def momentum_of(name: str, momentum: float = 0.9, betas=(0.9, 0.999), **_) -> float:
-    """The momentum that enters the stability limit: heavy-ball beta for SGD, beta1 for Adam."""
-    return float(betas[0]) if "adam" in name else float(momentum)
+    """The momentum that enters the stability limit: heavy-ball beta for SGD, beta1 for Adam-like
+    optimizers (``theory.is_adaptive``)."""
+    return float(betas[0]) if is_adaptive(name) else float(momentum)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:

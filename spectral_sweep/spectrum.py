@@ -31,31 +31,27 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from spectral_sweep import seeds
 from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
     Chunks,
-    curvature_operator,
-    lanczos,
     slq_nodes,
+    temporary_operator,
     warm_start_vector,
+)
+from spectral_sweep.curvature import (
+    extremes as lanczos_extremes,
 )
 from spectral_sweep.curvature import (
     noise_scale as measure_noise_scale,
 )
 from spectral_sweep.curvature.lanczos import broadened_density
-from spectral_sweep.data import BatchLoader
+from spectral_sweep.data import BatchLoader, random_batch
 from spectral_sweep.errors import UsageError
-
-# Independent random streams, so that switching one part on or off leaves the others' draws alone.
-STREAM_BATCHES, STREAM_FULL, STREAM_DENSITY, STREAM_NOISE, STREAM_LANCZOS = range(5)
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream]).generate_state(1)[0]))
+from spectral_sweep.seeds import Stream
 
 
 def _split(data):
@@ -63,22 +59,13 @@ def _split(data):
     return getattr(data, "train", data)
 
 
-def random_batch(split, batch_size: int, device, generator: torch.Generator):
-    """``batch_size`` distinct samples of ``split`` drawn with ``generator``, evaluation transform."""
-    if batch_size > len(split):
-        raise UsageError(f"batch size {batch_size} is larger than the training split "
-                         f"({len(split)} samples)")
-    indices = torch.randperm(len(split), generator=generator)[:batch_size]
-    loader = BatchLoader(split.select(indices), batch_size, device, train=False, augment=False)
-    return next(iter(loader.epoch(0)))
-
-
 def _full_data(split, subset: int | None, chunk: int, device, seed: int):
     """The training split (or a random subset of it) as re-iterable chunks of ``chunk`` samples."""
     if subset is not None:
         if not 1 <= subset <= len(split):
             raise UsageError(f"full_subset must lie in [1, {len(split)}], got {subset}")
-        split = split.select(torch.randperm(len(split), generator=_generator(seed, STREAM_FULL))[:subset])
+        draws = seeds.generator(seed, Stream.SPECTRUM_FULL)
+        split = split.select(torch.randperm(len(split), generator=draws)[:subset])
     loader = BatchLoader(split, min(chunk, len(split)), device, train=False, augment=False)
     return Chunks(lambda: loader.epoch(0)), len(split)
 
@@ -111,23 +98,22 @@ class _Extremes:
         self.operator, self.bn_mode, self.method = operator, bn_mode, method
         self.preconditioner, self.iters, self.tol = preconditioner, iters, tol
         self.warm_start, self.extremes = warm_start, extremes
-        self.seeds = _generator(seed, STREAM_LANCZOS)
+        self.seeds = seeds.generator(seed, Stream.SPECTRUM_LANCZOS)
         self.previous = (None, None)
         self.samples = 0
 
     def __call__(self, data) -> dict:
-        op = curvature_operator(self.operator, self.model, self.loss_fn, data, bn_mode=self.bn_mode,
-                                method=self.method, preconditioner=self.preconditioner)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.seeds))
         v0 = warm_start_vector(*self.previous, seed=seed) if self.warm_start else None
         both = self.extremes == "both"
-        result = lanczos(op, op.dim, iters=self.iters, seed=seed, v0=v0, tol=self.tol,
-                         which="both" if both else "largest", device=op.device)
-        op.release()
+        run = lanczos_extremes(self.operator, self.model, self.loss_fn, data, bn_mode=self.bn_mode,
+                       method=self.method, preconditioner=self.preconditioner, iters=self.iters,
+                       seed=seed, v0=v0, tol=self.tol, which="both" if both else "largest")
+        result = run.result
         self.previous = (result.top_vector, result.bottom_vector if both else None)
-        self.samples += op.samples
+        self.samples += run.samples
         return {"lambda_max": result.lambda_max, "lambda_min": result.lambda_min if both else None,
-                "products": op.products}
+                "products": run.products}
 
 
 def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n_batches: int = 10,
@@ -161,56 +147,18 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
     start = time.perf_counter()
     measure = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
                         warm_start, seed, extremes)
-    batch_draws = _generator(seed, STREAM_BATCHES)
-
-    batches = []
-    bar = tqdm(total=len(batch_sizes) * n_batches, desc="spectrum", disable=not progress,
-               leave=False)
-    for b in batch_sizes:
-        entry = {"batch_size": b, "lambda_max": [], "lambda_min": [], "products": 0}
-        for _ in range(n_batches):
-            found = measure(random_batch(split, b, device, batch_draws))
-            entry["lambda_max"].append(found["lambda_max"])
-            entry["lambda_min"].append(found["lambda_min"])
-            entry["products"] += found["products"]
-            bar.set_postfix(B=b, lambda_max=f"{found['lambda_max']:.4g}")
-            bar.update()
-        batches.append(entry)
-    bar.close()
-
+    batches = _batch_extremes(measure, split, device, batch_sizes, n_batches, seed, progress)
     full_entry = None
     if full:
         chunks, samples = _full_data(split, full_subset, chunk, device, seed)
         found = measure(chunks)
         full_entry = {"lambda_max": found["lambda_max"], "lambda_min": found["lambda_min"],
                       "samples": samples}
-
-    density = []
-    product_samples = measure.samples
-    density_draws = _generator(seed, STREAM_DENSITY)
-    for b in density_batch_sizes:
-        op = curvature_operator(operator, model, loss_fn, random_batch(split, int(b), device, density_draws),
-                                bn_mode=bn_mode, method=method, preconditioner=preconditioner)
-        quadratures = slq_nodes(op, op.dim, density_iters or iters, density_vectors, seed=seed,
-                                device=op.device)
-        op.release()
-        grid, values = broadened_density(quadratures)
-        density.append({"batch_size": int(b), "grid": grid.tolist(), "density": values.tolist()})
-        product_samples += op.samples
-
-    noise, gradient_samples = None, 0
-    if noise_scale:
-        sizes = sorted(set(noise_batch_sizes or (min(batch_sizes), max(batch_sizes))))
-        if len(sizes) == 2:
-            noise_draws = _generator(seed, STREAM_NOISE)
-            small = [random_batch(split, sizes[0], device, noise_draws) for _ in range(n_batches)]
-            big = [random_batch(split, sizes[1], device, noise_draws) for _ in range(n_batches)]
-            noise = measure_noise_scale(model, loss_fn, small, big, bn_mode=bn_mode)
-            noise.pop("gradients")
-            gradient_samples = n_batches * (sizes[0] + sizes[1])
-        elif noise_batch_sizes is not None:
-            raise UsageError(f"noise_batch_sizes needs two different sizes, got {list(noise_batch_sizes)}")
-
+    density, density_samples = _densities(measure, split, device, density_batch_sizes,
+                                          density_vectors, density_iters or iters, seed)
+    noise, gradient_samples = _noise(measure, split, device, batch_sizes, n_batches,
+                                     noise_scale, noise_batch_sizes, seed)
+    product_samples = measure.samples + density_samples
     return {
         "operator": operator,
         "bn_mode": bn_mode,
@@ -224,3 +172,61 @@ def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n
         "cost_gradients": (GRADIENTS_PER_PRODUCT[operator] * product_samples + gradient_samples) / cost_batch,
         "seconds": time.perf_counter() - start,
     }
+
+
+def _batch_extremes(measure: _Extremes, split, device, batch_sizes, n_batches: int, seed: int,
+                    progress: bool) -> list[dict]:
+    """``n_batches`` random batches at each batch size (stream ``SPECTRUM_BATCHES``), measured."""
+    draws = seeds.generator(seed, Stream.SPECTRUM_BATCHES)
+    batches = []
+    bar = tqdm(total=len(batch_sizes) * n_batches, desc="spectrum", disable=not progress,
+               leave=False)
+    for b in batch_sizes:
+        entry = {"batch_size": b, "lambda_max": [], "lambda_min": [], "products": 0}
+        for _ in range(n_batches):
+            found = measure(random_batch(split, b, device, draws))
+            entry["lambda_max"].append(found["lambda_max"])
+            entry["lambda_min"].append(found["lambda_min"])
+            entry["products"] += found["products"]
+            bar.set_postfix(B=b, lambda_max=f"{found['lambda_max']:.4g}")
+            bar.update()
+        batches.append(entry)
+    bar.close()
+    return batches
+
+
+def _densities(measure: _Extremes, split, device, batch_sizes, vectors: int, iters: int,
+               seed: int) -> tuple[list[dict], int]:
+    """An SLQ density of one random batch (stream ``SPECTRUM_DENSITY``) at each batch size, and
+    the samples its products went through."""
+    draws = seeds.generator(seed, Stream.SPECTRUM_DENSITY)
+    density, samples = [], 0
+    for b in batch_sizes:
+        batch = random_batch(split, int(b), device, draws)
+        with temporary_operator(measure.operator, measure.model, measure.loss_fn, batch,
+                                bn_mode=measure.bn_mode, method=measure.method,
+                                preconditioner=measure.preconditioner) as op:
+            quadratures = slq_nodes(op, op.dim, iters, vectors, seed=seed, device=op.device)
+        grid, values = broadened_density(quadratures)
+        density.append({"batch_size": int(b), "grid": grid.tolist(), "density": values.tolist()})
+        samples += op.samples
+    return density, samples
+
+
+def _noise(measure: _Extremes, split, device, batch_sizes, n_batches: int, wanted: bool,
+           noise_batch_sizes, seed: int) -> tuple[dict | None, int]:
+    """The gradient noise scale from ``n_batches`` gradients at two sizes (stream
+    ``SPECTRUM_NOISE``), and the samples the gradients went through."""
+    if not wanted:
+        return None, 0
+    sizes = sorted(set(noise_batch_sizes or (min(batch_sizes), max(batch_sizes))))
+    if len(sizes) != 2:
+        if noise_batch_sizes is not None:
+            raise UsageError(f"noise_batch_sizes needs two different sizes, got {list(noise_batch_sizes)}")
+        return None, 0
+    draws = seeds.generator(seed, Stream.SPECTRUM_NOISE)
+    small = [random_batch(split, sizes[0], device, draws) for _ in range(n_batches)]
+    big = [random_batch(split, sizes[1], device, draws) for _ in range(n_batches)]
+    noise = measure_noise_scale(measure.model, measure.loss_fn, small, big, bn_mode=measure.bn_mode)
+    noise.pop("gradients")
+    return noise, n_batches * (sizes[0] + sizes[1])

@@ -12,10 +12,12 @@ fit_power_law          log-log fit of lr_max against B, with an honest confidenc
 detect_saturation      the batch size from which lr_max stops growing
 verdict                consistent / inconsistent / inconclusive: can the interval tell 1 from 1/2?
 what_would_decide      for an inconclusive fit: more batch sizes, a wider range, a finer tolerance, seeds
+is_adaptive            whether an optimizer is Adam-like (the one place that decides)
 expected_exponent      1.0 for SGD-like optimizers, 0.5 for Adam-like ones
 fit_inverse_batch      lambda_max(B) = lambda_full + kappa / B, and B* = kappa / lambda_full
-lr_pred_sgd            2 (1 + momentum) / lambda_max                (heavy-ball stability limit)
-lr_pred_adam           (2 + 2 beta1) / ((1 - beta1) lambda)         (Cohen et al. 2022)
+stability_limit        the largest stable lr for a top curvature (or, read backwards, the largest
+                       stable curvature for an lr): SGD 2 (1 + m) / lambda, Nesterov
+                       2 (1 + m) / ((1 + 2 m) lambda), Adam (2 + 2 beta1) / ((1 - beta1) lambda)
 gradient_noise_scale   McCandlish et al. (2018) unbiased estimators of |G|^2, tr(Sigma), B_noise
 """
 
@@ -45,6 +47,7 @@ LAWS = (1.0, 0.5)
 DECISIVE_HALF_WIDTH = 0.25
 
 __all__ = [
+    "ADAPTIVE_OPTIMIZERS",
     "DEFAULT_RESOLUTION",
     "InverseBatchFit",
     "NoiseScale",
@@ -54,8 +57,8 @@ __all__ = [
     "fit_inverse_batch",
     "fit_power_law",
     "gradient_noise_scale",
-    "lr_pred_adam",
-    "lr_pred_sgd",
+    "is_adaptive",
+    "stability_limit",
     "verdict",
     "what_would_decide",
 ]
@@ -178,69 +181,87 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
         raise ValueError(f"a power-law fit needs at least 2 points; got {n}")
     if np.ptp(x) == 0:
         raise ValueError("a power-law fit needs at least 2 distinct batch sizes")
-    dof = n - 2
     s2 = s ** 2
-    has_brackets = bool(np.any(s2 > 0))
-
     floor2 = np.broadcast_to(np.asarray(scatter, dtype=float) ** 2, x.shape).copy()
     if not (np.all(np.isfinite(floor2)) and np.all(floor2 >= 0)):
         raise ValueError(f"scatter must be finite stds >= 0; got {scatter}")
-    known = bool(np.any(floor2 > 0))
-    shown = float(np.sqrt(floor2.mean()))
     if n == 2:
-        tau2 = floor2
-        a, b, cov, _ = _wls(x, y, np.ones(n))
-        if has_brackets or known:
-            # exact line through the points; the slope's variance is (var1 + var2) / dx^2
-            var_b = float((s2 + tau2).sum() / (x[1] - x[0]) ** 2)
-            q = stats.norm.ppf(0.5 + level / 2)
-            note = "2 points: exact line; interval from bracket widths and known scatter (normal quantile)"
-        else:
-            var_b, q = math.nan, math.nan
-            note = "2 points without brackets: exact line, no interval"
-    elif not has_brackets and not known:
-        a, b, cov, r = _wls(x, y, np.ones(n))
-        tau2 = float(r @ r) / dof
-        var_b = tau2 * cov[1, 1]
-        note = "ordinary least squares; t interval from residual scatter"
-        q = stats.t.ppf(0.5 + level / 2, dof)
+        a, b, var_b, q, tau2, note = _exact_line(x, y, s2, floor2, level)
+    elif not np.any(s2 > 0) and not np.any(floor2 > 0):
+        a, b, var_b, q, tau2, note = _ordinary_fit(x, y, level)
     else:
-        def excess(t2):
-            w = 1.0 / (s2 + t2)
-            _, _, _, r = _wls(x, y, w)
-            return float(w @ r ** 2) - dof
-
-        s2 = np.maximum(s2, 1e-12 * max(float(s2.max()), float(floor2.max()), 1e-300))  # no infinite weights
-        if excess(0.0) <= 0:
-            tau2 = 0.0
-            note = "residuals within bracket widths"
-        else:
-            top = float(np.var(y)) * n + float(s2.max()) + 1.0
-            while excess(top) > 0:
-                top *= 4
-            tau2 = optimize.brentq(excess, 0.0, top, xtol=1e-14, rtol=1e-10)
-            note = "bracket widths + residual scatter (Paule-Mandel)"
-        if known:
-            # the known scatter stands unless the residuals reject it (chi^2 test at 5%)
-            if excess(floor2) + dof > stats.chi2.ppf(0.95, dof):
-                note += f": residuals reject the known seed scatter {shown:.3g}; normal interval"
-            else:
-                tau2 = floor2
-                note = f"bracket widths + known seed scatter {shown:.3g} (residuals agree); normal interval"
-            q = stats.norm.ppf(0.5 + level / 2)
-        else:
-            q = stats.t.ppf(0.5 + level / 2, dof)
-            note += "; t interval"
-        a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
-        var_b = cov[1, 1]
+        a, b, var_b, q, tau2, note = _weighted_fit(x, y, s2, floor2, level)
 
     se = math.sqrt(var_b) if np.isfinite(var_b) else math.nan
     half = q * se
     return PowerLawFit(exponent=float(b), prefactor=float(math.exp(a)), log_prefactor=float(a),
                        ci_low=float(b - half), ci_high=float(b + half), stderr=float(se), n=int(n),
-                       dof=int(dof), scatter=float(np.sqrt(np.mean(tau2))),
+                       dof=int(n - 2), scatter=float(np.sqrt(np.mean(tau2))),
                        bracket_sigma=float(math.sqrt(np.mean(s ** 2))), quantile=float(q),
                        level=float(level), note=note)
+
+
+# Each fit below returns (log prefactor, exponent, variance of the exponent, quantile, tau^2, note).
+
+def _exact_line(x, y, s2, floor2, level):
+    """Two points: the line through them; the slope's variance is (var1 + var2) / dx^2."""
+    a, b, _, _ = _wls(x, y, np.ones(x.size))
+    if np.any(s2 > 0) or np.any(floor2 > 0):
+        var_b = float((s2 + floor2).sum() / (x[1] - x[0]) ** 2)
+        q = stats.norm.ppf(0.5 + level / 2)
+        note = "2 points: exact line; interval from bracket widths and known scatter (normal quantile)"
+    else:
+        var_b, q = math.nan, math.nan
+        note = "2 points without brackets: exact line, no interval"
+    return a, b, var_b, q, floor2, note
+
+
+def _ordinary_fit(x, y, level):
+    """No brackets and no known scatter: ordinary least squares, t interval from the residuals."""
+    dof = x.size - 2
+    a, b, cov, r = _wls(x, y, np.ones(x.size))
+    tau2 = float(r @ r) / dof
+    q = stats.t.ppf(0.5 + level / 2, dof)
+    return a, b, tau2 * cov[1, 1], q, tau2, "ordinary least squares; t interval from residual scatter"
+
+
+def _excess(x, y, s2, tau2, dof) -> float:
+    """Weighted residual chi^2 minus its expectation, for weights 1 / (s2 + tau2)."""
+    w = 1.0 / (s2 + tau2)
+    _, _, _, r = _wls(x, y, w)
+    return float(w @ r ** 2) - dof
+
+
+def _paule_mandel(x, y, s2, dof):
+    """The extra scatter tau^2 >= 0 at which the weighted chi^2 equals its expectation, and a note."""
+    if _excess(x, y, s2, 0.0, dof) <= 0:
+        return 0.0, "residuals within bracket widths"
+    top = float(np.var(y)) * x.size + float(s2.max()) + 1.0
+    while _excess(x, y, s2, top, dof) > 0:
+        top *= 4
+    tau2 = optimize.brentq(lambda t2: _excess(x, y, s2, t2, dof), 0.0, top, xtol=1e-14, rtol=1e-10)
+    return tau2, "bracket widths + residual scatter (Paule-Mandel)"
+
+
+def _weighted_fit(x, y, s2, floor2, level):
+    """Brackets and/or a known scatter: Paule-Mandel tau^2, or the known scatter unless the
+    residuals reject it (chi^2 test at 5%)."""
+    dof = x.size - 2
+    s2 = np.maximum(s2, 1e-12 * max(float(s2.max()), float(floor2.max()), 1e-300))  # no infinite weights
+    tau2, note = _paule_mandel(x, y, s2, dof)
+    if np.any(floor2 > 0):
+        shown = float(np.sqrt(floor2.mean()))
+        if _excess(x, y, s2, floor2, dof) + dof > stats.chi2.ppf(0.95, dof):
+            note += f": residuals reject the known seed scatter {shown:.3g}; normal interval"
+        else:
+            tau2 = floor2
+            note = f"bracket widths + known seed scatter {shown:.3g} (residuals agree); normal interval"
+        q = stats.norm.ppf(0.5 + level / 2)
+    else:
+        q = stats.t.ppf(0.5 + level / 2, dof)
+        note += "; t interval"
+    a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
+    return a, b, cov[1, 1], q, tau2, note
 
 
 def verdict(fit: PowerLawFit, expected: float, laws=LAWS, max_half_width: float = DECISIVE_HALF_WIDTH) -> str:
@@ -291,15 +312,24 @@ def what_would_decide(fit: PowerLawFit, batch_sizes, tolerance: float = DEFAULT_
 
 _SGD_LIKE = ("sgd", "nesterov", "momentum", "heavy_ball", "heavyball", "learner", "lars")
 
+#: The Adam-like optimizers: a name containing one of these is adaptive (adam, adamw, AdamW,
+#: lanczos_adam, and torch's class names Adam and AdamW).
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
+
+
+def is_adaptive(optimizer: str) -> bool:
+    """Whether ``optimizer`` (a config name or an optimizer class name) is Adam-like: its lr
+    meets the preconditioned Hessian and its law is the square root. The one place that decides."""
+    name = str(optimizer).lower()
+    return any(kind in name for kind in ADAPTIVE_OPTIMIZERS)
+
 
 def expected_exponent(optimizer_name: str) -> float:
-    """The exponent of the law under test: 0.5 for anything Adam-like (any name containing
-    "adam": adam, adamw, ...), 1.0 for SGD-like ones (sgd, nesterov, lanczos_sgd, momentum, ...).
-    Unknown names raise ``ValueError``."""
-    name = str(optimizer_name).lower()
-    if "adam" in name:
+    """The exponent of the law under test: 0.5 for anything Adam-like (``is_adaptive``), 1.0 for
+    SGD-like ones (sgd, nesterov, lanczos_sgd, momentum, ...). Unknown names raise ``ValueError``."""
+    if is_adaptive(optimizer_name):
         return 0.5
-    if any(k in name for k in _SGD_LIKE):
+    if any(k in str(optimizer_name).lower() for k in _SGD_LIKE):
         return 1.0
     raise ValueError(f"no scaling law known for optimizer '{optimizer_name}' "
                      f"(SGD-like names contain one of {', '.join(_SGD_LIKE)}; Adam-like ones 'adam')")
@@ -437,30 +467,41 @@ def fit_inverse_batch(batch_sizes, lambdas, level: float = 0.95) -> InverseBatch
 # stability limits
 # --------------------------------------------------------------------------------------------
 
-def _limit(numerator, lam):
+def _limit(numerator, denominator, lam):
+    """``numerator / (denominator * lam)`` where lam > 0, inf elsewhere; scalars stay scalars."""
     lam = np.asarray(lam, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(lam > 0, numerator / np.where(lam > 0, lam, 1.0), np.inf)
+        out = np.where(lam > 0, numerator / (denominator * np.where(lam > 0, lam, 1.0)), np.inf)
     return float(out) if out.ndim == 0 else out
 
 
-def lr_pred_sgd(lambda_max, momentum: float = 0.0):
-    """Stability limit of SGD with heavy-ball momentum on a quadratic: ``2 (1 + momentum) / lambda_max``.
+def stability_limit(curvature, optimizer: str, momentum: float = 0.0, nesterov: bool = False):
+    """The largest stable lr on a quadratic whose top curvature is ``curvature``.
 
-    Plain SGD (momentum 0) gives the classic 2 / lambda_max. A non-positive lambda_max sets no
-    limit (inf). Accepts scalars or arrays."""
-    if not 0 <= momentum < 1:
+    One formula ``numerator / curvature`` for each kind of optimizer, all from the linear
+    iteration on one eigen-direction:
+
+    * SGD with heavy-ball momentum m (m = 0: plain SGD): ``2 (1 + m) / lambda``;
+    * SGD with Nesterov momentum (``nesterov`` and m > 0): ``2 (1 + m) / ((1 + 2 m) lambda)``,
+      where x_{t+1} = (1 - lr lambda)((1 + m) x_t - m x_{t-1}) has a root at -1;
+    * Adam-like (``is_adaptive(optimizer)``; ``momentum`` is beta1, ``nesterov`` is ignored):
+      ``(2 + 2 beta1) / ((1 - beta1) lambda)`` with lambda the top eigenvalue of the
+      preconditioned Hessian P^-1 H, P = diag(sqrt(v_hat) + eps), P frozen (Cohen et al. 2022,
+      "Adaptive gradient methods at the edge of stability"): the EMA momentum is heavy ball
+      with lr (1 - beta1) lr.
+
+    ``curvature`` is a scalar or an array; a non-positive (or NaN) curvature sets no limit (inf).
+    Since the limit is ``numerator / curvature``, the roles swap: ``stability_limit(lr, ...)`` is
+    the largest curvature at which that lr is stable (the sharpness tracker's "limit").
+    """
+    m = float(momentum)
+    if not 0 <= m < 1:
         raise ValueError(f"momentum must lie in [0, 1); got {momentum}")
-    return _limit(2.0 * (1.0 + momentum), lambda_max)
-
-
-def lr_pred_adam(lambda_max_preconditioned, beta1: float = 0.9):
-    """Adam's stability limit on the preconditioned Hessian (Cohen et al. 2022, "Adaptive gradient
-    methods at the edge of stability"): ``(2 + 2 beta1) / ((1 - beta1) lambda)``, where lambda is the
-    top eigenvalue of P^-1 H with P = diag(sqrt(v) + eps) Adam's preconditioner."""
-    if not 0 <= beta1 < 1:
-        raise ValueError(f"beta1 must lie in [0, 1); got {beta1}")
-    return _limit((2.0 + 2.0 * beta1) / (1.0 - beta1), lambda_max_preconditioned)
+    if is_adaptive(optimizer):
+        return _limit(2.0 + 2.0 * m, 1.0 - m, curvature)
+    if nesterov and m > 0:
+        return _limit(2.0 * (1.0 + m), 1.0 + 2.0 * m, curvature)
+    return _limit(2.0 * (1.0 + m), 1.0, curvature)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,11 +10,14 @@ from spectral_sweep.curvature import (
     adam_preconditioner,
     curvature_mode,
     curvature_operator,
+    extremes,
     flatten,
     ggn_operator,
     gradient,
     hessian_extremes,
     hessian_operator,
+    lanczos,
+    temporary_operator,
     trainable_parameters,
     unflatten,
 )
@@ -248,3 +251,32 @@ def test_hessian_extremes_match_the_explicit_spectrum(kind):
     assert abs(found["lambda_min"] - float(eigenvalues[0])) < 1e-6 * scale
     assert found["products"] == found["iterations"] <= 200
     assert found["top_vector"].shape == (hessian.shape[0],)
+
+
+def test_extremes_is_build_lanczos_release_with_the_operators_counts():
+    model = tiny_cnn_bn()
+    x, y = batch_for(model)
+    op = curvature_operator("hessian", model, LOSS, (x, y), bn_mode="train")
+    by_hand = lanczos(op, op.dim, iters=12, seed=4, tol=1e-6, which="largest", device=op.device,
+                      restart=False)
+    run = extremes("hessian", model, LOSS, (x, y), iters=12, seed=4, tol=1e-6, which="largest",
+                   restart=False)
+    assert (run.result.ritz_values == by_hand.ritz_values).all()
+    assert (run.result.weights == by_hand.weights).all()
+    assert run.products == op.products == by_hand.matvecs
+    assert run.samples == op.samples and run.gradient_cost == op.gradient_cost
+    with temporary_operator("ggn", model, LOSS, (x, y)) as ggn:
+        ggn.matvec(torch.ones(ggn.dim, dtype=torch.float64))
+        assert ggn._graph is not None                  # a cached graph while it is in use ...
+    assert ggn._graph is None and ggn.products == 1    # ... dropped on exit, the counts kept
+
+
+def test_extremes_of_a_diverged_model():
+    model = tiny_mlp()
+    with torch.no_grad():
+        model[-1].weight.fill_(float("nan"))
+    x, y = batch_for(model)
+    with pytest.raises(FloatingPointError):
+        extremes("hessian", model, LOSS, (x, y), iters=5)
+    run = extremes("hessian", model, LOSS, (x, y), iters=5, nonfinite_ok=True)
+    assert run.result is None and run.products == 1

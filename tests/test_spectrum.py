@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from spectral_sweep.curvature import gradient_sqnorms, noise_scale
-from spectral_sweep.data import load_dataset
+from spectral_sweep.data import load_dataset, random_batch
 from spectral_sweep.errors import UsageError
-from spectral_sweep.spectrum import measure_spectrum, random_batch
+from spectral_sweep.spectrum import measure_spectrum
 
 LOSS = nn.CrossEntropyLoss()
 SIZES = (4, 16, 64, 256)

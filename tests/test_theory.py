@@ -17,8 +17,8 @@ from spectral_sweep.theory import (
     fit_inverse_batch,
     fit_power_law,
     gradient_noise_scale,
-    lr_pred_adam,
-    lr_pred_sgd,
+    is_adaptive,
+    stability_limit,
     verdict,
     what_would_decide,
 )
@@ -208,6 +208,14 @@ def test_expected_exponent():
         expected_exponent("lbfgs")
 
 
+def test_is_adaptive_is_the_one_rule_for_adam_like_names():
+    assert theory.ADAPTIVE_OPTIMIZERS == ("adam", "adamw")
+    for name in ("adam", "adamw", "AdamW", "Adam", "lanczos_adam"):     # config and torch class names
+        assert is_adaptive(name)
+    for name in ("sgd", "SGD", "lanczos_sgd", "nesterov"):
+        assert not is_adaptive(name)
+
+
 # ---------------------------------------------------------------- saturation
 
 @pytest.mark.parametrize("p", [1.0, 0.5])
@@ -277,21 +285,86 @@ def test_fit_inverse_batch_recovers_planted_values():
         fit_inverse_batch([64, 64, 64], [1.0, 2.0, 3.0])
 
 
-def test_lr_pred_formulas():
-    assert lr_pred_sgd(10.0) == pytest.approx(0.2)
-    assert lr_pred_sgd(10.0, momentum=0.9) == pytest.approx(0.38)
-    np.testing.assert_allclose(lr_pred_sgd(np.array([1.0, 4.0])), [2.0, 0.5])
-    assert lr_pred_sgd(0.0) == math.inf and lr_pred_sgd(-3.0) == math.inf
+def test_stability_limit_formulas():
+    assert stability_limit(10.0, "sgd") == pytest.approx(0.2)
+    assert stability_limit(10.0, "sgd", momentum=0.9) == pytest.approx(0.38)
+    assert stability_limit(10.0, "sgd", momentum=0.9, nesterov=True) == pytest.approx(3.8 / 28.0)
+    assert stability_limit(10.0, "sgd", nesterov=True) == pytest.approx(0.2)    # no momentum: plain SGD
+    np.testing.assert_allclose(stability_limit(np.array([1.0, 4.0]), "sgd"), [2.0, 0.5])
+    assert stability_limit(0.0, "sgd") == math.inf and stability_limit(-3.0, "sgd") == math.inf
+    np.testing.assert_array_equal(stability_limit(np.array([0.0, -1.0, 2.0]), "adam", 0.0), [math.inf, math.inf, 1.0])
     # Cohen et al. 2022: (2 + 2 beta1) / ((1 - beta1) lambda) = 38 / lambda for beta1 = 0.9
-    assert lr_pred_adam(38.0, 0.9) == pytest.approx(1.0)
-    assert lr_pred_adam(10.0, 0.0) == pytest.approx(0.2)       # beta1 = 0 is RMSprop-like: 2/lambda
+    assert stability_limit(38.0, "adam", 0.9) == pytest.approx(1.0)
+    assert stability_limit(38.0, "AdamW", 0.9, nesterov=True) == pytest.approx(1.0)
+    assert stability_limit(10.0, "adam", 0.0) == pytest.approx(0.2)     # beta1 = 0 is RMSprop-like: 2/lambda
+    # read backwards: the largest curvature a given lr is stable at
+    assert stability_limit(0.38, "sgd", 0.9) == pytest.approx(10.0)
     with pytest.raises(ValueError):
-        lr_pred_sgd(1.0, momentum=1.0)
+        stability_limit(1.0, "sgd", momentum=1.0)
+    with pytest.raises(ValueError):
+        stability_limit(1.0, "adam", momentum=-0.1)
+
+
+# The linear iterations the limits describe, on a diagonal quadratic 0.5 sum_i c_i x_i^2 from x = 1,
+# written as torch's optimizers write them.
+
+def sgd_iterates(curvatures, lr, momentum=0.0, nesterov=False, steps=400):
+    """max |x_i| after ``steps`` of torch.optim.SGD's update (buf = m buf + g; step lr buf, or
+    lr (g + m buf) with Nesterov)."""
+    x, buf = np.ones_like(curvatures), np.zeros_like(curvatures)
+    for _ in range(steps):
+        g = curvatures * x
+        buf = momentum * buf + g
+        x = x - lr * (g + momentum * buf if nesterov else buf)
+    return float(np.abs(x).max())
+
+
+def adam_iterates(curvatures, preconditioner, lr, beta1, steps=400):
+    """max |x_i| after ``steps`` of Adam's update with its preconditioner P frozen (the second
+    moments change slowly): m = beta1 m + (1 - beta1) g, x -= lr m / P. Bias correction only
+    rescales the first steps (its factor tends to 1), so it is left out."""
+    x, m = np.ones_like(curvatures), np.zeros_like(curvatures)
+    for _ in range(steps):
+        m = beta1 * m + (1 - beta1) * curvatures * x
+        x = x - lr * m / preconditioner
+    return float(np.abs(x).max())
+
+
+CURVATURES = np.array([0.3, 2.0, 5.0])
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.5, False), (0.9, False),
+                                                (0.5, True), (0.9, True)])
+def test_sgd_limits_separate_convergence_from_divergence(momentum, nesterov):
+    limit = stability_limit(CURVATURES.max(), "sgd", momentum, nesterov)
+    assert sgd_iterates(CURVATURES, 0.98 * limit, momentum, nesterov) < 1e-3
+    assert sgd_iterates(CURVATURES, 1.02 * limit, momentum, nesterov) > 1e3
+
+
+def test_nesterov_needs_its_own_limit():
+    # the heavy-ball limit 2 (1 + m) / lambda is far too generous for Nesterov momentum
+    heavy = stability_limit(CURVATURES.max(), "sgd", 0.9)
+    assert sgd_iterates(CURVATURES, 0.98 * heavy, 0.9) < 1e-3
+    assert sgd_iterates(CURVATURES, 0.5 * heavy, 0.9, nesterov=True) > 1e3
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.5, 0.9])
+def test_adam_limit_on_the_preconditioned_diagonal_quadratic(beta1):
+    curvatures, preconditioner = np.array([1.0, 4.0, 9.0]), np.array([0.5, 1.0, 1.5])
+    limit = stability_limit((curvatures / preconditioner).max(), "adam", beta1)   # top of P^-1 H: 6
+    assert adam_iterates(curvatures, preconditioner, 0.98 * limit, beta1) < 1e-3
+    assert adam_iterates(curvatures, preconditioner, 1.02 * limit, beta1) > 1e3
+    # the raw Hessian's top (9) would predict a limit 2/3 as large: the iteration is still stable there
+    raw = stability_limit(curvatures.max(), "adam", beta1)
+    assert adam_iterates(curvatures, preconditioner, 1.3 * raw, beta1) < 1e-3
 
 
 def test_gradient_noise_scale_recovers_planted_values():
     g2, tr = 2.5, 400.0
-    expect = lambda b: g2 + tr / b
+
+    def expect(b):
+        return g2 + tr / b
+
     ns = gradient_noise_scale(32, expect(32), 512, expect(512))
     assert ns.grad_sqnorm == pytest.approx(g2) and ns.trace_sigma == pytest.approx(tr)
     assert ns.b_noise == pytest.approx(160.0)

@@ -14,10 +14,15 @@ bottom Ritz vectors (for warm starts) are formed before that.
 
 Arithmetic on the Lanczos vectors runs in ``dtype`` (float64 by default): the operator sees
 each vector in its own dtype and its product is promoted back.
+
+``extremes`` is what every measurement calls (spectrum.py, the learner's hooks,
+``hessian_extremes``): it builds a curvature operator, runs ``lanczos`` on it and releases it.
+SLQ start vector k of ``slq_nodes`` draws from stream ``seeds.Stream.SLQ_VECTORS + k``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +32,7 @@ from torch import Tensor
 
 from spectral_sweep.curvature.operators import curvature_operator
 from spectral_sweep.errors import UsageError
+from spectral_sweep.seeds import Stream, child_seed
 
 WHICH = ("largest", "smallest", "both")
 
@@ -137,6 +143,64 @@ def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
     return w
 
 
+def _start_vector(v0: Tensor | None, dim: int, generator: torch.Generator, dtype, device) -> Tensor:
+    """``v0`` (checked, normalised) or a Gaussian unit vector drawn from ``generator``."""
+    q = (v0.detach().reshape(-1).to(device=device, dtype=dtype) if v0 is not None
+         else _random_unit(dim, generator, dtype, device))
+    if q.numel() != dim:
+        raise ValueError(f"start vector has {q.numel()} entries, operator dimension is {dim}")
+    if not torch.isfinite(q).all() or q.norm() == 0:
+        raise ValueError("start vector must be finite and non-zero")
+    return q / q.norm()
+
+
+class _Krylov:
+    """The growing state of one Lanczos run: the orthonormal basis and T's diagonal and
+    off-diagonal. The basis is allocated at the first product, whose dtype it takes."""
+
+    def __init__(self, apply, dim: int, steps: int, generator: torch.Generator, dtype, device,
+                 basis_dtype):
+        self.apply, self.dim, self.steps, self.generator = apply, dim, steps, generator
+        self.dtype, self.device, self.basis_dtype = dtype, device, basis_dtype
+        self.basis: Tensor | None = None
+        self.alphas: list[float] = []
+        self.betas: list[float] = []
+        self.matvecs = 0
+        self.breakdown = 0.0
+
+    def extend(self, j: int, q: Tensor, q_prev: Tensor | None, beta_prev: float) -> tuple[Tensor, float]:
+        """Lanczos step j from the unit vector q: records alpha_j and returns the residual
+        vector w, orthogonalised against the basis, and its norm beta."""
+        w = self.apply(q)
+        self.matvecs += 1
+        if self.basis is None:  # the operator's dtype is known once it has answered
+            self.basis = torch.empty(self.steps, self.dim, dtype=self.basis_dtype or w.dtype,
+                                     device=self.device)
+            # a residual this small relative to the spectrum is rounding noise (eps^0.75:
+            # 2e-12 in float64, 6e-6 in float32); dropping it perturbs eigenvalues by ~beta^2
+            self.breakdown = torch.finfo(self.basis.dtype).eps ** 0.75
+        self.basis[j] = q.to(self.basis.dtype)
+        w = w.to(device=self.device, dtype=self.dtype, copy=True).reshape(-1)
+        alpha = float(q @ w)
+        w.sub_(q, alpha=alpha)
+        if q_prev is not None:
+            w.sub_(q_prev, alpha=beta_prev)
+        w = _orthogonalise(w, self.basis[: j + 1])
+        beta = float(w.norm())
+        if not (np.isfinite(alpha) and np.isfinite(beta)):
+            raise FloatingPointError("the operator returned a non-finite product")
+        self.alphas.append(alpha)
+        return w, beta
+
+    def fresh_direction(self, j: int) -> Tensor | None:
+        """A random unit vector orthogonal to the first j + 1 basis vectors, or None when
+        (numerically) nothing is left outside them."""
+        w = _orthogonalise(_random_unit(self.dim, self.generator, self.dtype, self.device),
+                           self.basis[: j + 1])
+        w_norm = float(w.norm())
+        return w / w_norm if w_norm > 0.5 else None
+
+
 def lanczos(matvec, dim: int, iters: int = 100, seed: int = 0, v0: Tensor | None = None,
             tol: float | None = None, which: str = "both", dtype: torch.dtype = torch.float64,
             device=None, basis_dtype: torch.dtype | None = None, keep_basis: bool = False,
@@ -154,81 +218,52 @@ def lanczos(matvec, dim: int, iters: int = 100, seed: int = 0, v0: Tensor | None
         raise UsageError(f"which must be one of {', '.join(WHICH)}, got '{which}'")
     if iters < 1:
         raise UsageError(f"Lanczos needs at least one iteration, got {iters}")
-    apply = matvec.matvec if hasattr(matvec, "matvec") else matvec
     generator = torch.Generator().manual_seed(seed)
     if device is None:
         device = v0.device if v0 is not None else getattr(matvec, "device", "cpu")
     steps = min(int(iters), int(dim))
-
-    q = (v0.detach().reshape(-1).to(device=device, dtype=dtype) if v0 is not None
-         else _random_unit(dim, generator, dtype, device))
-    if q.numel() != dim:
-        raise ValueError(f"start vector has {q.numel()} entries, operator dimension is {dim}")
-    if not torch.isfinite(q).all() or q.norm() == 0:
-        raise ValueError("start vector must be finite and non-zero")
-    q = q / q.norm()
-
-    basis = None
-    alphas: list[float] = []
-    betas: list[float] = []
-    q_prev, beta_prev = None, 0.0
-    matvecs, restarts, converged = 0, 0, False
-    theta = s = residual = None
-    beta = 0.0
+    run = _Krylov(matvec.matvec if hasattr(matvec, "matvec") else matvec, dim, steps, generator,
+                  dtype, device, basis_dtype)
+    q, q_prev, beta_prev = _start_vector(v0, dim, generator, dtype, device), None, 0.0
+    restarts = 0
     for j in range(steps):
-        w = apply(q)
-        matvecs += 1
-        if basis is None:  # the operator's dtype is known once it has answered
-            basis = torch.empty(steps, dim, dtype=basis_dtype or w.dtype, device=device)
-            # a residual this small relative to the spectrum is rounding noise (eps^0.75:
-            # 2e-12 in float64, 6e-6 in float32); dropping it perturbs eigenvalues by ~beta^2
-            breakdown = torch.finfo(basis.dtype).eps ** 0.75
-        basis[j] = q.to(basis.dtype)
-        w = w.to(device=device, dtype=dtype, copy=True).reshape(-1)
-        alpha = float(q @ w)
-        w.sub_(q, alpha=alpha)
-        if q_prev is not None:
-            w.sub_(q_prev, alpha=beta_prev)
-        w = _orthogonalise(w, basis[: j + 1])
-        beta = float(w.norm())
-        if not (np.isfinite(alpha) and np.isfinite(beta)):
-            raise FloatingPointError("the operator returned a non-finite product")
-        alphas.append(alpha)
-
-        theta, s = _tridiagonal_eigen(alphas, betas)
+        w, beta = run.extend(j, q, q_prev, beta_prev)
+        theta, s = _tridiagonal_eigen(run.alphas, run.betas)
         residual = beta * np.abs(s[-1])
-        invariant = beta <= breakdown * max(abs(theta[0]), abs(theta[-1]), 1e-300)
+        invariant = beta <= run.breakdown * max(abs(theta[0]), abs(theta[-1]), 1e-300)
         # The first invariant subspace says nothing about the rest of the spectrum (think of a
         # start vector that is one eigenvector), so it restarts before any convergence verdict;
         # a second one right after means the remaining space is (numerically) a null space.
         first_breakdown = invariant and restart and restarts == 0 and j + 1 < steps
-        if not first_breakdown and (_converged(which, theta, residual, tol) or j + 1 == steps):
-            converged = _converged(which, theta, residual, tol)
+        converged = _converged(which, theta, residual, tol)
+        if not first_breakdown and (converged or j + 1 == steps):
             break
         if invariant:
-            w = (_orthogonalise(_random_unit(dim, generator, dtype, device), basis[: j + 1])
-                 if restart else torch.zeros(1))
-            w_norm = float(w.norm())
-            if w_norm <= 0.5:  # no restart wanted, or nothing left outside the basis
-                residual = np.zeros_like(residual)
-                converged = True
+            fresh = run.fresh_direction(j) if restart else None
+            if fresh is None:  # no restart wanted, or nothing left outside the basis
+                residual, converged = np.zeros_like(residual), True
                 break
             restarts += 1
-            q_prev, beta_prev, q = None, 0.0, w / w_norm
-            betas.append(0.0)
+            q_prev, beta_prev, q = None, 0.0, fresh
+            run.betas.append(0.0)
             continue
-        betas.append(beta)
+        run.betas.append(beta)
         q_prev, beta_prev, q = q, beta, w / beta
+    return _result(run, theta, s, residual, beta, converged, keep_basis)
 
-    m = len(alphas)
+
+def _result(run: _Krylov, theta, s, residual, beta: float, converged: bool,
+            keep_basis: bool) -> LanczosResult:
+    """The ``LanczosResult`` of a finished run (its top and bottom Ritz vectors formed)."""
+    m = len(run.alphas)
     result = LanczosResult(
-        ritz_values=theta, weights=s[0] ** 2, residuals=residual, alphas=np.array(alphas),
-        betas=np.array(betas), beta_last=beta, iterations=m, matvecs=matvecs,
+        ritz_values=theta, weights=s[0] ** 2, residuals=residual, alphas=np.array(run.alphas),
+        betas=np.array(run.betas), beta_last=beta, iterations=m, matvecs=run.matvecs,
         converged=bool(converged),
-        top_vector=_combine(basis, s[:, -1]), bottom_vector=_combine(basis, s[:, 0]),
+        top_vector=_combine(run.basis, s[:, -1]), bottom_vector=_combine(run.basis, s[:, 0]),
     )
     if keep_basis:
-        result.basis, result.ritz_coefficients = basis[:m], s
+        result.basis, result.ritz_coefficients = run.basis[:m], s
     return result
 
 
@@ -265,7 +300,7 @@ def slq_nodes(matvec, dim: int, iters: int, n_vectors: int, seed: int = 0,
         raise UsageError(f"distribution must be rademacher or gaussian, got '{distribution}'")
     quadratures = []
     for k in range(n_vectors):
-        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+        generator = torch.Generator().manual_seed(child_seed(seed, Stream.SLQ_VECTORS + k))
         if distribution == "rademacher":
             v = torch.randint(0, 2, (dim,), generator=generator, dtype=torch.float64) * 2 - 1
         else:
@@ -305,7 +340,54 @@ def slq_density(matvec, dim: int, iters: int, n_vectors: int, seed: int = 0,
 
 
 # ----------------------------------------------------------------------------------------------
-# The convenience entry point
+# Build an operator, run Lanczos on it, release it
+
+
+@contextlib.contextmanager
+def temporary_operator(operator: str, model, loss_fn, data, bn_mode: str = "train", method: str = "auto",
+                       preconditioner: Tensor | None = None):
+    """The curvature operator ``operator`` ("hessian" or "ggn", see ``curvature_operator``) for one
+    measurement; its cached autograd graph is released on exit. Its counters (products, samples,
+    gradient_cost) stay readable afterwards."""
+    op = curvature_operator(operator, model, loss_fn, data, bn_mode=bn_mode, method=method,
+                            preconditioner=preconditioner)
+    try:
+        yield op
+    finally:
+        op.release()
+
+
+@dataclass
+class ExtremesRun:
+    """One ``extremes`` call: the Lanczos result (None when the operator returned a non-finite
+    product and ``nonfinite_ok`` was set) and the operator's work (see ``operators``)."""
+
+    result: LanczosResult | None
+    products: int
+    samples: int
+    gradient_cost: float
+
+
+def extremes(operator: str, model, loss_fn, data, *, bn_mode: str = "train", method: str = "auto",
+             preconditioner: Tensor | None = None, iters: int = 100, seed: int = 0,
+             v0: Tensor | None = None, tol: float | None = None, which: str = "both",
+             restart: bool = True, nonfinite_ok: bool = False) -> ExtremesRun:
+    """Build the curvature operator of ``loss_fn`` on ``data`` (one batch or chunks), run
+    ``lanczos`` on it from ``v0`` or ``seed`` on the operator's device, and release it.
+
+    ``nonfinite_ok``: a non-finite product (a diverging model) gives ``result=None`` instead of
+    raising ``FloatingPointError``; the products made before it still count.
+    """
+    with temporary_operator(operator, model, loss_fn, data, bn_mode, method, preconditioner) as op:
+        try:
+            result = lanczos(op, op.dim, iters=iters, seed=seed, v0=v0, tol=tol, which=which,
+                             device=op.device, restart=restart)
+        except FloatingPointError:
+            if not nonfinite_ok:
+                raise
+            result = None
+    return ExtremesRun(result=result, products=op.products, samples=op.samples,
+                       gradient_cost=op.gradient_cost)
 
 
 def hessian_extremes(model, loss_fn, batch, iters: int = 100, tol: float | None = 1e-3,
@@ -319,11 +401,9 @@ def hessian_extremes(model, loss_fn, batch, iters: int = 100, tol: float | None 
     ``warm_start_vector`` for the next measurement), products (matvecs), cost_gradients (nominal,
     see ``operators.GRADIENTS_PER_PRODUCT``) and iterations.
     """
-    op = curvature_operator(operator, model, loss_fn, batch, bn_mode=bn_mode, method=method,
-                            preconditioner=preconditioner)
-    result = lanczos(op, op.dim, iters=iters, seed=seed, v0=v0, tol=tol, which=which,
-                     device=op.device)
-    op.release()
+    run = extremes(operator, model, loss_fn, batch, bn_mode=bn_mode, method=method,
+                   preconditioner=preconditioner, iters=iters, seed=seed, v0=v0, tol=tol, which=which)
+    result = run.result
     return {
         "lambda_max": result.lambda_max,
         "lambda_min": result.lambda_min,
@@ -331,8 +411,8 @@ def hessian_extremes(model, loss_fn, batch, iters: int = 100, tol: float | None 
         "residual_min": float(result.residuals[0]),
         "top_vector": result.top_vector,
         "bottom_vector": result.bottom_vector,
-        "products": op.products,
-        "cost_gradients": op.gradient_cost,
+        "products": run.products,
+        "cost_gradients": run.gradient_cost,
         "iterations": result.iterations,
         "converged": result.converged,
     }
