@@ -11,6 +11,11 @@ ImageFolder tree decoded by DataLoader workers. ``BatchLoader`` gives both kinds
     for x, y in loader.epoch(0):  # x: float32 [B, 3, H, W] normalised, y: int64, on device
         ...
 
+``random_batch`` (distinct samples drawn with a generator) and ``fixed_batch`` (drawn once from a
+seed and a ``seeds.Stream``) give the curvature code its batches, with the evaluation transform.
+Every child seed comes from ``seeds.child_seed``: a loader's epoch k from stream
+``Stream.EPOCHS + k``, the synthetic set's splits from ``Stream.SYNTHETIC_TRAIN`` / ``_TEST``.
+
 Bad input (an unknown name, a root with no data, a batch larger than the split) raises
 ``UsageError`` with one line that says where the tool looked and how to fix it.
 """
@@ -29,7 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spectral_sweep import seeds
+from spectral_sweep.config import CifarConfig, ImageNet32Config, ImageNetConfig, SyntheticConfig
 from spectral_sweep.errors import UsageError, unknown_choice
+from spectral_sweep.seeds import Stream
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -215,8 +223,9 @@ class BatchLoader:
     def epoch(self, k: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         raise NotImplementedError
 
-    def _epoch_seed(self, k: int) -> int:
-        return _child_seed(self.seed, k)
+    def _epoch_generator(self, k: int, device=None) -> torch.Generator:
+        """The generator of epoch ``k``: stream ``Stream.EPOCHS + k`` of the loader's seed."""
+        return seeds.generator(self.seed, Stream.EPOCHS + k, device=device)
 
 
 class TensorLoader(BatchLoader):
@@ -229,7 +238,7 @@ class TensorLoader(BatchLoader):
     def epoch(self, k: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         split = self.split
         n = len(split)
-        generator = torch.Generator(device=split.device).manual_seed(self._epoch_seed(k))
+        generator = self._epoch_generator(k, split.device)
         if self.train:
             order = torch.randperm(n, generator=generator, device=split.device)
         else:
@@ -251,7 +260,7 @@ class FolderLoader(BatchLoader):
     """
 
     def epoch(self, k: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        generator = torch.Generator().manual_seed(self._epoch_seed(k))
+        generator = self._epoch_generator(k)
         batches = torch.utils.data.DataLoader(
             self.split.dataset(self.augment),
             batch_size=self.batch_size,
@@ -267,10 +276,23 @@ class FolderLoader(BatchLoader):
             yield normalise(images, self.mean, self.std), labels
 
 
-def _child_seed(seed: int, stream: int) -> int:
-    """A seed for stream ``stream`` of ``seed``; seed + stream would give seed 1's stream 0 to
-    seed 0's stream 1, correlating runs that should be independent."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+# ----------------------------------------------------------------------------------------------
+# Random batches (the spectrum's batches, the learner's fixed curvature batches)
+
+
+def random_batch(split, batch_size: int, device, generator: torch.Generator):
+    """``batch_size`` distinct samples of ``split`` drawn with ``generator``, evaluation transform."""
+    if batch_size > len(split):
+        raise UsageError(f"batch size {batch_size} is larger than the training split "
+                         f"({len(split)} samples)")
+    indices = torch.randperm(len(split), generator=generator)[:batch_size]
+    loader = BatchLoader(split.select(indices), batch_size, device, train=False, augment=False)
+    return next(iter(loader.epoch(0)))
+
+
+def fixed_batch(split, size: int, device, seed: int, stream: int):
+    """``size`` distinct samples of ``split`` drawn once from (seed, stream), evaluation transform."""
+    return random_batch(split, int(size), device, seeds.generator(seed, stream))
 
 
 def _canonical(device: torch.device) -> torch.device:
@@ -323,7 +345,7 @@ def _cifar100(root: Path, download: bool, seed: int) -> Data:
     return _cifar(CIFAR100, root, download, CIFAR100_MEAN, CIFAR100_STD)
 
 
-def _imagenet(root: Path, download: bool, seed: int, num_workers: int = 8) -> Data:
+def _imagenet(root: Path, download: bool, seed: int, num_workers: int) -> Data:
     """An ImageFolder tree ``root/train/<class>/*.JPEG`` and ``root/val/<class>/*``."""
     from torchvision.datasets import ImageFolder
 
@@ -388,9 +410,8 @@ def _imagenet32(root: Path, download: bool, seed: int) -> Data:
     return Data(read(train_files), read(val_files), 1000, 32, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _synthetic(root: Path, download: bool, seed: int, num_classes: int = 10,
-               train_size: int = 10000, test_size: int = 2000, noise: float = 0.05,
-               data_seed: int | None = 0) -> Data:
+def _synthetic(root: Path, download: bool, seed: int, num_classes: int, train_size: int, test_size: int,
+               noise: float, data_seed: int | None) -> Data:
     """A CIFAR-shaped classification task generated from ``data_seed``: no files, no network.
 
     Like CIFAR, it is one fixed dataset whatever the run's ``seed`` (which sets the model's init,
@@ -423,36 +444,46 @@ def _synthetic(root: Path, download: bool, seed: int, num_classes: int = 10,
     derived from ``seed``, so the sets are bit-identical run to run and the test set does not
     depend on ``train_size``. Mean and std are measured on the training split.
     """
+    seed = _synthetic_seed(seed, num_classes, train_size, test_size, noise, data_seed)
+    spectra, colours = _textures(int(num_classes), torch.Generator().manual_seed(seed))
+    train_x, train_y = _draw_synthetic(int(train_size), spectra, colours, noise,
+                                       seeds.generator(seed, Stream.SYNTHETIC_TRAIN))
+    test_x, test_y = _draw_synthetic(int(test_size), spectra, colours, noise,
+                                     seeds.generator(seed, Stream.SYNTHETIC_TEST))
+    std, mean = torch.std_mean(train_x.float().div_(255.0), dim=(0, 2, 3))
+    mean, std = tuple(mean.tolist()), tuple(std.tolist())
+    train, test = TensorSplit(train_x, train_y, mean, std), TensorSplit(test_x, test_y, mean, std)
+    return Data(train, test, int(num_classes), 32, mean, std)
+
+
+def _synthetic_seed(seed: int, num_classes, train_size, test_size, noise, data_seed) -> int:
+    """Check the synthetic dataset's options; the seed its data follow (``data_seed`` unless null)."""
     for key, value, low in (("num_classes", num_classes, 2), ("train_size", train_size, 1),
                             ("test_size", test_size, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise UsageError(f"dataset.{key} must be an integer >= {low}, got {value}")
     if not noise >= 0:
         raise UsageError(f"dataset.noise must be >= 0, got {noise}")
-    if data_seed is not None:
-        if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
-            raise UsageError(f"dataset.data_seed must be an integer >= 0 or null, got {data_seed!r}")
-        seed = data_seed
-    num_classes = int(num_classes)
-    spectra, colours = _textures(num_classes, torch.Generator().manual_seed(seed))
+    if data_seed is None:
+        return seed
+    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
+        raise UsageError(f"dataset.data_seed must be an integer >= 0 or null, got {data_seed!r}")
+    return data_seed
 
-    def draw(n: int, stream: int) -> tuple[Tensor, Tensor]:
-        generator = torch.Generator().manual_seed(_child_seed(seed, stream))
-        labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
-        x = 0.1 * _pink_noise(n, generator)
-        texture = _band_noise(spectra[labels], generator)
-        window = _soft_rectangles(n, generator)
-        contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
-        x += contrast * colours[labels].view(n, 3, 1, 1) * (window * texture).unsqueeze(1)
-        x += 0.1 * torch.randn(n, 3, 1, 1, generator=generator)
-        x += noise * torch.randn(n, 3, 32, 32, generator=generator)
-        return x.mul_(120.0).add_(128.0).round_().clamp_(0, 255).to(torch.uint8), labels
 
-    (train_x, train_y), (test_x, test_y) = draw(int(train_size), 1), draw(int(test_size), 2)
-    std, mean = torch.std_mean(train_x.float().div_(255.0), dim=(0, 2, 3))
-    mean, std = tuple(mean.tolist()), tuple(std.tolist())
-    train, test = TensorSplit(train_x, train_y, mean, std), TensorSplit(test_x, test_y, mean, std)
-    return Data(train, test, num_classes, 32, mean, std)
+def _draw_synthetic(n: int, spectra: Tensor, colours: Tensor, noise: float,
+                    generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``n`` synthetic images (uint8) and labels, classes balanced and shuffled (see ``_synthetic``)."""
+    num_classes = len(spectra)
+    labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
+    x = 0.1 * _pink_noise(n, generator)
+    texture = _band_noise(spectra[labels], generator)
+    window = _soft_rectangles(n, generator)
+    contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
+    x += contrast * colours[labels].view(n, 3, 1, 1) * (window * texture).unsqueeze(1)
+    x += 0.1 * torch.randn(n, 3, 1, 1, generator=generator)
+    x += noise * torch.randn(n, 3, 32, 32, generator=generator)
+    return x.mul_(120.0).add_(128.0).round_().clamp_(0, 255).to(torch.uint8), labels
 
 
 def _spectrum_grid(size: int = 32) -> tuple[Tensor, Tensor]:
@@ -474,7 +505,10 @@ def _textures(num_classes: int, generator: torch.Generator) -> tuple[Tensor, Ten
     colours /= colours.norm(dim=1, keepdim=True)
     fy, fx = _spectrum_grid()
     cy, cx = (radius * theta.sin()).view(-1, 1, 1), (radius * theta.cos()).view(-1, 1, 1)
-    bump = lambda y, x: torch.exp(-((fy - y) ** 2 + (fx - x) ** 2) / (2 * 0.05 ** 2))
+
+    def bump(y, x):
+        return torch.exp(-((fy - y) ** 2 + (fx - x) ** 2) / (2 * 0.05 ** 2))
+
     return bump(cy, cx) + bump(-cy, -cx), colours
 
 
@@ -516,6 +550,9 @@ _BUILDERS = {
     "imagenet32": _imagenet32,
 }
 DATASET_NAMES = tuple(_BUILDERS)
+# each dataset's own settings and their defaults: one home, the config schema
+_SCHEMAS = {"synthetic": SyntheticConfig, "cifar10": CifarConfig, "cifar100": CifarConfig,
+            "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config}
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False, subset: int | None = None,
@@ -524,8 +561,9 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
 
     ``subset`` keeps that many training samples (``test_subset`` likewise for the test split),
     chosen by a shuffle seeded with ``seed`` and spread evenly over the classes. ``options`` are
-    the dataset's own settings (synthetic: num_classes, train_size, test_size, noise; imagenet:
-    num_workers); a setting the dataset does not have is an error, not silently ignored.
+    the dataset's own settings (synthetic: num_classes, train_size, test_size, noise, data_seed;
+    imagenet: num_workers), their defaults those of its config schema (config.py); a setting the
+    dataset does not have is an error, not silently ignored.
     """
     if name not in _BUILDERS:
         raise unknown_choice("dataset", name, DATASET_NAMES)
@@ -537,7 +575,8 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
             f"dataset '{name}' has no option {', '.join(unknown)}; "
             f"its options are: {', '.join(accepted) or 'none'}"
         )
-    data = build(root=Path(root).expanduser().absolute(), download=download, seed=seed, **options)
+    defaults = {k: v for k, v in _SCHEMAS[name]().options().items() if k != "download"}
+    data = build(root=Path(root).expanduser().absolute(), download=download, seed=seed, **{**defaults, **options})
     if subset is not None:
         data.train = data.train.select(_balanced_subset(data.train.labels, subset, seed, "subset"))
     if test_subset is not None:

@@ -22,10 +22,13 @@ from spectral_sweep.data import (
     Data,
     TensorSplit,
     augment,
+    fixed_batch,
     load_dataset,
     normalise,
+    random_batch,
 )
 from spectral_sweep.errors import UsageError
+from spectral_sweep.seeds import FIRST_FREE, Stream, child_seed, generator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 
@@ -312,15 +315,16 @@ def test_synthetic_is_reproducible_and_seeded():
         load_dataset("synthetic", data_seed=-1)
 
 
-def test_synthetic_defaults_match_the_config():
+def test_the_loaders_defaults_are_the_config_schemas():
+    """One home for a dataset's defaults: its config schema; the loader has none of its own."""
     import inspect
 
+    from spectral_sweep.config import SyntheticConfig
     from spectral_sweep.data import _synthetic
 
-    config = OmegaConf.load(CONF / "synthetic.yaml")
-    for key, parameter in inspect.signature(_synthetic).parameters.items():
-        if parameter.default is not inspect.Parameter.empty:
-            assert config[key] == parameter.default, key
+    assert all(p.default is inspect.Parameter.empty for p in inspect.signature(_synthetic).parameters.values())
+    data = load_dataset("synthetic", train_size=40, test_size=20)
+    assert data.num_classes == SyntheticConfig().num_classes
 
 
 def test_synthetic_options_and_balance():
@@ -332,7 +336,10 @@ def test_synthetic_options_and_balance():
     assert torch.allclose(torch.tensor(data.mean), pixels.mean(dim=(0, 2, 3)), atol=1e-4)
     assert torch.allclose(torch.tensor(data.std), pixels.std(dim=(0, 2, 3)), atol=1e-3)
     # noise is white pixel noise: more of it, rougher images (neighbour differences grow)
-    rough = lambda d: (d.train.images.float().diff(dim=-1)).abs().mean().item()
+
+    def rough(d):
+        return (d.train.images.float().diff(dim=-1)).abs().mean().item()
+
     quiet = load_dataset("synthetic", seed=0, num_classes=7, train_size=700, test_size=70, noise=0.0)
     assert rough(data) > 1.2 * rough(quiet)
     for bad in ({"noise": -1.0}, {"noise": float("nan")}, {"num_classes": 1}, {"num_classes": 2.5},
@@ -397,7 +404,10 @@ def test_synthetic_is_not_trivially_separable(learnable):
     Above chance all the same: a finite-sample class mean is a random texture in its class's
     frequency band, so it correlates with test images of that class more often than not.
     """
-    flat = lambda split: normalise(split.images, learnable.mean, learnable.std).flatten(1)
+
+    def flat(split):
+        return normalise(split.images, learnable.mean, learnable.std).flatten(1)
+
     train, test = flat(learnable.train), flat(learnable.test)
     means = torch.stack([train[learnable.train.labels == c].mean(0) for c in range(10)])
     accuracy = (torch.cdist(test, means).argmin(1) == learnable.test.labels).float().mean().item()
@@ -511,17 +521,71 @@ def test_unknown_dataset_and_option():
 
 @pytest.mark.parametrize("name", DATASET_NAMES)
 def test_config_keys_are_load_dataset_arguments(name, tmp_path, monkeypatch):
-    """Each conf/dataset file, minus its name and its trial budget, is a valid set of keyword
-    arguments, and the SPECTRAL_SWEEP_DATA variable moves its root."""
+    """Each dataset's typed config, minus its trial budget, is a valid set of keyword arguments,
+    and the SPECTRAL_SWEEP_DATA variable moves its root."""
+    from spectral_sweep.config import compose
+
     monkeypatch.setenv("SPECTRAL_SWEEP_DATA", str(tmp_path))
-    config = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
-    assert config.pop("name") == name and "seed" not in config
-    budget = config.pop("budget")     # the job's, not the loader's: one of steps or epochs is set
-    assert set(budget) == {"steps", "epochs"} and (budget["steps"] is None) != (budget["epochs"] is None)
-    assert config["root"].startswith(str(tmp_path)) and config["subset"] is None
+    dataset = compose(f"dataset={name}").dataset
+    assert dataset.name == name and dataset.budget.is_set()   # the job's budget, not the loader's
+    assert dataset.root.startswith(str(tmp_path)) and dataset.subset is None
+    kwargs = dict(root=dataset.root, subset=dataset.subset, test_subset=dataset.test_subset, **dataset.options())
     if name == "synthetic":
-        config.update(train_size=50, test_size=20)
-        assert len(load_dataset(name, **config).train) == 50
+        kwargs.update(train_size=50, test_size=20)
+        assert len(load_dataset(name, **kwargs).train) == 50
     else:  # the arguments are accepted; the empty root is what fails
         with pytest.raises(UsageError, match=f"no .* in {tmp_path}"):
-            load_dataset(name, **config)
+            load_dataset(name, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# child seeds and the stream registry
+
+
+def test_child_seed_is_the_seed_sequence_of_seed_stream_index():
+    def first_word(*entropy):
+        return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+    for seed in (0, 1, 7, 2**32 - 1, 2**32 + 3, 2**63 + 11, 2**64 - 1):
+        for stream in (0, 1, 4, 13, 2**32 - 1):
+            # the older helpers hashed [seed, stream] (data, spectrum) or [seed, stream, index]
+            # (learner): a SeedSequence pads with zeros, so both are child_seed, bit for bit
+            assert child_seed(seed, stream) == first_word(seed, stream) == first_word(seed, stream, 0)
+            assert child_seed(seed, stream, 5) == first_word(seed, stream, 5)
+    assert child_seed(0, 1) != child_seed(1, 0)          # not seed + stream
+    g1, g2 = generator(3, Stream.SPECTRUM_BATCHES), torch.Generator().manual_seed(child_seed(3, 0))
+    assert torch.equal(torch.randperm(50, generator=g1), torch.randperm(50, generator=g2))
+    for bad in ((-1, 0), (2**64, 0), (0, 2**32), (0, -2), (1.5, 0), (True, 0)):
+        with pytest.raises(ValueError):
+            child_seed(*bad)
+    with pytest.raises(ValueError):
+        child_seed(0, 0, index=-1)
+
+
+def test_the_stream_registry_keeps_every_stream_at_its_number():
+    named = {k: v for k, v in vars(Stream).items() if k.isupper()}
+    assert named == {"EPOCHS": 0, "SYNTHETIC_TRAIN": 1, "SYNTHETIC_TEST": 2, "SPECTRUM_BATCHES": 0,
+                     "SPECTRUM_FULL": 1, "SPECTRUM_DENSITY": 2, "SPECTRUM_NOISE": 3,
+                     "SPECTRUM_LANCZOS": 4, "SLQ_VECTORS": 0, "LEARNER_BATCH": 10,
+                     "LEARNER_LANCZOS": 11, "SHARPNESS_BATCH": 12, "SHARPNESS_LANCZOS": 13}
+    assert FIRST_FREE > max(named.values())
+
+
+@pytest.fixture
+def tiny_split():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 8, 8), generator=g, dtype=torch.uint8)
+    return TensorSplit(images, torch.arange(20), CIFAR10_MEAN, CIFAR10_MEAN)
+
+
+def test_loader_epochs_and_fixed_batches_draw_from_their_streams(tiny_split):
+    loader = BatchLoader(tiny_split, 4, "cpu", train=True, seed=9, augment=False)
+    order = torch.randperm(len(tiny_split), generator=generator(9, Stream.EPOCHS + 1))
+    (_, y), *_ = loader.epoch(1)
+    assert torch.equal(y, tiny_split.labels[order[:4]])
+    a = fixed_batch(tiny_split, 5, "cpu", seed=2, stream=Stream.LEARNER_BATCH)
+    b = random_batch(tiny_split, 5, "cpu", generator(2, Stream.LEARNER_BATCH))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], fixed_batch(tiny_split, 5, "cpu", seed=2, stream=Stream.SHARPNESS_BATCH)[0])
+    with pytest.raises(UsageError, match="larger"):
+        random_batch(tiny_split, len(tiny_split) + 1, "cpu", generator(0, 0))

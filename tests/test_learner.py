@@ -1,5 +1,6 @@
-"""The Lanczos learner and sharpness tracking: known spectra give the textbook lr and momentum,
-heavy ball converges at its predicted rate, and both hooks run inside a real trial."""
+"""The Lanczos learner and sharpness tracking: known spectra give each rule's lr and momentum,
+zero eigenvalues do not become mu, heavy ball converges at its predicted rate, and both hooks run
+inside a real trial."""
 
 import math
 from pathlib import Path
@@ -11,19 +12,29 @@ import torch
 from test_train import Interrupt
 from torch import nn
 
+from spectral_sweep.config import (
+    AdamConfig,
+    Budget,
+    LanczosSGDConfig,
+    LearnerConfig,
+    SGDConfig,
+    SharpnessConfig,
+    compose,
+)
 from spectral_sweep.curvature import lanczos
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.learner import (
+    MU_FLOOR,
+    RULES,
     LanczosLearner,
     SharpnessTracker,
     bulk_mu,
     hooks_for,
     learner_rule,
-    sgd_limit,
 )
 from spectral_sweep.optim import build_optimizer
-from spectral_sweep.plots import plot_sharpness
+from spectral_sweep.theory import stability_limit
 from spectral_sweep.train import TrialSettings, run_trial
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -46,8 +57,9 @@ def polyak(L, mu):
 def test_bulk_rule_removes_the_node_that_carries_most_of_the_mass():
     # the bulk near zero carries 90% of the start vector: mu is the smallest outlier
     assert bulk_mu([1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]) == 0.5
-    # no node above 1/2: mu is simply the smallest |theta| (negative values count by magnitude)
+    # no node above 1/2: mu is simply the smallest positive theta (negative values do not count)
     assert bulk_mu([-0.3, 0.02, 5.0], [0.3, 0.4, 0.3]) == 0.02
+    assert bulk_mu([-0.01, 0.3, 5.0], [0.3, 0.4, 0.3]) == 0.3
     # exactly 1/2 is not "exceeds"
     assert bulk_mu([0.01, 1.0, 4.0], [0.5, 0.25, 0.25]) == 0.01
     # the heavy node is the top one (a start vector near the top eigenvector): the rest stays
@@ -60,7 +72,21 @@ def test_bulk_rule_removes_the_node_that_carries_most_of_the_mass():
         bulk_mu([1.0, 2.0], [1.0])
 
 
-def test_rules_are_the_textbook_formulas():
+def test_mu_is_the_smallest_positive_ritz_value_above_the_noise_floor():
+    assert MU_FLOOR == 1e-6
+    # exact zeros (and rounding-level values) are not the smallest curvature
+    assert bulk_mu([0.0, 0.0, 0.5, 3.0], [0.2, 0.2, 0.3, 0.3]) == 0.5
+    assert bulk_mu([-2e-16, 3e-16, 0.5, 3.0], [0.2, 0.2, 0.3, 0.3]) == 0.5
+    assert bulk_mu([1e-7, 2e-7, 1.0], [0.3, 0.3, 0.4]) == 1.0           # floor 1e-6 x L
+    assert bulk_mu([2e-6, 1.0], [0.5, 0.5]) == 2e-6                     # just above the floor
+    assert bulk_mu([1e-3, 1.0], [0.5, 0.5], rel_floor=1e-2) == 1.0
+    # nothing trusted above the floor (the bulk node is L itself here): mu is the floor
+    assert bulk_mu([1e-9, 4.0], [0.3, 0.7]) == pytest.approx(4e-6)
+    assert bulk_mu([0.0, 0.0], [0.5, 0.5]) == 0.0
+
+
+def test_rules_are_their_formulas():
+    assert RULES == ("ssgd", "gd", "heavy_ball", "nesterov")
     theta, weights = [1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]
     hb = learner_rule(theta, weights, "heavy_ball")
     lr, beta = polyak(10.0, 0.5)
@@ -73,9 +99,14 @@ def test_rules_are_the_textbook_formulas():
     assert nag["lr"] == pytest.approx(0.1)
     assert nag["momentum"] == pytest.approx((math.sqrt(k) - 1) / (math.sqrt(k) + 1)) and nag["nesterov"]
 
+    # the authors' variant: the median of the (unweighted) Ritz values in place of mu
     ssgd = learner_rule(theta, weights, "ssgd", momentum=0.3)
     assert ssgd["lr"] == pytest.approx(2 / (10.0 + np.median(np.abs(theta))))
-    assert ssgd["momentum"] == 0.3
+    assert ssgd["momentum"] == 0.3 and not ssgd["nesterov"]
+
+    # textbook gradient descent: 2 / (L + mu), no momentum whatever is configured
+    gd = learner_rule(theta, weights, "gd", momentum=0.3)
+    assert gd["lr"] == pytest.approx(2 / 10.5) and gd["momentum"] == 0.0 and not gd["nesterov"]
 
     wd = learner_rule(theta, weights, "heavy_ball", weight_decay=0.01)
     assert (wd["L"], wd["mu"]) == pytest.approx((10.01, 0.51))
@@ -86,7 +117,7 @@ def test_rules_are_the_textbook_formulas():
 
 
 def test_caps_keep_heavy_ball_polyak_consistent_and_stable():
-    theta, weights = [1e-6, 100.0], [0.4, 0.6]        # mu = 1e-6: momentum would be ~0.9996
+    theta, weights = [1e-6, 100.0], [0.4, 0.6]        # mu = the floor 1e-4: momentum ~0.996
     free = learner_rule([1e-6, 100.0], [0.4, 0.6], "heavy_ball")
     assert free["momentum"] > 0.99
     capped = learner_rule(theta, weights, "heavy_ball", momentum_cap=0.9)
@@ -95,7 +126,7 @@ def test_caps_keep_heavy_ball_polyak_consistent_and_stable():
     # Polyak's pair for the mu at which his momentum is 0.9
     mu_eff = 100.0 * ((1 - math.sqrt(0.9)) / (1 + math.sqrt(0.9))) ** 2
     assert capped["lr"] == pytest.approx(polyak(100.0, mu_eff)[0])
-    assert capped["lr"] < sgd_limit(1.0, 0.9) / 100.0     # inside 2(1 + beta) / L
+    assert capped["lr"] < stability_limit(100.0, "sgd", 0.9)     # inside 2(1 + beta) / L
     assert learner_rule(theta, weights, "heavy_ball", lr_cap=1e-3)["lr"] == 1e-3
 
 
@@ -124,6 +155,29 @@ def test_rules_on_lanczos_output_match_the_exact_eigenvalues():
     assert got["mu"] == pytest.approx(0.5, rel=1e-3)
     lr, beta = polyak(20.0, 0.5)
     assert got["lr"] == pytest.approx(lr, rel=1e-3) and got["momentum"] == pytest.approx(beta, rel=1e-3)
+
+
+def test_zero_eigenvalues_do_not_become_mu():
+    """A planted quadratic with 4 exact zeros among 20 eigenvalues, seen through the real
+    Lanczos as the learner runs it (no restart): the null space is one Ritz value ~1e-16 that
+    carries ~1/5 of the mass, too little for the bulk rule. mu must be the smallest positive
+    eigenvalue, not the zero (which would push heavy ball's momentum to its cap)."""
+    positive = np.geomspace(0.5, 20.0, 16)
+    eigenvalues = np.concatenate([np.zeros(4), positive])
+    a = explicit(eigenvalues, seed=2)
+    found = lanczos(lambda v: a @ v, 20, iters=20, seed=5, restart=False)
+    theta, weights = found.ritz_values, found.weights
+    assert np.abs(theta).min() < 1e-9 and max(weights) < 0.5     # the zero is there, and kept
+    hb = learner_rule(theta, weights, "heavy_ball", momentum_cap=0.99)
+    assert hb["L"] == pytest.approx(20.0, rel=1e-9) and hb["mu"] == pytest.approx(0.5, rel=1e-9)
+    lr, beta = polyak(20.0, 0.5)
+    assert hb["momentum"] == pytest.approx(beta, rel=1e-6) and hb["momentum"] < 0.9
+    assert hb["lr"] == pytest.approx(lr, rel=1e-6)
+    gd = learner_rule(theta, weights, "gd")
+    assert gd["mu"] == hb["mu"] and gd["lr"] == 2.0 / (gd["L"] + gd["mu"])
+    assert gd["lr"] == pytest.approx(2.0 / 20.5, rel=1e-9)
+    ssgd = learner_rule(theta, weights, "ssgd")
+    assert ssgd["lr"] == 2.0 / (ssgd["L"] + float(np.median(np.abs(theta))))
 
 
 def run_quadratic(a, lr, momentum, steps, nesterov=False):
@@ -187,8 +241,9 @@ def exact_hessian(batch):
 def test_learner_hook_finds_the_exact_spectrum_and_sets_the_optimizer(data):
     model = pooled_linear()
     opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
-    hook = LanczosLearner(data.train, "cpu", train_batch=64, every=50, iters=48, batch=64,
-                          rule="heavy_ball", momentum_cap=None, loss_fn=half_mse)
+    hook = LanczosLearner(data.train, "cpu", train_batch=64, loss_fn=half_mse,
+                          options=LearnerConfig(every=50, iters=48, batch=64, rule="heavy_ball",
+                                                lr_cap=None, momentum_cap=None))
     eigenvalues = np.linalg.eigvalsh(exact_hessian(hook.batch))
     L, mu = eigenvalues.max(), eigenvalues.min()
     lr, beta = polyak(L, mu)
@@ -266,22 +321,22 @@ def small_cnn():
                          nn.Flatten(), nn.Linear(16, 10))
 
 
-def lanczos_config(**learner):
-    from omegaconf import OmegaConf
-    optimizer = OmegaConf.to_container(OmegaConf.load(CONF / "optimizer" / "lanczos_sgd.yaml"))
-    optimizer["learner"].update(learner)
-    return {"optimizer": optimizer, "batch": 32, "seed": 0, "train": {"sharpness_every": 10}}
+def lanczos_optimizer(**learner) -> LanczosSGDConfig:
+    return LanczosSGDConfig(name="lanczos_sgd", learner=LearnerConfig(**learner))
+
+
+def learner_hooks(optimizer, data, sharpness_every=10, batch=32):
+    return hooks_for(optimizer, SharpnessConfig(every=sharpness_every), batch, 0, data, "cpu")
 
 
 def test_a_learner_trial_logs_refreshes_and_trains(data):
     # an lr cap: uncapped, the tiny CNN's sharpness collapses within 20 steps (L 6.5 -> 0.12 on
     # the curvature batch), the rule answers with lr ~20 and the trial diverges
-    config = lanczos_config(every=10, iters=8, batch=64, lr_cap=0.3)
-    hooks = hooks_for(config, data, "cpu")
+    optimizer = lanczos_optimizer(every=10, iters=8, batch=64, lr_cap=0.3)
+    hooks = learner_hooks(optimizer, data)
     assert [h.name for h in hooks] == ["learner", "sharpness"]
-    options = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
-    settings = TrialSettings(batch_size=32, optimizer=options, steps=40, quiet=True)
-    result = run_trial(small_cnn, data, config["optimizer"]["lr"], settings, hooks=hooks)
+    settings = TrialSettings(batch_size=32, optimizer=optimizer.options(), budget=Budget(steps=40), quiet=True)
+    result = run_trial(small_cnn, data, optimizer.lr, settings, hooks=hooks)
     assert result.stable, result.reason
     assert result.final_train_loss < result.initial_loss
     log = result.to_dict()["hooks"]["learner"]
@@ -296,62 +351,39 @@ def test_a_learner_trial_logs_refreshes_and_trains(data):
     assert [e["step"] for e in sharp] == [0, 10, 20, 30]
     # the tracker runs after the learner: it reports the lr the learner just chose
     assert [e["lr"] for e in sharp] == [r["lr"] for r in log["refreshes"]]
-    assert all(e["limit"] == pytest.approx(sgd_limit(e["lr"], e["momentum"])) for e in sharp)
+    assert all(e["limit"] == pytest.approx(stability_limit(e["lr"], "sgd", e["momentum"])) for e in sharp)
 
 
 def test_hooks_for_reads_the_config(data):
-    assert hooks_for({"optimizer": {"name": "sgd"}, "batch": 32, "train": {}}, data, "cpu") == []
-    assert hooks_for({"optimizer": {"name": "sgd"}, "batch": 32, "train": {"sharpness_every": None}},
-                     data, "cpu") == []
-    (tracker,) = hooks_for({"optimizer": {"name": "adam"}, "batch": 512, "train": {"sharpness_every": 7}},
-                           data, "cpu")
-    assert tracker.every == 7 and len(tracker.batch[1]) == 128        # min(B, 128)
+    sgd, adam = SGDConfig(name="sgd"), AdamConfig(name="adam")
+    assert hooks_for(sgd, SharpnessConfig(), 32, 0, data, "cpu") == []
+    (tracker,) = hooks_for(adam, SharpnessConfig(every=7), 512, 0, data, "cpu")
+    assert tracker.every == 7 and len(tracker.batch[1]) == 128        # min(B, sharpness.batch)
     with pytest.raises(UsageError, match="every"):
-        hooks_for(lanczos_config(evry=5), data, "cpu")
+        learner_hooks(lanczos_optimizer(every=0), data)
     with pytest.raises(UsageError, match="rule"):
-        hooks_for(lanczos_config(rule="adam"), data, "cpu")
+        learner_hooks(lanczos_optimizer(rule="adam"), data)
     with pytest.raises(UsageError, match="larger"):
-        hooks_for(lanczos_config(batch=10_000), data, "cpu")
+        learner_hooks(lanczos_optimizer(batch=10_000), data)
     # the fixed batch is a function of the seed alone
-    a, b = hooks_for(lanczos_config(), data, "cpu")[0], hooks_for(lanczos_config(), data, "cpu")[0]
+    a, b = learner_hooks(lanczos_optimizer(), data)[0], learner_hooks(lanczos_optimizer(), data)[0]
     assert torch.equal(a.batch[0], b.batch[0])
 
 
-def test_plot_sharpness_writes_a_png(tmp_path):
-    record = {"lr": 0.1, "hooks": {"sharpness": {"measurements": [
-        {"step": s, "lambda_max": 5.0 + s, "limit": 38.0, "lr": 0.1, "momentum": 0.9,
-         "preconditioned": False} for s in (0, 10, 20)]}}}
-    path = tmp_path / "sharpness.png"
-    plot_sharpness(record, path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
-    with pytest.raises(ValueError, match="sharpness"):
-        plot_sharpness({"hooks": {}}, tmp_path / "none.png")
-
-
 def test_a_lanczos_sgd_job_records_the_learner_and_sharpness_logs(tmp_path):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     from spectral_sweep.job import run_point
 
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("config", overrides=[
-            "optimizer=lanczos_sgd", "search=fixed", "search.budget.steps=6", "model=vgg11_bn",
-            "model.width=0.125", "dataset.train_size=128", "dataset.test_size=32", "batch=16",
-            "quiet=true", "optimizer.learner.every=3", "optimizer.learner.iters=4",
-            "optimizer.learner.batch=16", "optimizer.learner.lr_cap=0.05", "train.sharpness_every=3"])
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
-    record = run_point(config, tmp_path / "job")
-    assert record["optimizer"] == "lanczos_sgd" and record["expected_exponent"] == 1.0
-    (trial,) = record["trials"]
-    assert [r["step"] for r in trial["hooks"]["learner"]["refreshes"]] == [0, 3]
-    assert [m["step"] for m in trial["hooks"]["sharpness"]["measurements"]] == [0, 3]
-    assert [p.name for p in (tmp_path / "job" / "sharpness").iterdir()] == [f"lr{trial['lr']:.4g}.png"]
+    job = ["optimizer=lanczos_sgd", "search=fixed", "optimizer.learner.every=3", "optimizer.learner.iters=4",
+           "optimizer.learner.batch=16", "optimizer.learner.lr_cap=0.05", "sharpness.every=3"]
+    record = run_point(compose_job(*job), tmp_path / "job")
+    assert record.optimizer == "lanczos_sgd" and record.expected_exponent == 1.0 and record.is_learner
+    (trial,) = record.trials
+    assert [r["step"] for r in trial.hooks["learner"]["refreshes"]] == [0, 3]
+    assert [m["step"] for m in trial.hooks["sharpness"]["measurements"]] == [0, 3]
+    assert not (tmp_path / "job" / "sharpness").exists()     # figures are the report's business
     # the learner's options are part of the trial's identity: another rule is another trial
-    config["optimizer"]["learner"]["rule"] = "nesterov"
-    other = run_point(config, tmp_path / "job")
-    assert other["trials_reused"] == 0
+    other = run_point(compose_job(*job, "optimizer.learner.rule=nesterov"), tmp_path / "job")
+    assert other.trials_reused == 0
 
 
 def test_a_diverged_model_is_logged_not_a_crash(data):
@@ -359,7 +391,7 @@ def test_a_diverged_model_is_logged_not_a_crash(data):
     with torch.no_grad():
         model[-1].weight.fill_(float("nan"))
     opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
-    learner = LanczosLearner(data.train, "cpu", train_batch=64, every=1, iters=5, batch=32)
+    learner = LanczosLearner(data.train, "cpu", train_batch=64, options=LearnerConfig(every=1, iters=5, batch=32))
     tracker = SharpnessTracker(data.train, "cpu", every=1, batch=32)
     learner.before_step(0, model, opt)
     tracker.before_step(0, model, opt)
@@ -371,14 +403,13 @@ def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, 
     """512 samples / B=32: 16 steps an epoch, 3 epochs, refreshes every 12 steps (so the epoch
     checkpoints fall between refreshes), killed at step 40: the resumed trial must reuse the
     lr and momentum chosen at step 36 and end with the uninterrupted trial's history."""
-    config = lanczos_config(every=12, iters=6, batch=64, lr_cap=0.3)
-    options = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
+    optimizer = lanczos_optimizer(every=12, iters=6, batch=64, lr_cap=0.3)
 
     def trial(checkpoint=None, extra=()):
-        settings = TrialSettings(batch_size=32, optimizer=options, steps=None, epochs=3, quiet=True,
+        settings = TrialSettings(batch_size=32, optimizer=optimizer.options(), budget=Budget(epochs=3), quiet=True,
                                  evaluate=False, checkpoint=checkpoint)
-        hooks = hooks_for(config, data, "cpu")
-        return run_trial(small_cnn, data, config["optimizer"]["lr"], settings, hooks=[*hooks, *extra])
+        hooks = learner_hooks(optimizer, data)
+        return run_trial(small_cnn, data, optimizer.lr, settings, hooks=[*hooks, *extra])
 
     whole = trial()
     ckpt = tmp_path / "trial.pt"
@@ -395,16 +426,8 @@ def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, 
 
 
 def compose_job(*overrides):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("config", overrides=[
-            "model=vgg11_bn", "model.width=0.125", "dataset.train_size=128", "dataset.test_size=32",
-            "batch=16", "quiet=true", "search.budget.steps=6", *overrides])
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
-    return config
+    return compose("model=vgg11_bn", "model.width=0.125", "dataset.train_size=128", "dataset.test_size=32",
+                   "batch=16", "quiet=true", "train.steps=6", *overrides)
 
 
 def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp_path):
@@ -415,31 +438,30 @@ def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp
                                     "optimizer.learner.iters=4", "optimizer.learner.batch=16"),
                         tmp_path / "sweep" / "learner")
     # it owns its lr: one trial whatever the search, and no lr_max to fit
-    assert learner["search"] == "learner" and len(learner["trials"]) == 1
-    assert learner["lr_max"] is None and learner["lr_max_status"] == "chosen_by_learner"
+    assert learner.is_learner and len(learner.trials) == 1
+    assert learner.lr_max is None and learner.lr_max_status == "chosen_by_learner"
     searched = run_point(compose_job("optimizer=sgd", "search=grid", "search.lrs=[0.001,0.01,0.1]"),
                          tmp_path / "sweep" / "sgd")
-    other_budget = run_point(compose_job("optimizer=sgd", "search=fixed", "search.budget.steps=4"),
+    other_budget = run_point(compose_job("optimizer=sgd", "search=fixed", "train.steps=4"),
                              tmp_path / "sweep" / "sgd_short")
 
     written = write_report(tmp_path / "sweep", quiet=True)
     table = pd.read_csv(written["learner.csv"])
     assert len(table) == 1       # the 4-step search has another budget: not comparable
     row = table.iloc[0]
-    trial = learner["trials"][0]
-    refreshes = trial["hooks"]["learner"]["refreshes"]
+    refreshes = learner.trials[0].hooks["learner"]["refreshes"]
     assert row["budget_steps"] == 6 and row["refreshes"] == len(refreshes) == 2
     assert row["learner_cost"] == pytest.approx(6 + sum(r["cost_gradients"] for r in refreshes))
     assert row["learner_lr"] == pytest.approx(refreshes[-1]["lr"])
-    stable = [t for t in searched["trials"] if t["stable"]]
-    best = max(stable, key=lambda t: (t["test_acc"], -t["final_train_loss"]))   # ties: the lower loss
-    assert row["fixed_lr"] == pytest.approx(best["lr"]) and row["fixed_test_acc"] == pytest.approx(best["test_acc"])
-    assert row["search_trials"] == 3 and row["search_cost"] == sum(t["steps"] for t in searched["trials"])
+    stable = [t for t in searched.trials if t.stable]
+    best = max(stable, key=lambda t: (t.test_acc, -t.final_train_loss))   # ties: the lower loss
+    assert row["fixed_lr"] == pytest.approx(best.lr) and row["fixed_test_acc"] == pytest.approx(best.test_acc)
+    assert row["search_trials"] == 3 and row["search_cost"] == sum(t.steps for t in searched.trials)
     assert written["learner_vgg11-bn-w0.125_synthetic_lanczos-sgd_16_0.png"].stat().st_size > 0
     assert "## Learner against the search" in written["report.md"].read_text()
     # the learner's point is not an lr_max(B) point
     assert set(pd.read_csv(written["lr_max.csv"])["optimizer"]) == {"sgd"}
-    assert other_budget["trials"][0]["budget_steps"] == 4
+    assert other_budget.trials[0].budget_steps == 4
 
 
 def test_spectrum_after_training_with_the_learner_trains_with_the_learner(tmp_path):
@@ -450,15 +472,16 @@ def test_spectrum_after_training_with_the_learner_trains_with_the_learner(tmp_pa
                                    "spectrum.iters=5", "spectrum.noise_scale=false",
                                    "optimizer.learner.every=2", "optimizer.learner.iters=4",
                                    "optimizer.learner.batch=16"), tmp_path / "job")
-    trained = record["spectrum"]["trained"]
+    trained = record.spectrum.trained
     assert trained["steps"] == 4
     assert [r["step"] for r in trained["hooks"]["learner"]["refreshes"]] == [0, 2]
-    assert not record["spectrum"]["preconditioned"]
+    assert not record.spectrum.preconditioned
 
 
-def test_the_config_defaults_are_the_code_defaults():
-    from omegaconf import OmegaConf
-
-    from spectral_sweep.learner import LEARNER_DEFAULTS
-    shown = OmegaConf.to_container(OmegaConf.load(CONF / "optimizer" / "lanczos_sgd.yaml"))["learner"]
-    assert shown == {k: LEARNER_DEFAULTS[k] for k in shown}
+def test_the_learner_takes_its_defaults_from_the_config_schema(data):
+    """One home for the learner's defaults: config.LearnerConfig; the hook has none of its own."""
+    hook = LanczosLearner(data.train, "cpu", train_batch=32)
+    defaults = LearnerConfig()
+    assert (hook.every, hook.iters, hook.batch_size, hook.rule) == (defaults.every, defaults.iters,
+                                                                     defaults.batch, defaults.rule)
+    assert compose("optimizer=lanczos_sgd").optimizer.learner == defaults
