@@ -24,8 +24,8 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))      # runnable from a checkout without installing
 
-from spectral_sweep.errors import UsageError
-from spectral_sweep.report import write_report
+from spectral_sweep.errors import UsageError  # noqa: E402  (after the sys.path line above)
+from spectral_sweep.report import write_report  # noqa: E402
 
 
 def studies(results: Path, names: list[str] | None) -> list[Path]:

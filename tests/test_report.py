@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_sweep import report
-from spectral_sweep.records import write_json_atomic
-from spectral_sweep.tables import label_variants
+from spectral_sweep import report, theory
+from spectral_sweep.records import write_job_record, write_json_atomic
+from spectral_sweep.report.figures import plot_sharpness
+from spectral_sweep.report.tables import label_variants
+from spectral_sweep.results import JobRecord, SpectrumRecord, TrialRecord
 
 R = 2 ** 0.25
 SGD_B = [32, 64, 128, 256, 512, 1024, 2048]
@@ -49,7 +51,7 @@ def _record(model, optimizer, B, seed, rng, edge, momentum, spectrum=None):
     stable = [t for t in trials if t["stable"]]
     best = max(stable, key=lambda t: t["test_acc"])
     rec = {"schema": 1, "kind": "sweep_point", "model": model, "dataset": "cifar100", "optimizer": optimizer,
-           "batch_size": B, "seed": seed, "expected_exponent": 0.5 if "adam" in optimizer else 1.0,
+           "batch_size": B, "seed": seed, "expected_exponent": theory.expected_exponent(optimizer),
            "momentum": momentum, "search": "bisect", "lr_max": lo, "lr_max_bracket": [lo, hi],
            "lr_max_status": "bracketed", "lr_best": best["lr"], "best_test_acc": best["test_acc"],
            "trials": trials, "steps": sum(t["steps"] for t in trials),
@@ -230,7 +232,9 @@ def test_group_with_too_few_points_is_a_row_not_a_crash(tmp_path):
     report.write_report(tmp_path, quiet=True)
     sc = pd.read_csv(tmp_path / "scaling.csv").set_index("optimizer")
     assert sc.loc["sgd", "verdict"] == "no fit" and "only 1 usable point" in sc.loc["sgd", "note"]
-    assert "no_stable_lr" in sc.loc["adam", "excluded"] and "lower_bound" in sc.loc["adam", "excluded"]
+    # schema 1's "no_stable_lr" is read as today's "nothing_trains": excluded, and flagged
+    assert "B=64 nothing_trains" in sc.loc["adam", "excluded"] and "B=128 lower_bound" in sc.loc["adam", "excluded"]
+    assert "m adam B=64 seed 0: nothing trains**" in (tmp_path / "lr_max.md").read_text()
     assert (tmp_path / "lr_max_vs_batch.png").stat().st_size > 10_000
 
 
@@ -255,15 +259,16 @@ def test_main_exit_codes(tmp_path, capsys):
 
 
 def test_variants_are_named_by_the_overrides_that_differ_within_their_group():
-    base = {"model": "vgg16", "dataset": "cifar100", "batch_size": 128}
-    records = [{**base, "optimizer": "sgd", "variant": "optimizer.momentum=0,search.lrs=[0.1,0.2]"},
-               {**base, "optimizer": "sgd", "variant": "optimizer.momentum=0.9,search.lrs=[0.1,0.2]"},
-               {**base, "optimizer": "adam", "variant": "search.lrs=[0.1,0.2]"},
-               {**base, "optimizer": "adam"}]          # an old record without a variant
-    names = [r["optimizer"] for r in label_variants(records)]
+    base = {"model": "vgg16", "dataset": "cifar100", "batch_size": 128, "trials": []}
+    records = [JobRecord(**base, optimizer="sgd", variant="optimizer.momentum=0,search.lrs=[0.1,0.2]"),
+               JobRecord(**base, optimizer="sgd", variant="optimizer.momentum=0.9,search.lrs=[0.1,0.2]"),
+               JobRecord(**base, optimizer="adam", variant="search.lrs=[0.1,0.2]"),
+               JobRecord(**base, optimizer="adam")]          # an old record without a variant
+    names = [r.optimizer for r in label_variants(records)]
     assert names == ["sgd [optimizer.momentum=0]", "sgd [optimizer.momentum=0.9]",
                      "adam [search.lrs=[0.1,0.2]]", "adam"]
-    assert [r["optimizer"] for r in label_variants(records[:1])] == ["sgd"]   # nothing differs
+    assert [r.optimizer for r in label_variants(records[:1])] == ["sgd"]   # nothing differs
+    assert [r.optimizer for r in records] == ["sgd", "sgd", "adam", "adam"]   # renamed copies
 
 
 def _three_outcome_record(B, lo, hi, blo, bhi, extra_trials=(), non_monotone=()):
@@ -335,3 +340,93 @@ def test_two_writers_never_share_a_temporary_name(tmp_path):
         a.write_text("a")
         b.write_text("b")
     assert (tmp_path / "x.pt").read_text() == "a"   # the outer writer finished last
+
+
+def _tracked_trial(lr: float, outcome: str = "trained", steps=(0, 10, 20), momentum: float = 0.9) -> TrialRecord:
+    """A trial that tracked sharpness: lambda_max climbing towards the limit of its lr."""
+    limit = theory.stability_limit(lr, "sgd", momentum)          # the largest curvature this lr survives
+    measurements = [{"step": s, "lambda_max": 5.0 + s, "residual": 1e-3, "lr": lr, "momentum": momentum,
+                     "limit": limit, "preconditioned": False, "products": 20} for s in steps]
+    measurements.append({"step": steps[-1] + 10, "lambda_max": None, "residual": None, "lr": lr,
+                         "momentum": momentum, "limit": limit, "preconditioned": False, "products": 20})
+    return TrialRecord(lr=lr, outcome=outcome, test_acc=0.5, final_train_loss=1.0, steps=30, budget_steps=30,
+                       loss_curve=[[0, 2.3], [30, 1.0]],
+                       hooks={"sharpness": {"every": 10, "measurements": measurements}})
+
+
+def _job(B: int, trials, **fields) -> JobRecord:
+    defaults = dict(model="vgg11_bn", dataset="synthetic", optimizer="sgd", seed=0, expected_exponent=1.0,
+                    momentum=0.9, search="grid")
+    return JobRecord(batch_size=B, trials=list(trials), **{**defaults, **fields})
+
+
+def test_the_report_draws_the_sharpness_figure_from_the_trial_records(tmp_path):
+    """A job whose trials tracked sharpness gets sharpness/<job>.png in the report folder, drawn from
+    the trials' hooks (one curve per tracked trial); a job that did not track gets none."""
+    tracked = _job(16, [_tracked_trial(0.01), _tracked_trial(0.04, "stalled"),
+                        TrialRecord(lr=0.16, outcome="diverged", steps=3, budget_steps=30)],
+                   lr_max=0.01, lr_max_bracket=[0.01, 0.04], lr_max_status="bracketed")
+    untracked = _job(32, [TrialRecord(lr=0.02, outcome="trained", test_acc=0.5, steps=30, budget_steps=30)],
+                     lr_max=0.02, lr_max_bracket=[0.02, None], lr_max_status="lower_bound")
+    write_job_record(tmp_path / "B16", tracked)
+    write_job_record(tmp_path / "B32", untracked)
+    written = report.write_report(tmp_path, quiet=True)
+    name = "sharpness/vgg11-bn_synthetic_sgd_16_0.png"
+    assert [n for n in written if n.startswith("sharpness/")] == [name]
+    assert written[name] == tmp_path / name
+    img = mpimg.imread(written[name])
+    assert img.ndim == 3 and img.shape[0] > 300 and img.std() > 0.01
+    md = (tmp_path / "report.md").read_text()
+    assert "## Sharpness during training" in md and f"]({name})" in md and f"- [{name}]({name})" in md
+    assert not (tmp_path / "B16" / "sharpness").exists()          # the report's folder, not the job's
+    with pytest.raises(ValueError, match="sharpness"):
+        plot_sharpness(untracked, tmp_path / "none.png")
+
+
+def test_a_learner_only_sweep_still_gets_its_sharpness_figure(tmp_path):
+    trial = _tracked_trial(0.03)
+    trial.hooks["learner"] = {"rule": "ssgd", "cost_gradients": 8.0,
+                              "refreshes": [{"step": 0, "lr": 0.03, "momentum": 0.0, "cost_gradients": 8.0}]}
+    write_job_record(tmp_path / "learner", _job(16, [trial], search="learner", optimizer="lanczos_sgd",
+                                                lr_max_status="chosen_by_learner"))
+    written = report.write_report(tmp_path, quiet=True)
+    assert "lr_max.csv" not in written                          # nothing searched: nothing to fit
+    assert written["sharpness/vgg11-bn_synthetic_lanczos-sgd_16_0.png"].stat().st_size > 10_000
+    md = (tmp_path / "report.md").read_text()
+    assert "## Learner against the search" in md and "## Sharpness during training" in md
+
+
+def _measured(B: int, rng, momentum: float = 0.9, **fields) -> JobRecord:
+    lam = 20.0 + 4000.0 / B
+    spectrum = SpectrumRecord(operator="hessian", bn_mode="train",
+                              batches=[{"batch_size": B, "lambda_max": list(lam * (1 + 0.05 * rng.normal(size=3)))}])
+    lr = 0.5 / lam
+    return _job(B, [TrialRecord(lr=lr, outcome="trained", test_acc=0.5, steps=30, budget_steps=30)],
+                lr_max=lr, lr_max_bracket=[lr, lr * R], lr_max_status="bracketed", spectrum=spectrum,
+                momentum=momentum, **fields)
+
+
+def test_a_nesterov_record_is_predicted_with_the_nesterov_limit(tmp_path):
+    """lr_pred is the limit of the optimizer that ran: Nesterov momentum m gives
+    2 (1 + m) / ((1 + 2 m) lambda_max), not heavy ball's 2 (1 + m) / lambda_max; a schema-1 record
+    says nesterov in its config only, and is read the same way."""
+    rng = np.random.default_rng(6)
+    for B in (32, 128):
+        write_job_record(tmp_path / f"nesterov_B{B}", _measured(B, rng, nesterov=True))
+        write_job_record(tmp_path / f"heavy_B{B}", _measured(B, rng, model="heavy"))
+        old = _measured(B, rng, model="old").to_dict()
+        del old["nesterov"]
+        old.update(schema=1, config={"optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True}})
+        write_json_atomic(tmp_path / f"old_B{B}" / "record.json", old)
+    report.write_report(tmp_path, quiet=True)
+    sp = pd.read_csv(tmp_path / "spectrum.csv")
+    assert len(sp) == 6
+    for row in sp.itertuples():
+        nesterov = row.model != "heavy"
+        expected = 2 * 1.9 / ((2.8 if nesterov else 1.0) * row.lambda_max_mean)
+        assert row.lr_pred == pytest.approx(expected, rel=1e-12), row.model
+        assert row.lr_pred == pytest.approx(theory.stability_limit(row.lambda_max_mean, "sgd", 0.9, nesterov))
+    sat = pd.read_csv(tmp_path / "saturation.csv").set_index("model")
+    for model in ("vgg11_bn", "old"):
+        assert sat.loc[model, "lr_pred_full"] == pytest.approx(2 * 1.9 / (2.8 * sat.loc[model, "lambda_full"]))
+    assert sat.loc["heavy", "lr_pred_full"] == pytest.approx(2 * 1.9 / sat.loc["heavy", "lambda_full"])
