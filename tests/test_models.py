@@ -145,16 +145,23 @@ def test_invalid_option_is_a_usage_error(name, num_classes, options, message):
 CONFIGS = sorted(CONF_DIR.glob("*.yaml"))
 
 
+def model_config(path):
+    from spectral_sweep.config import compose
+
+    return compose(f"model={path.stem}").model
+
+
 def test_every_registered_model_has_a_config():
-    names = {OmegaConf.load(path).name for path in CONFIGS}
+    names = {model_config(path).name for path in CONFIGS}
     assert names == set(MODEL_NAMES)
     assert {path.stem for path in CONFIGS} >= {"vgg16", "wrn28_10", "preresnet110"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
 def test_config_mirrors_the_constructor_and_builds(path):
-    options = OmegaConf.to_container(OmegaConf.load(path))
-    name = options.pop("name")
+    """The typed model config holds exactly the constructor's keywords, with its defaults."""
+    model = model_config(path)
+    name, options = model.name, model.options()
     parameters = inspect.signature(MODELS[name]).parameters.values()
     defaults = {p.name: p.default for p in parameters if p.name != "num_classes"}
     assert path.read_text().startswith("# ")
