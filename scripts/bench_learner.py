@@ -25,6 +25,7 @@ from functools import partial
 
 import torch
 
+from spectral_sweep.config import Budget, LanczosSGDConfig, SGDConfig, SharpnessConfig, TrainConfig
 from spectral_sweep.data import load_dataset
 from spectral_sweep.learner import hooks_for
 from spectral_sweep.models import build_model
@@ -65,25 +66,21 @@ def main() -> None:
     device = resolve_device(args.device)
     data = load_dataset("synthetic", seed=0, train_size=args.train_size, test_size=128)
     make_model = partial(build_model, args.model, data.num_classes, width=args.width)
-    sgd = {"name": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4}
-    learner_opt = {"name": "lanczos_sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False,
-                   "weight_decay": 5e-4, "learner": {}}   # every learner option at its default
-    runs = {
-        "plain sgd": ({"optimizer": {**sgd, "lr": 0.02}, "train": {}}, 0.02),
-        "learner": ({"optimizer": learner_opt, "train": {}}, 0.01),
-        "sharpness": ({"optimizer": {**sgd, "lr": 0.02}, "train": {"sharpness_every": args.sharpness_every}}, 0.02),
+    sgd = SGDConfig(name="sgd", lr=0.02)
+    runs = {   # (optimizer, sharpness tracking): every other option at its default
+        "plain sgd": (sgd, SharpnessConfig()),
+        "learner": (LanczosSGDConfig(name="lanczos_sgd"), SharpnessConfig()),
+        "sharpness": (sgd, SharpnessConfig(every=args.sharpness_every)),
     }
     print(f"{args.model} width {args.width} on synthetic ({args.train_size} samples), B={args.batch}, "
           f"{args.steps} steps, {device} ({torch.get_num_threads()} threads)")
     per_step = {}
-    for label, (config, lr) in runs.items():
-        config = {**config, "batch": args.batch, "seed": 0}
-        optimizer = {k: v for k, v in config["optimizer"].items() if k not in ("lr", "learner")}
-        settings = TrialSettings(batch_size=args.batch, optimizer=optimizer, steps=args.steps,
-                                 device=str(device), evaluate=False, quiet=True,
-                                 divergence_factor=float("inf"))
-        hooks = [Timed(h, device) for h in hooks_for(config, data, device)]
-        result = run_trial(make_model, data, lr, settings, hooks=hooks)
+    for label, (optimizer, sharpness) in runs.items():
+        settings = TrialSettings(batch_size=args.batch, optimizer=optimizer.options(),
+                                 budget=Budget(steps=args.steps), device=str(device), evaluate=False,
+                                 quiet=True, train=TrainConfig(divergence_factor=float("inf")))
+        hooks = [Timed(h, device) for h in hooks_for(optimizer, sharpness, args.batch, 0, data, device)]
+        result = run_trial(make_model, data, optimizer.lr, settings, hooks=hooks)
         per_step[label] = result.seconds / result.steps
         line = f"{label:>10}: {result.steps} steps in {result.seconds:6.1f} s ({1e3 * per_step[label]:.1f} ms/step)"
         for hook in hooks:

@@ -17,6 +17,7 @@ from functools import partial
 
 import numpy as np
 
+from spectral_sweep.config import Budget
 from spectral_sweep.data import load_dataset
 from spectral_sweep.models import build_model
 from spectral_sweep.search import TOLERANCE, find_max_lr, grid_search
@@ -43,18 +44,18 @@ def main() -> None:
     rows, previous = [], None
     for batch in args.batches:
         settings = TrialSettings(batch_size=batch, optimizer={"name": "sgd", "momentum": 0.9},
-                                 steps=args.steps, device=args.device, evaluate=False, quiet=True)
+                                 budget=Budget(steps=args.steps), device=args.device, evaluate=False, quiet=True)
         trial = partial(run_trial, make_model, data, settings=settings)
         row = {"B": batch}
-        for name, run in (
-            ("cold", lambda: find_max_lr(trial, args.start)),
-            ("warm", lambda: find_max_lr(trial, previous[0] * batch / previous[1], step=2.0) if previous else None),
-            ("grid", lambda: grid_search(trial, grid)),
-        ):
+        searches = {"cold": partial(find_max_lr, trial, args.start),
+                    "warm": partial(find_max_lr, trial, previous[0] * batch / previous[1], step=2.0)
+                    if previous else None,
+                    "grid": partial(grid_search, trial, grid)}
+        for name, run in searches.items():
+            if run is None:
+                continue
             t0 = time.perf_counter()
             res = run()
-            if res is None:
-                continue
             row[name] = (res.lr_max, len(res.trials), sum(o.steps for _, o in res.trials), time.perf_counter() - t0)
         previous = (row["cold"][0], batch)
         rows.append(row)

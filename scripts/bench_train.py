@@ -17,6 +17,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from spectral_sweep.config import Budget
 from spectral_sweep.data import BatchLoader, load_dataset
 from spectral_sweep.models import build_model
 from spectral_sweep.train import TrialSettings, resolve_device, run_trial
@@ -60,7 +61,8 @@ def main() -> None:
         make_model = partial(build_model, args.model, data.num_classes, width=width)
         plain = plain_loop(make_model, data, 0.01, args.batch, args.steps, device)
         settings = TrialSettings(batch_size=args.batch, optimizer={"name": "sgd", "momentum": 0.9},
-                                 steps=args.steps + 2, device=str(device), evaluate=False, quiet=True)
+                                 budget=Budget(steps=args.steps + 2), device=str(device), evaluate=False,
+                                 quiet=True)
         trial = run_trial(make_model, data, 0.01, settings).images_per_s   # includes its 2 warm-up steps
         print(f"{width:>6g} {plain:>17.1f} {trial:>12.1f} {trial / plain:>12.2f}")
 

@@ -1,7 +1,8 @@
 """The Hydra entry point: one job = one sweep point; the report runs when the sweep ends.
 
-This is the only module that reads Hydra config objects: it resolves the composed config into a
-plain dict and hands it to ``job.run_point``. Bad input becomes one line on stderr and exit 2.
+This is the only module that reads Hydra config objects: it turns the composed config into a typed
+``config.Config`` and hands that to ``job.run_point``. Bad input becomes one line on stderr and
+exit 2, checked for every value of every comma list before the first job starts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from . import config as schema
 from .errors import UsageError
 from .outcomes import check_judging
 
@@ -44,6 +46,7 @@ def variant_suffix(overrides: str) -> str:
 
 
 OmegaConf.register_new_resolver("variant_suffix", variant_suffix, replace=True)
+schema.register()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -52,8 +55,7 @@ def _job(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-        run_point(config, hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
+        run_point(schema.to_config(cfg), hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
                   model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
                   variant=hc.job.override_dirname)
     except UsageError as e:
@@ -97,38 +99,49 @@ def check_launcher(name: str) -> None:
 
 
 def check_overrides(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
-    """Compose the config once, each sweep at its first value, before any job starts.
+    """Compose the config of every value of every comma list before any job starts.
 
-    Turns Hydra's multi-line reports of a malformed override or an unknown key into one line,
-    and checks that the sweep directory can be written.
+    Each sweep value is composed with the other sweeps at their first value, so ``batch=8,0``
+    fails on the 0 before B=8 trains. Hydra's multi-line reports of a malformed override, an
+    unknown key or a value of the wrong type become one line, and the sweep directory must be
+    writable.
     """
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
+    variants = _one_value_each(argv)
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            for overrides in variants:
+                config = schema.to_config(compose("config", overrides=overrides))
+                check_judging(config.train.divergence_factor, config.train.stall_loss_margin,
+                              config.train.stall_acc_margin)
+                schema.check(config)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise UsageError(_first_line(e)) from None
+    check_writable(Path(str(config.out_dir)) / str(config.name))
+
+
+def _one_value_each(argv: list[str]) -> list[list[str]]:
+    """Override lists that between them give every sweep value once (the others at their first)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     try:
         parsed = OverridesParser.create().parse_overrides(argv)
     except HydraException as e:
         raise UsageError(f"malformed override: {_first_line(e)}") from None
-    first = []
-    for o in parsed:
-        if o.key_or_group.startswith("hydra"):
-            continue   # launcher and output settings: Hydra checks them itself
-        if o.is_sweep_override():
-            first.append(f"{o.input_line.partition('=')[0]}={next(iter(o.sweep_string_iterator()))}")
-        else:
-            first.append(o.input_line)
-    try:
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            cfg = compose("config", overrides=first)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise UsageError(_first_line(e)) from None
-    check_judging(cfg.train.divergence_factor, cfg.train.stall_loss_margin, cfg.train.stall_acc_margin)
-    blowup = cfg.search.get("blowup", True)
-    if not isinstance(blowup, bool):
-        raise UsageError(f"search.blowup must be true or false, got {blowup!r}")
-    check_writable(Path(str(cfg.out_dir)) / str(cfg.name))
+    parsed = [o for o in parsed if not o.key_or_group.startswith("hydra")]   # Hydra checks its own
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line.partition("=")[2]]
+              for o in parsed]
+    keys = [o.input_line.partition("=")[0] for o in parsed]
+    base = [v[0] for v in values]
+    variants = [[f"{k}={v}" for k, v in zip(keys, base)]]
+    for i, options in enumerate(values):
+        for value in options[1:]:
+            variants.append([f"{k}={value if j == i else v}" for j, (k, v) in enumerate(zip(keys, base))])
+    return variants
 
 
 def check_writable(directory: Path) -> None:
@@ -142,7 +155,15 @@ def check_writable(directory: Path) -> None:
 
 
 def _first_line(e: Exception) -> str:
-    return " ".join(line.strip() for line in str(e).strip().splitlines()[:3] if line.strip())
+    """Hydra's report in one line: its own first lines, then the cause's (a type error says which
+    value could not be converted to what)."""
+    lines = [line.strip() for line in str(e).strip().splitlines()[:3] if line.strip()]
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        first = str(cause).strip().splitlines()[0].strip()
+        if first not in lines:
+            lines.append(first)
+    return ": ".join(lines) if len(lines) > 1 else " ".join(lines)
 
 
 def main() -> None:

@@ -1,36 +1,13 @@
-"""Records: one JSON file per finished job, one per finished trial, written so a crash loses none.
+"""Records on disk: one JSON file per finished job, one per finished trial, written so a crash loses none.
 
 A sweep directory holds one job directory per sweep point; each finished job writes
-``record.json`` there. Trials are cached beside it under ``trials/<key>.json`` as they finish, so a
-rerun of the same command (same resolved config) reuses every finished trial and skips every
-finished job. Every write goes to a temporary file in the same directory and is renamed into place:
-readers see the old file or the new one, never half of one.
+``record.json`` there (a ``results.JobRecord``). Trials are cached beside it under
+``trials/<key>.json`` (``results.TrialRecord``) as they finish, so a rerun of the same command
+(same resolved config) reuses every finished trial and skips every finished job. Every write goes
+to a fresh temporary file in the same directory and is renamed into place: readers see the old
+file or the new one, never half of one, and two writers never share a temporary name.
 
-The job record (schema 1) is a flat JSON object::
-
-    kind            "sweep_point"
-    model, dataset, optimizer, batch_size, seed     the sweep point
-    expected_exponent   1.0 for SGD-like optimizers, 0.5 for Adam-like (the law under test)
-    momentum            heavy-ball momentum (SGD) or beta1 (Adam): enters the stability limit
-    search              the search method ("bisect", "grid", "fixed")
-    lr_max, lr_max_bracket=[lo, hi], lr_max_status
-                        the largest lr whose trial trained, and the smallest above it that did
-                        not; status is "bracketed", "lower_bound" (still trained at the cap; hi
-                        null) or "nothing_trains" (lr_max null; "no_stable_lr" in old records)
-    acc_at_lr_max       test accuracy of the lr_max trial
-    lr_blowup, lr_blowup_bracket, lr_blowup_status
-                        the edge of divergence: largest lr that did not diverge, smallest that did
-    non_monotone        trials that contradict "trains, then stalls, then diverges" (empty: none)
-    lr_best, best_test_acc   the trained trial with the best test accuracy
-    budget              {"steps", "epochs"}: the length of every trial
-    trials          list of trial results (see spectral_sweep.train.TrialResult): lr, outcome
-                    (trained | stalled | diverged; records made before outcomes have only
-                    "stable", read as trained/diverged), reason, losses, test accuracy, cost
-    steps, seconds  totals over this job's trials, reused ones included
-    spectrum        optional: curvature measurements of this sweep point
-    device, commit, command, config, created   provenance
-
-``load_records`` turns a sweep back into these dicts; ``jobs_frame``/``trials_frame`` into tables.
+``load_records`` turns a sweep back into ``JobRecord`` objects, whatever schema wrote them.
 """
 
 from __future__ import annotations
@@ -44,12 +21,10 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from .outcomes import outcome_of
+from .results import JobRecord, TrialRecord
 
 RECORD_FILE = "record.json"
 TRIALS_DIR = "trials"
-SCHEMA = 1
-LEARNER_SEARCH = "learner"   # a record's "search" when the optimizer chose its own lr (lanczos_sgd)
 
 
 class CorruptRecord(ValueError):
@@ -128,38 +103,55 @@ class TrialCache:
         self.dir = Path(job_dir) / TRIALS_DIR
         self.hits = 0
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> TrialRecord | None:
         path = self.dir / f"{key}.json"
         if not path.exists():
             return None
         try:
-            result = read_json(path, self.REQUIRED)
-        except CorruptRecord as e:
+            result = TrialRecord.from_dict(read_json(path, self.REQUIRED))
+        except (CorruptRecord, TypeError, ValueError) as e:
             warnings.warn(f"corrupt trial record, recomputing: {e}", stacklevel=2)
             return None
         self.hits += 1
         return result
 
-    def put(self, key: str, result: dict) -> None:
-        write_json_atomic(self.dir / f"{key}.json", result)
+    def put(self, key: str, result: TrialRecord) -> None:
+        write_json_atomic(self.dir / f"{key}.json", result.to_dict())
+
+    def checkpoint(self, key: str) -> Path:
+        """Where the unfinished trial ``key`` saves itself every epoch, to resume from."""
+        return self.dir / f"{key}.pt"
 
 
 JOB_REQUIRED = ("model", "dataset", "optimizer", "batch_size", "trials")
 
 
-def read_job_record(job_dir: str | os.PathLike) -> dict | None:
+def read_job_record(path: str | os.PathLike) -> JobRecord:
+    """A job record file, whatever schema wrote it; ``CorruptRecord`` names a file that cannot be used."""
+    data = read_json(path, JOB_REQUIRED)
+    try:
+        record = JobRecord.from_dict(data)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CorruptRecord(f"{path}: {e}") from e
+    record.record_path = str(path)
+    return record
+
+
+def finished_job(job_dir: str | os.PathLike) -> JobRecord | None:
     """The finished record of a job directory, or None if the job has not finished."""
     path = Path(job_dir) / RECORD_FILE
-    if not path.exists():
-        return None
-    return read_json(path, JOB_REQUIRED)
+    return read_job_record(path) if path.exists() else None
 
 
-def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
+def write_job_record(job_dir: str | os.PathLike, record: JobRecord) -> Path:
+    return write_json_atomic(Path(job_dir) / RECORD_FILE, record.to_dict())
+
+
+def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[JobRecord]:
     """Every job record found (recursively) under ``paths``, sorted for stable tables.
 
     A corrupt or partial record is named in a warning and left out, so one bad file never hides
-    a sweep's other results; each record gets ``record_path`` so tables can point back to it.
+    a sweep's other results; each record's ``record_path`` points back to its file.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -167,52 +159,11 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"no such sweep directory: {root}")
-        files = [root] if root.is_file() else sorted(root.rglob(RECORD_FILE))
-        for path in files:
+        for path in [root] if root.is_file() else sorted(root.rglob(RECORD_FILE)):
             try:
-                rec = read_json(path, JOB_REQUIRED)
+                records.append(read_job_record(path))
             except CorruptRecord as e:
                 warnings.warn(f"skipping corrupt record {e}", stacklevel=2)
-                continue
-            rec["record_path"] = str(path)
-            records.append(rec)
-    records.sort(key=lambda r: (r["model"], r["dataset"], r["optimizer"], r["batch_size"], r.get("seed", 0)))
+    records.sort(key=lambda r: (r.model, r.dataset, r.optimizer, r.batch_size, r.seed))
     return records
 
-
-JOB_COLUMNS = ("model", "dataset", "optimizer", "batch_size", "seed", "expected_exponent", "momentum",
-               "search", "lr_max", "lr_max_status", "acc_at_lr_max", "lr_blowup", "lr_blowup_status",
-               "lr_best", "best_test_acc", "steps", "seconds", "device", "commit", "record_path")
-
-
-def jobs_frame(records: list[dict]):
-    """One row per job: the sweep point, lr_max with its bracket, lr_best, cost, provenance."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        row = {c: r.get(c) for c in JOB_COLUMNS}
-        lo, hi = (r.get("lr_max_bracket") or [None, None])
-        blo, bhi = (r.get("lr_blowup_bracket") or [None, None])
-        row.update(lr_lo=lo, lr_hi=hi, lr_blowup_lo=blo, lr_blowup_hi=bhi, trials=len(r["trials"]),
-                   non_monotone=len(r.get("non_monotone") or []))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "lr_lo", "lr_hi", "lr_blowup_lo", "lr_blowup_hi",
-                                       "trials", "non_monotone"])
-
-
-TRIAL_COLUMNS = ("lr", "outcome", "reason", "initial_loss", "final_train_loss", "test_acc", "test_loss",
-                 "steps", "seconds", "images_per_s")
-
-
-def trials_frame(records: list[dict]):
-    """One row per trial, with its sweep point: what the accuracy-against-lr plots read."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        for t in r["trials"]:
-            rows.append({"model": r["model"], "dataset": r["dataset"], "optimizer": r["optimizer"],
-                         "batch_size": r["batch_size"], "seed": r.get("seed", 0),
-                         **{c: t.get(c) for c in TRIAL_COLUMNS}, "outcome": outcome_of(t)})
-    return pd.DataFrame(rows, columns=["model", "dataset", "optimizer", "batch_size", "seed", *TRIAL_COLUMNS])

@@ -48,6 +48,7 @@ TOLERANCE = 2 ** 0.25
 
 BRACKETED, LOWER_BOUND, NOTHING_TRAINS = "bracketed", "lower_bound", "nothing_trains"
 NO_STABLE_LR, NOT_SEARCHED = "no_stable_lr", "not_searched"
+CHOSEN_BY_LEARNER = "chosen_by_learner"   # an optimizer that sets its own lr: one trial, no edge
 
 
 @dataclass
@@ -132,23 +133,34 @@ def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float
 
 
 def _find_trained(trials: _Trials, start: float, step: float, tolerance: float) -> float | None:
-    """Some lr that trains, or None. Walks the lattice start * step^k, nearest first."""
+    """Some lr that trains, or None. Walks the lattice start * step^k, nearest first; then looks
+    between the lattice's points."""
     first = trials.run(start)
     if first == TRAINED:
         return start
     if first == DIVERGED:   # too large: walk down until something does not diverge
-        lr = start
-        while lr > trials.lr_min:
-            lr = max(lr / step, trials.lr_min)
-            outcome = trials.run(lr)
-            if outcome == TRAINED:
-                return lr
-            if outcome == STALLED:
-                break
-        else:
-            return None
-        start = lr
-    # a stall: the trained region may lie below it or above it; look both ways, nearest first
+        found, start = _walk_down(trials, start, step)
+        if found is not None or start is None:
+            return found
+    return _walk_both_ways(trials, start, step) or _between(trials, tolerance)
+
+
+def _walk_down(trials: _Trials, lr: float, step: float) -> tuple[float | None, float | None]:
+    """Down from a divergence: (an lr that trained, None), (None, the first stalled lr), or
+    (None, None) when everything down to lr_min diverged."""
+    while lr > trials.lr_min:
+        lr = max(lr / step, trials.lr_min)
+        outcome = trials.run(lr)
+        if outcome == TRAINED:
+            return lr, None
+        if outcome == STALLED:
+            return None, lr
+    return None, None
+
+
+def _walk_both_ways(trials: _Trials, start: float, step: float) -> float | None:
+    """From a stall the trained region may lie below or above: look both ways, nearest first,
+    never up to an lr that diverged."""
     up = down = start
     while True:
         moved = False
@@ -163,10 +175,13 @@ def _find_trained(trials: _Trials, start: float, step: float, tolerance: float) 
             if trials.run(down) == TRAINED:
                 return down
         if not moved:
-            break
-    # Missed by the lattice? First the gap right under the blow-up, where a narrow window is
-    # squeezed between too-large stalls and divergence: bisect it to the tolerance (the blow-up
-    # edge needs those trials anyway). Then halfway between every other pair of neighbours.
+            return None
+
+
+def _between(trials: _Trials, tolerance: float) -> float | None:
+    """Missed by the lattice? First the gap right under the blow-up, where a narrow window is
+    squeezed between too-large stalls and divergence: bisect it to the tolerance (the blow-up
+    edge needs those trials anyway). Then halfway between every other pair of neighbours."""
     while math.isfinite(trials.ceiling()):
         below = [lr for lr in trials.lrs(STALLED) if lr < trials.ceiling()]
         if not below or trials.ceiling() / below[-1] <= tolerance * (1 + 1e-12):
@@ -269,3 +284,31 @@ def grid_search(trial: Callable[[float], object], lrs) -> SearchResult:
     lr_max, bracket, status = edge((TRAINED,), NOTHING_TRAINS)
     return SearchResult(lr_max, bracket, status, trials.made, *edge((TRAINED, STALLED), NO_STABLE_LR),
                         non_monotone=_contradictions(trials))
+
+
+def locate(search, trial: Callable[[float], object], lr: float, start: float | None = None,
+           owns_lr: bool = False) -> SearchResult:
+    """Run the search that ``search`` (a ``config.SearchConfig``) names.
+
+    ``lr`` is the optimizer's configured lr (what ``fixed`` trains at); ``start`` the bisection's
+    first guess (a warm start from a neighbouring batch size, else ``search.start``, else ``lr``),
+    and a warm start brackets with the square root of ``search.step``. An optimizer that sets its
+    own lr (``owns_lr``, the Lanczos learner) gets one trial whatever the method: trials at other
+    start lrs would be the same trial.
+    """
+    method = str(search.method)
+    if method == "none":
+        return SearchResult(None, (None, None), NOT_SEARCHED, [])
+    if owns_lr:
+        return SearchResult(None, (None, None), CHOSEN_BY_LEARNER, grid_search(trial, [lr]).trials)
+    if method == "fixed":
+        return grid_search(trial, [lr])
+    if method == "grid":
+        return grid_search(trial, search.lrs)
+    if method != "bisect":
+        raise UsageError(f"unknown search method '{method}'; choose one of: bisect, fixed, grid, none")
+    warm = start is not None
+    first = start if warm else (search.start if search.start is not None else lr)
+    return find_max_lr(trial, float(first), tolerance=search.tolerance,
+                       step=math.sqrt(search.step) if warm else search.step, lr_min=search.lr_min,
+                       lr_max_cap=search.lr_max_cap, blowup=search.blowup, reference=search.reference)

@@ -18,18 +18,20 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .config import Budget, TrainConfig
 from .data import BatchLoader, Data
 from .errors import UsageError
 from .optim import build_optimizer, lr_factor
-from .outcomes import DIVERGED, TRAINED, check_judging, judge
+from .outcomes import DIVERGED, check_judging, judge
 from .records import replace_atomically
+from .results import TrialRecord
 
 
 @dataclass
@@ -37,31 +39,20 @@ class TrialSettings:
     """How to train, apart from the lr: the same for every trial of a sweep point."""
 
     batch_size: int
-    optimizer: dict                     # name + options for build_optimizer (no lr)
-    steps: int | None = 200             # budget in steps ...
-    epochs: float | None = None         # ... or in epochs (wins when set)
-    schedule: str = "constant"
-    warmup: float = 0.0                 # fraction of the budget spent warming up linearly
-    divergence_factor: float = 2.0      # diverged when the smoothed loss exceeds this x the initial
-    stall_loss_margin: float = 0.1      # trained needs the final loss this fraction below the reference
-    stall_acc_margin: float = 0.05      # ... and test accuracy this fraction of the way from chance to 1
-    smoothing: float = 0.1              # EMA weight of the newest loss in the divergence test
+    optimizer: dict                     # build_optimizer's options: name, momentum, ... (no lr)
+    budget: Budget                      # the length of the trial
+    train: TrainConfig = field(default_factory=TrainConfig)   # schedule, judging, precision, ...
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"             # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-    channels_last: str | bool = "auto"  # auto: on for CUDA
-    compile: bool = False
     checkpoint: str | None = None       # a file to save the trial to every epoch, and resume from
-    micro_batch: int | None = None      # accumulate gradients over pieces of this size (memory);
-                                        # BatchNorm statistics then come from each piece
     evaluate: bool = True
-    eval_batch_size: int = 500
     check_every: int | None = None      # host sync interval; auto: 1 on CPU, 10 on CUDA
     curve_points: int = 200
+    smoothing: float = 0.1              # EMA weight of the newest loss in the divergence test
     quiet: bool = False
 
     def __post_init__(self):
-        check_judging(self.divergence_factor, self.stall_loss_margin, self.stall_acc_margin)
+        check_judging(self.train.divergence_factor, self.train.stall_loss_margin, self.train.stall_acc_margin)
 
 
 class TrainingHook:
@@ -92,35 +83,6 @@ class TrainingHook:
         pass
 
 
-@dataclass
-class TrialResult:
-    lr: float
-    outcome: str                         # trained | stalled | diverged
-    reason: str | None                   # why it did not train: "non-finite loss", "test acc 0.1 below ..."
-    initial_loss: float
-    final_train_loss: float
-    test_acc: float | None
-    test_loss: float | None
-    steps: int
-    budget_steps: int
-    seconds: float
-    images_per_s: float
-    loss_curve: list = field(default_factory=list)   # [[step, mean loss over the window], ...]
-    hooks: dict = field(default_factory=dict)        # each hook's log, by hook name
-
-    @property
-    def stable(self) -> bool:
-        """Did not diverge (it may still have stalled): what the blow-up edge is made of."""
-        return self.outcome != DIVERGED
-
-    @property
-    def trained(self) -> bool:
-        return self.outcome == TRAINED
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "stable": self.stable}
-
-
 def resolve_device(name: str = "auto", index: int = 0) -> torch.device:
     """``auto``: CUDA when present (GPU ``index`` modulo the GPUs visible, one per parallel job)."""
     if name == "auto":
@@ -135,172 +97,232 @@ def resolve_device(name: str = "auto", index: int = 0) -> torch.device:
     return device
 
 
-def budget_steps(settings: TrialSettings, steps_per_epoch: int) -> int:
-    if settings.epochs is not None:
-        total = round(settings.epochs * steps_per_epoch)
-    elif settings.steps is not None:
-        total = settings.steps
+def budget_steps(budget: Budget, steps_per_epoch: int) -> int:
+    if budget.epochs is not None:
+        total = round(budget.epochs * steps_per_epoch)
+    elif budget.steps is not None:
+        total = budget.steps
     else:
-        raise UsageError("set a trial budget: search.budget.steps or search.budget.epochs")
+        raise UsageError("set a trial budget: train.steps or train.epochs")
     if total <= 0:
         raise UsageError(f"the trial budget must be at least one step, got {total}")
     return int(total)
 
 
 def run_trial(make_model: Callable[[], torch.nn.Module], data: Data, lr: float,
-              settings: TrialSettings, hooks: Sequence[TrainingHook] = ()) -> TrialResult:
+              settings: TrialSettings, hooks: Sequence[TrainingHook] = ()) -> TrialRecord:
     """Train ``make_model()`` on ``data`` at peak lr ``lr``; return the judged result."""
     return train(make_model, data, lr, settings, hooks)[2]
 
 
+@dataclass
+class _Device:
+    """Where and how a trial computes: what ``settings.train`` asks for on this device."""
+
+    device: torch.device
+    bf16: bool
+    memory_format: torch.memory_format
+    check_every: int
+    micro: int
+
+    @classmethod
+    def of(cls, settings: TrialSettings) -> _Device:
+        device = resolve_device(settings.device)
+        cuda = device.type == "cuda"
+        opts = settings.train
+        channels_last = opts.channels_last if opts.channels_last is not None else cuda
+        micro = opts.micro_batch or settings.batch_size
+        if not 0 < micro <= settings.batch_size:
+            raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
+        return cls(device, opts.precision == "bf16" or (opts.precision == "auto" and cuda),
+                   torch.channels_last if channels_last else torch.contiguous_format,
+                   settings.check_every or (10 if cuda else 1), micro)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+
+class _DivergenceWatch:
+    """The smoothed loss against the initial one: says why a trial diverged, or None."""
+
+    def __init__(self, factor: float, smoothing: float, initial=None, ema=None):
+        self.factor, self.smoothing, self.initial, self.ema = factor, smoothing, initial, ema
+
+    def see(self, values: list[float]) -> str | None:
+        for value in values:
+            if self.initial is None:
+                self.initial = self.ema = value
+            if not math.isfinite(value):
+                return "non-finite loss"
+            self.ema = (1 - self.smoothing) * self.ema + self.smoothing * value
+            if self.ema > self.factor * self.initial:
+                return f"loss > {self.factor:g}x initial"
+        return None
+
+
+@dataclass
+class _Progress:
+    """A trial in flight: what a checkpoint holds and a resume restores."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    losses: torch.Tensor
+    watch: _DivergenceWatch
+    step: int = 0
+    seconds_before: float = 0.0
+
+
 def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, settings: TrialSettings,
           hooks: Sequence[TrainingHook] = ()):
-    """A trial that also hands back what it trained: (model, optimizer, TrialResult).
+    """A trial that also hands back what it trained: (model, optimizer, TrialRecord).
 
     The model and optimizer state are what a curvature measurement after training needs
     (Adam's second moments define the preconditioned Hessian).
     """
     if not lr > 0:
         raise UsageError(f"learning rate must be positive, got {lr}")
-    device = resolve_device(settings.device)
-    cuda = device.type == "cuda"
-    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cuda)
-    channels_last = settings.channels_last is True or (settings.channels_last == "auto" and cuda)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    check_every = settings.check_every or (10 if cuda else 1)
-    micro = settings.micro_batch or settings.batch_size
-    if not 0 < micro <= settings.batch_size:
-        raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
-
-    def fresh():
-        """The model (seeded init) and its optimizer, as every trial at this seed starts."""
-        torch.manual_seed(settings.seed)
-        model = make_model().to(device=device, memory_format=memory_format)
-        return model, build_optimizer(params=model.parameters(), lr=lr, **settings.optimizer)
-
-    model, opt = fresh()
-    loader = BatchLoader(data.train, settings.batch_size, device, train=True, seed=settings.seed)
-    total = budget_steps(settings, len(loader))
-    warmup = round(settings.warmup * total)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    losses = torch.empty(total, device=device)
-    scheduled_elsewhere = any(hook.owns_lr for hook in hooks)
-    initial = ema = None
-    reason = None
-    step = checked = 0
-    seconds_before = 0.0
-    per_epoch = len(loader)
-    if settings.checkpoint and Path(settings.checkpoint).exists():
-        try:
-            step, initial, ema, seconds_before = _resume(settings.checkpoint, model, opt, losses, device,
-                                                         hooks)
-        except Exception as e:   # truncated or foreign: start the trial afresh, say so once
-            warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); "
-                          "training this trial from the start")
-            Path(settings.checkpoint).unlink(missing_ok=True)
-            model, opt = fresh()
-        else:
-            tqdm.write(f"resuming trial lr={lr:.4g} B={settings.batch_size} at epoch {step // per_epoch} "
-                       f"(step {step} of {total})")
-        checked = step
-    step_fn = torch.compile(model) if settings.compile else model
-    bar = tqdm(total=total, initial=step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
-               disable=True if settings.quiet else None, unit="step")
-    model.train()
+    where = _Device.of(settings)
+    loader = BatchLoader(data.train, settings.batch_size, where.device, train=True, seed=settings.seed)
+    total = budget_steps(settings.budget, len(loader))
+    run = _start(make_model, lr, settings, where, total, hooks, per_epoch=len(loader))
     start = time.perf_counter()
-    for x, y in _batches(loader, total - step, first_epoch=step // per_epoch):
-        if not scheduled_elsewhere:
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_factor(settings.schedule, step, total, warmup)
-        for hook in hooks:
-            hook.before_step(step, model, opt)
-        opt.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=device)
-        for xs, ys in zip(x.split(micro), y.split(micro)):   # one piece unless micro_batch is set
-            with autocast:
-                piece = F.cross_entropy(step_fn(xs.contiguous(memory_format=memory_format)), ys)
-            (piece * (len(ys) / len(y))).backward()
-            loss += piece.detach().float() * (len(ys) / len(y))
-        opt.step()
-        losses[step] = loss
-        step += 1
-        epoch_end = step % per_epoch == 0
-        if step % check_every == 0 or step == total or epoch_end:
-            seen = losses[checked:step].float().cpu().tolist()
-            checked = step
-            for value in seen:
-                if initial is None:
-                    initial = ema = value
-                if not math.isfinite(value):
-                    reason = "non-finite loss"
-                    break
-                ema = (1 - settings.smoothing) * ema + settings.smoothing * value
-                if ema > settings.divergence_factor * initial:
-                    reason = f"loss > {settings.divergence_factor:g}x initial"
-                    break
-            bar.update(len(seen))
-            bar.set_postfix(loss=f"{seen[-1]:.3g}", lr=f"{opt.param_groups[0]['lr']:.3g}")
-            if reason:
-                break
-        if epoch_end and settings.checkpoint and step < total:
-            _save(settings.checkpoint, model, opt, losses, step, initial, ema,
-                  seconds_before + time.perf_counter() - start, hooks)
-    if cuda:
-        torch.cuda.synchronize(device)
-    seconds = seconds_before + time.perf_counter() - start
+    reason = _loop(run, loader, lr, settings, where, total, hooks)
+    if where.device.type == "cuda":
+        torch.cuda.synchronize(where.device)
+    seconds = run.seconds_before + time.perf_counter() - start
     if settings.checkpoint:
         Path(settings.checkpoint).unlink(missing_ok=True)   # the result is the record from now on
-    bar.close()
+    return run.model, run.opt, _result(run, data, lr, settings, where, total, seconds, reason, hooks)
 
-    curve = losses[:step].float().cpu()
-    tail = curve[-max(1, step // 10):]
+
+def _start(make_model, lr, settings: TrialSettings, where: _Device, total: int, hooks, per_epoch: int) -> _Progress:
+    """A fresh trial, or the one its checkpoint holds (an unreadable checkpoint: fresh, said once)."""
+    def fresh() -> _Progress:
+        torch.manual_seed(settings.seed)   # every trial at this seed starts from the same init
+        model = make_model().to(device=where.device, memory_format=where.memory_format)
+        opt = build_optimizer(params=model.parameters(), lr=lr, **settings.optimizer)
+        watch = _DivergenceWatch(settings.train.divergence_factor, settings.smoothing)
+        return _Progress(model, opt, torch.empty(total, device=where.device), watch)
+
+    run = fresh()
+    if not (settings.checkpoint and Path(settings.checkpoint).exists()):
+        return run
+    try:
+        _resume(settings.checkpoint, run, where.device, hooks)
+    except Exception as e:   # truncated or foreign
+        warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); "
+                      "training this trial from the start", stacklevel=2)
+        Path(settings.checkpoint).unlink(missing_ok=True)
+        return fresh()
+    tqdm.write(f"resuming trial lr={lr:.4g} B={settings.batch_size} at epoch {run.step // per_epoch} "
+               f"(step {run.step} of {total})")
+    return run
+
+
+def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSettings, where: _Device,
+          total: int, hooks) -> str | None:
+    """Train from ``run.step`` to ``total``; return why the trial diverged, or None.
+
+    Losses stay on the device and are read back every ``check_every`` steps and at epoch ends.
+    """
+    per_epoch, checked = len(loader), run.step
+    scheduled_elsewhere = any(hook.owns_lr for hook in hooks)
+    warmup = round(settings.train.warmup * total)
+    step_fn = torch.compile(run.model) if settings.train.compile else run.model
+    bar = tqdm(total=total, initial=run.step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
+               disable=True if settings.quiet else None, unit="step")
+    run.model.train()
+    start = time.perf_counter()
+    reason = None
+    for x, y in _batches(loader, total - run.step, first_epoch=run.step // per_epoch):
+        if not scheduled_elsewhere:
+            for group in run.opt.param_groups:
+                group["lr"] = lr * lr_factor(settings.train.schedule, run.step, total, warmup)
+        for hook in hooks:
+            hook.before_step(run.step, run.model, run.opt)
+        run.losses[run.step] = _step(step_fn, run.opt, x, y, where)
+        run.step += 1
+        epoch_end = run.step % per_epoch == 0
+        if run.step % where.check_every == 0 or run.step == total or epoch_end:
+            seen = run.losses[checked:run.step].float().cpu().tolist()
+            checked = run.step
+            reason = run.watch.see(seen)
+            bar.update(len(seen))
+            bar.set_postfix(loss=f"{seen[-1]:.3g}", lr=f"{run.opt.param_groups[0]['lr']:.3g}")
+            if reason:
+                break
+        if epoch_end and settings.checkpoint and run.step < total:
+            _save(settings.checkpoint, run, run.seconds_before + time.perf_counter() - start, hooks)
+    bar.close()
+    return reason
+
+
+def _step(step_fn, opt, x, y, where: _Device) -> torch.Tensor:
+    """One optimizer step over the batch (in micro-batch pieces if asked); the mean loss, on device."""
+    opt.zero_grad(set_to_none=True)
+    loss = torch.zeros((), device=where.device)
+    for xs, ys in zip(x.split(where.micro), y.split(where.micro)):   # one piece unless micro_batch is set
+        with where.autocast():
+            piece = F.cross_entropy(step_fn(xs.contiguous(memory_format=where.memory_format)), ys)
+        (piece * (len(ys) / len(y))).backward()
+        loss += piece.detach().float() * (len(ys) / len(y))
+    opt.step()
+    return loss
+
+
+def _result(run: _Progress, data: Data, lr, settings: TrialSettings, where: _Device, total: int,
+            seconds: float, reason: str | None, hooks) -> TrialRecord:
+    """Evaluate a trial that did not diverge, judge it, and write down what happened."""
+    curve = run.losses[:run.step].float().cpu()
+    tail = curve[-max(1, run.step // 10):]
     final = float(tail.mean()) if reason is None else float("nan")
     acc = test_loss = None
     if reason is None and settings.evaluate:
-        with autocast:
-            test_loss, acc = evaluate(model, data.test, device, settings.eval_batch_size, memory_format)
+        with where.autocast():
+            test_loss, acc = evaluate(run.model, data.test, where.device, settings.train.eval_batch_size,
+                                      where.memory_format)
     if reason is None:
-        outcome, reason = judge(initial, final, acc, data.num_classes, len(data.test),
-                                settings.stall_loss_margin, settings.stall_acc_margin)
+        outcome, reason = judge(run.watch.initial, final, acc, data.num_classes, len(data.test),
+                                settings.train.stall_loss_margin, settings.train.stall_acc_margin)
     else:
         outcome = DIVERGED
-    result = TrialResult(lr=lr, outcome=outcome, reason=reason, initial_loss=initial,
-                         final_train_loss=final, test_acc=acc, test_loss=test_loss, steps=step,
-                         budget_steps=total, seconds=seconds,
-                         images_per_s=step * settings.batch_size / max(seconds, 1e-9),
-                         loss_curve=_downsample(curve, settings.curve_points),
-                         hooks={hook.name: hook.log() for hook in hooks})
-    return model, opt, result
+    return TrialRecord(lr=lr, outcome=outcome, reason=reason, initial_loss=run.watch.initial,
+                       final_train_loss=final, test_acc=acc, test_loss=test_loss, steps=run.step,
+                       budget_steps=total, seconds=seconds,
+                       images_per_s=run.step * settings.batch_size / max(seconds, 1e-9),
+                       loss_curve=_downsample(curve, settings.curve_points),
+                       hooks={hook.name: hook.log() for hook in hooks})
 
 
-def _save(path, model, opt, losses, step, initial, ema, seconds, hooks=()) -> None:
+def _save(path, run: _Progress, seconds: float, hooks=()) -> None:
     """The trial at an epoch boundary, written atomically: everything a resume needs."""
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "losses": losses[:step].cpu(),
-             "step": step, "initial": initial, "ema": ema, "seconds": seconds,
-             "rng": torch.get_rng_state(), "hooks": {hook.name: hook.state_dict() for hook in hooks}}
+    state = {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+             "losses": run.losses[:run.step].cpu(), "step": run.step, "initial": run.watch.initial,
+             "ema": run.watch.ema, "seconds": seconds, "rng": torch.get_rng_state(),
+             "hooks": {hook.name: hook.state_dict() for hook in hooks}}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     with replace_atomically(path) as tmp:   # a unique temp name: concurrent writers never collide
         torch.save(state, tmp)
 
 
-def _resume(path, model, opt, losses, device, hooks=()):
-    """Restore a trial saved by ``_save``; the data order of later epochs is seeded, so the
-    resumed trial continues exactly as the uninterrupted one would have."""
+def _resume(path, run: _Progress, device, hooks=()) -> None:
+    """Restore a trial saved by ``_save`` into ``run``; the data order of later epochs is seeded,
+    so the resumed trial continues exactly as the uninterrupted one would have."""
     state = torch.load(path, map_location=device, weights_only=True)   # callers catch a bad file
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
     saved_hooks = state.get("hooks", {})
     for hook in hooks:
         if hook.name in saved_hooks:
             hook.load_state_dict(saved_hooks[hook.name])
-    step = int(state["step"])
-    losses[:step] = state["losses"].to(device)
+    run.step = int(state["step"])
+    run.losses[:run.step] = state["losses"].to(device)
     torch.set_rng_state(state["rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return step, state["initial"], state["ema"], float(state["seconds"])
+    run.watch.initial, run.watch.ema = state["initial"], state["ema"]
+    run.seconds_before = float(state["seconds"])
 
 
 def _batches(loader: BatchLoader, total: int, first_epoch: int = 0):

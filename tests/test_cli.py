@@ -10,7 +10,7 @@ import pytest
 
 # Small enough for a few seconds per job on 2 CPU cores.
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",
-        "search.budget.steps=8", "quiet=true"]
+        "train.steps=8", "quiet=true"]
 
 
 def cli(*args, cwd):
@@ -85,12 +85,12 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
     (["model.name=alexnet"], "unknown model 'alexnet'"),
     (["batch=0"], "batch must be a positive integer, got 0"),
     (["batch=-8"], "batch must be a positive integer"),
-    (["optimizer.lr=-0.1"], "optimizer.lr must be positive"),
+    (["optimizer.lr=-0.1"], "optimizer.lr must be a positive number"),
     (["batch=100000"], "100000"),
     (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must lie in (0, 1), got 1.5"),
     (["train.stall_acc_margin=0"], "train.stall_acc_margin must lie in (0, 1), got 0"),
     (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
-    (["search.blowup=maybe"], "search.blowup must be true or false"),
+    (["search.blowup=maybe"], "search.blowup=maybe: Value 'maybe' is not a valid bool"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
     out = cli(*TINY, f"out_dir={tmp_path}", *args, cwd=tmp_path)

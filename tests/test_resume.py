@@ -14,11 +14,13 @@ import torch
 from test_cli import TINY, records
 from test_cli import cli as run_cli
 
-from spectral_sweep import cli, job
+from spectral_sweep import cli, job, runner
+from spectral_sweep.config import compose
 from spectral_sweep.errors import UsageError
 from spectral_sweep.records import TrialCache, read_json, write_json_atomic
+from spectral_sweep.results import TrialRecord
 
-GRID = ["search=grid", "search.lrs=[0.003,0.01,0.03]", "search.budget.steps=25"]
+GRID = ["search=grid", "search.lrs=[0.003,0.01,0.03]", "train.steps=25"]
 
 
 def trial_files(sweep):
@@ -99,7 +101,8 @@ def test_two_concurrent_writers_never_corrupt_a_record(tmp_path):
 
 def test_corrupt_trial_is_named_and_recomputed(tmp_path):
     cache = TrialCache(tmp_path)
-    cache.put("abc", {"lr": 0.1, "stable": True})
+    cache.put("abc", TrialRecord(lr=0.1, outcome="trained"))
+    assert cache.get("abc").trained and cache.hits == 1            # a finished trial reads back
     (cache.dir / "abc.json").write_text('{"lr": 0.1, "sta')
     with pytest.warns(UserWarning, match="abc.json"):
         assert cache.get("abc") is None
@@ -138,10 +141,8 @@ def test_out_of_memory_names_the_batch_and_offers_micro_batches(tmp_path, monkey
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(job, "run_trial", oom)
-    config = {"model": {"name": "vgg11_bn", "width": 0.125}, "dataset": {"name": "synthetic", "train_size": 256,
-              "test_size": 64}, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "train": {},
-              "search": {"method": "fixed", "budget": {"steps": 2}}, "spectrum": {"enabled": False},
-              "batch": 128, "seed": 0, "device": "cpu", "quiet": True}
+    monkeypatch.setattr(runner, "run_trial", oom)
+    config = compose("model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=64",
+                     "search=fixed", "train.steps=2", "batch=128", "device=cpu", "quiet=true")
     with pytest.raises(UsageError, match=r"out of memory training batch 128 .* train.micro_batch=32"):
         job.run_point(config, tmp_path)

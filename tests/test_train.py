@@ -1,12 +1,14 @@
 """The trial: three outcomes (trained, stalled, diverged), divergence is a result, same seed gives
 the same trial."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from spectral_sweep.config import Budget, TrainConfig
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
@@ -25,9 +27,14 @@ def small_cnn():
                          nn.Flatten(), nn.Linear(16, 10))
 
 
-def settings(**kw):
-    base = dict(batch_size=32, optimizer={"name": "sgd", "momentum": 0.9}, steps=60, quiet=True)
-    return TrialSettings(**{**base, **kw})
+TRAIN_OPTIONS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def settings(steps=60, epochs=None, **kw):
+    """TrialSettings with the train options (schedule, margins, micro_batch, ...) given flat."""
+    train = TrainConfig(**{k: kw.pop(k) for k in list(kw) if k in TRAIN_OPTIONS})
+    base = dict(batch_size=32, optimizer={"name": "sgd", "momentum": 0.9}, quiet=True)
+    return TrialSettings(**{**base, **kw}, budget=Budget(steps=steps, epochs=epochs), train=train)
 
 
 def test_small_lr_trains_learns_and_is_evaluated(data):
@@ -150,10 +157,10 @@ def test_check_every_batches_host_syncs_without_changing_the_verdict(data):
 
 
 def test_budget_in_epochs_wins_over_steps():
-    assert budget_steps(settings(steps=5, epochs=2.5), steps_per_epoch=16) == 40
-    assert budget_steps(settings(steps=5), steps_per_epoch=16) == 5
+    assert budget_steps(Budget(steps=5, epochs=2.5), steps_per_epoch=16) == 40
+    assert budget_steps(Budget(steps=5), steps_per_epoch=16) == 5
     with pytest.raises(UsageError):
-        budget_steps(settings(steps=None), steps_per_epoch=16)
+        budget_steps(Budget(), steps_per_epoch=16)
 
 
 def test_bad_lr_and_batch_are_usage_errors(data):

@@ -1,0 +1,210 @@
+"""What a sweep point found, as typed records: a trial, a spectrum, a job.
+
+These dataclasses are the schema of ``record.json`` (a ``JobRecord``) and of the cached trial
+files (a ``TrialRecord``); ``records.py`` stores and loads them. ``to_dict`` writes plain JSON,
+``from_dict`` reads every schema version ever written, so old sweeps still report:
+
+- schema 1 (before outcomes): a trial has ``stable`` only, read as trained / diverged;
+  a job may say ``lr_max_status: no_stable_lr`` (today ``nothing_trains``);
+- schema 2 (this one): typed records, ``nesterov`` stored beside ``momentum`` so the report can
+  compute the stability limit the optimizer really has.
+
+Fields a reader does not know are kept in ``extra`` and written back, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .outcomes import DIVERGED, TRAINED, outcome_of
+
+SCHEMA = 2
+LEARNER = "learner"   # a job's ``search`` when the optimizer chose its own lr (lanczos_sgd): the one marker
+
+
+def _known(cls, data: dict) -> tuple[dict, dict]:
+    """Split ``data`` into the fields of ``cls`` and the rest."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    return ({k: v for k, v in data.items() if k in names},
+            {k: v for k, v in data.items() if k not in names})
+
+
+def _plain(obj) -> dict:
+    """A record as a JSON-able dict, its unknown fields back in place."""
+    out = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name != "extra"}
+    return {**out, **obj.extra}
+
+
+@dataclass
+class TrialRecord:
+    """One trial: a fresh model trained at one peak lr for the budget, and how it ended."""
+
+    lr: float
+    outcome: str                         # trained | stalled | diverged (outcomes.py)
+    reason: str | None = None            # why it did not train
+    initial_loss: float | None = None
+    final_train_loss: float | None = None
+    test_acc: float | None = None
+    test_loss: float | None = None
+    steps: int = 0
+    budget_steps: int | None = None
+    seconds: float = 0.0
+    images_per_s: float | None = None
+    loss_curve: list = field(default_factory=list)   # [[step, mean loss over the window], ...]
+    hooks: dict = field(default_factory=dict)        # each training hook's log, by hook name
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def stable(self) -> bool:
+        """Did not diverge (it may still have stalled): what the blow-up edge is made of."""
+        return self.outcome != DIVERGED
+
+    @property
+    def trained(self) -> bool:
+        return self.outcome == TRAINED
+
+    def to_dict(self) -> dict:
+        return {**_plain(self), "stable": self.stable}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrialRecord:
+        known, extra = _known(cls, data)
+        known["outcome"] = outcome_of(data)   # schema 1: from "stable"
+        extra.pop("stable", None)             # derived, written back by to_dict
+        return cls(**known, extra=extra)
+
+
+@dataclass
+class SpectrumRecord:
+    """The curvature of a sweep point (spectrum.measure_spectrum), where it was measured."""
+
+    operator: str                         # hessian | ggn
+    bn_mode: str
+    batches: list                         # per batch size: lambda_max / lambda_min over random batches
+    at: str = "init"                      # init | trained | checkpoint
+    extremes: str = "both"
+    iters: int | None = None
+    preconditioned: bool = False          # by Adam's second moments (after training with Adam)
+    full: dict | None = None              # the full-data operator's extremes
+    density: list = field(default_factory=list)   # SLQ densities
+    noise_scale: dict | None = None
+    cost_gradients: float | None = None
+    seconds: float | None = None
+    trained: dict | None = None           # at=trained: the training run before the measurement
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpectrumRecord:
+        known, extra = _known(cls, data)
+        return cls(**known, extra=extra)
+
+
+@dataclass
+class JobRecord:
+    """One sweep point: the search's result, its trials, optionally its spectrum, and provenance."""
+
+    model: str
+    dataset: str
+    optimizer: str
+    batch_size: int
+    trials: list[TrialRecord]
+    seed: int = 0
+    variant: str = ""                     # the job's other overrides, e.g. optimizer.momentum=0.5
+    expected_exponent: float | None = None   # 1 for SGD-like, 0.5 for Adam-like: the law under test
+    momentum: float | None = None         # heavy-ball momentum (SGD) or beta1 (Adam)
+    nesterov: bool = False
+    search: str | None = None             # bisect | grid | fixed | none | learner
+    search_start: float | None = None
+    lr_max: float | None = None           # the largest lr whose trial trained
+    lr_max_bracket: list = field(default_factory=lambda: [None, None])
+    lr_max_status: str | None = None      # bracketed | lower_bound | nothing_trains | not_searched | chosen_by_learner
+    acc_at_lr_max: float | None = None
+    lr_blowup: float | None = None        # the largest lr that did not diverge
+    lr_blowup_bracket: list = field(default_factory=lambda: [None, None])
+    lr_blowup_status: str | None = None
+    non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
+    lr_best: float | None = None
+    best_test_acc: float | None = None
+    trials_reused: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    params: int | None = None
+    train_size: int | None = None
+    num_classes: int | None = None
+    budget: dict = field(default_factory=dict)   # {"steps", "epochs"}: the length of every trial
+    job_key: str | None = None
+    group_key: str | None = None          # same for every batch size of one curve
+    spectrum: SpectrumRecord | None = None
+    device: str | None = None
+    commit: str | None = None
+    command: str | None = None
+    torch: str | None = None
+    created: str | None = None
+    config: dict = field(default_factory=dict)
+    schema: int = SCHEMA
+    kind: str = "sweep_point"
+    record_path: str | None = None        # where it was loaded from (not written)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_learner(self) -> bool:
+        return self.search == LEARNER
+
+    def to_dict(self) -> dict:
+        out = _plain(self)
+        out.pop("record_path")
+        out["trials"] = [t.to_dict() for t in self.trials]
+        out["spectrum"] = self.spectrum.to_dict() if self.spectrum is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobRecord:
+        known, extra = _known(cls, data)
+        known["trials"] = [TrialRecord.from_dict(t) for t in data["trials"]]
+        if isinstance(data.get("spectrum"), dict):
+            known["spectrum"] = SpectrumRecord.from_dict(data["spectrum"])
+        if "nesterov" not in data:   # schema 1 kept it in the config only
+            known["nesterov"] = bool(((data.get("config") or {}).get("optimizer") or {}).get("nesterov"))
+        if known.get("lr_max_status") == "no_stable_lr":   # schema 1
+            known["lr_max_status"] = "nothing_trains"
+        return cls(**known, extra=extra)
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a record, apart from the device: command, commit, versions, time."""
+    import torch
+
+    return {"commit": git_commit(), "command": " ".join(["spectral-sweep", *sys.argv[1:]]),
+            "torch": torch.__version__, "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def device_name(device) -> str:
+    """A record's ``device``: the GPU's name, or the CPU with its thread count."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str:
+    """The source tree's commit (with -dirty when it has uncommitted changes), or 'unknown'."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=src, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
