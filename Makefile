@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check spectral_sweep tests scripts
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

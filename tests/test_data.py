@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from PIL import Image
 
 from spectral_sweep.data import (

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from spectral_sweep.errors import UsageError
 from spectral_sweep.models import MODEL_NAMES, MODELS, build_model
