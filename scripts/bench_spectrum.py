@@ -39,6 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from spectral_sweep.config import SpectrumConfig
 from spectral_sweep.curvature import (
     curvature_operator,
     gradient,
@@ -281,9 +282,9 @@ def batch_size_table(model, data, args, extremes: str = "both"):
     results = {}
     for warm in (True, False):
         start = time.perf_counter()
-        results[warm] = measure_spectrum(model, data, LOSS, "cpu", sizes, n_batches=args.table_batches,
-                                         bn_mode="eval", iters=100, tol=1e-3, noise_scale=False,
-                                         warm_start=warm, extremes=extremes, progress=False)
+        spec = SpectrumConfig(enabled=True, n_batches=args.table_batches, bn_mode="eval", iters=100, tol=1e-3,
+                              noise_scale=False, warm_start=warm, extremes=extremes)
+        results[warm] = measure_spectrum(model, data, "cpu", spec, sizes, loss_fn=LOSS, progress=False)
         results[warm]["wall"] = time.perf_counter() - start
     warm, cold = results[True], results[False]
     what = "both extremes" if extremes == "both" else "lambda_max only"

@@ -278,6 +278,12 @@ class Where(Choice):
     checkpoint = "checkpoint"
 
 
+class Product(Choice):
+    auto = "auto"
+    double_backward = "double_backward"
+    forward_over_reverse = "forward_over_reverse"
+
+
 class Extremes(Choice):
     both = "both"                # lambda_max and lambda_min
     largest = "largest"          # lambda_max only: on a trained network ~4x fewer products
@@ -302,8 +308,12 @@ class SpectrumConfig:
     full_subset: int | None = None   # ... over this many random training samples (null: all)
     chunk: int = 512
     density_batch_sizes: list[int] = field(default_factory=list)   # SLQ densities for these sizes
-    noise_scale: bool = True     # gradient noise scale B_noise from the smallest and largest size
+    density_vectors: int = 4     # random start vectors per density
+    density_iters: int | None = None   # Lanczos steps per density vector (null: iters)
+    noise_scale: bool = True     # gradient noise scale B_noise from the smallest and largest size ...
+    noise_batch_sizes: list[int] | None = None   # ... or from these two sizes
     warm_start: bool = True      # start each Lanczos from the previous run's extreme Ritz vectors
+    method: Product = Product.auto   # how a Hessian-vector product is computed
 
 
 # ---------------------------------------------------------------------------------- the whole

@@ -35,7 +35,7 @@ from .records import (
 from .results import LEARNER, JobRecord, SpectrumRecord, device_name, provenance
 from .runner import TrialRunner
 from .search import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult, locate
-from .theory import expected_exponent
+from .theory import expected_exponent, is_adaptive
 from .train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
@@ -193,15 +193,10 @@ def point_spectrum(config: Config, make_model, data, settings: TrialSettings, de
     spec = config.spectrum
     model, optimizer, trained = _spectrum_model(config, make_model, data, settings, device)
     preconditioner = None
-    if isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+    if optimizer is not None and is_adaptive(type(optimizer).__name__):
         preconditioner = adam_preconditioner(optimizer, trainable_parameters(model))
-    out = measure_spectrum(
-        model, data, torch.nn.functional.cross_entropy, device, spec.batch_sizes or [config.batch],
-        n_batches=spec.n_batches, operator=str(spec.operator), bn_mode=str(spec.bn_mode),
-        iters=spec.iters, tol=spec.tol, full=spec.full, full_subset=spec.full_subset,
-        chunk=spec.chunk, density_batch_sizes=spec.density_batch_sizes,
-        noise_scale=spec.noise_scale, preconditioner=preconditioner, warm_start=spec.warm_start,
-        seed=config.seed, extremes=str(spec.extremes), progress=not config.quiet)
+    out = measure_spectrum(model, data, device, spec, spec.batch_sizes or [config.batch], seed=config.seed,
+                           preconditioner=preconditioner, progress=not config.quiet)
     return SpectrumRecord.from_dict({**out, "at": str(spec.at), "trained": trained})
 
 

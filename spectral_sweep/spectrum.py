@@ -32,9 +32,11 @@ import time
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from spectral_sweep import seeds
+from spectral_sweep.config import SpectrumConfig
 from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
     Chunks,
@@ -116,48 +118,33 @@ class _Extremes:
                 "products": run.products}
 
 
-def measure_spectrum(model, data, loss_fn, device, batch_sizes: Sequence[int], n_batches: int = 10,
-                     operator: str = "hessian", bn_mode: str = "train", iters: int = 100,
-                     tol: float | None = 1e-3, full: bool = False, full_subset: int | None = None,
-                     chunk: int = 512, density_batch_sizes: Sequence[int] = (),
-                     density_vectors: int = 4, density_iters: int | None = None,
-                     noise_scale: bool = True, noise_batch_sizes: Sequence[int] | None = None,
-                     preconditioner: torch.Tensor | None = None, method: str = "auto",
-                     warm_start: bool = True, cost_batch: int | None = None, seed: int = 0,
-                     extremes: str = "both", progress: bool = True) -> dict:
-    """Measure the curvature of ``model`` at its current parameters; returns record["spectrum"].
-
-    ``data``: a ``Data`` (its train split is used) or a split. ``loss_fn(outputs, targets)``: the
-    mean training loss without weight decay (weight decay wd adds wd to every eigenvalue).
-    ``preconditioner``: a flat positive P (e.g. ``curvature.adam_preconditioner``) to measure
-    P^-1/2 H P^-1/2, whose spectrum is that of P^-1 H. ``full``: also the full-data operator over
-    the split (or ``full_subset`` random samples) in chunks of ``chunk``; with ``bn_mode="train"``
-    each chunk is normalised by its own statistics (see ``curvature.operators``).
-    ``noise_scale``: gradient noise scale from ``n_batches`` gradients at each of
-    ``noise_batch_sizes`` (default: the smallest and largest of ``batch_sizes``).
-    ``cost_batch``: the batch size of one gradient in ``cost_gradients`` (see the module notes).
-    ``extremes="largest"``: lambda_max only (lambda_min recorded as None); the top outlier of a
-    trained network converges in a few products, the dense negative tail needs many more.
-    The model's parameters, buffers and train/eval flags are left as they were.
+def measure_spectrum(model, data, device, spec: SpectrumConfig, batch_sizes: Sequence[int], *, seed: int = 0,
+                     preconditioner: torch.Tensor | None = None, loss_fn=F.cross_entropy,
+                     cost_batch: int | None = None, progress: bool = True) -> dict:
+    """Measure the curvature of ``model`` at its current parameters, as ``spec`` (a
+    ``config.SpectrumConfig``: operator, n_batches, iters, tol, full, densities, ...) says, over
+    mini-batches of each of ``batch_sizes``; returns the record's spectrum entry.
     """
+    n_batches, operator, bn_mode, iters = spec.n_batches, str(spec.operator), str(spec.bn_mode), spec.iters
+    extremes, full, density_batch_sizes = str(spec.extremes), spec.full, spec.density_batch_sizes
     batch_sizes = [int(b) for b in batch_sizes]
     _check(batch_sizes, n_batches, iters, operator, bn_mode, extremes)
     cost_batch = int(cost_batch or max(batch_sizes))
     split = _split(data)
     start = time.perf_counter()
-    measure = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, tol,
-                        warm_start, seed, extremes)
+    measure = _Extremes(model, loss_fn, operator, bn_mode, str(spec.method), preconditioner, iters, spec.tol,
+                        spec.warm_start, seed, extremes)
     batches = _batch_extremes(measure, split, device, batch_sizes, n_batches, seed, progress)
     full_entry = None
     if full:
-        chunks, samples = _full_data(split, full_subset, chunk, device, seed)
+        chunks, samples = _full_data(split, spec.full_subset, spec.chunk, device, seed)
         found = measure(chunks)
         full_entry = {"lambda_max": found["lambda_max"], "lambda_min": found["lambda_min"],
                       "samples": samples}
     density, density_samples = _densities(measure, split, device, density_batch_sizes,
-                                          density_vectors, density_iters or iters, seed)
+                                          spec.density_vectors, spec.density_iters or iters, seed)
     noise, gradient_samples = _noise(measure, split, device, batch_sizes, n_batches,
-                                     noise_scale, noise_batch_sizes, seed)
+                                     spec.noise_scale, spec.noise_batch_sizes, seed)
     product_samples = measure.samples + density_samples
     return {
         "operator": operator,

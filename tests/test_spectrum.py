@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from spectral_sweep.config import SpectrumConfig
 from spectral_sweep.curvature import gradient_sqnorms, noise_scale
 from spectral_sweep.data import load_dataset, random_batch
 from spectral_sweep.errors import UsageError
@@ -15,6 +16,12 @@ from spectral_sweep.spectrum import measure_spectrum
 
 LOSS = nn.CrossEntropyLoss()
 SIZES = (4, 16, 64, 256)
+
+
+def measure(model, data, loss_fn, device, batch_sizes, progress=True, preconditioner=None, **options):
+    """measure_spectrum with the SpectrumConfig options given flat, as a test reads best."""
+    return measure_spectrum(model, data, device, SpectrumConfig(enabled=True, **options), batch_sizes,
+                            loss_fn=loss_fn, preconditioner=preconditioner, progress=progress)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +40,8 @@ def small_mlp(batch_norm=False):
 @pytest.fixture(scope="module")
 def spectrum(data):
     """One full measurement, shared by the tests that only read it."""
-    return measure_spectrum(small_mlp(), data, LOSS, "cpu", SIZES, n_batches=4, iters=100,
-                            tol=1e-3, full=True, chunk=512, density_batch_sizes=(64,),
-                            density_vectors=2, density_iters=30, progress=False)
+    return measure(small_mlp(), data, LOSS, "cpu", SIZES, n_batches=4, iters=100, tol=1e-3, full=True,
+                   chunk=512, density_batch_sizes=(64,), density_vectors=2, density_iters=30, progress=False)
 
 
 def test_record_schema(spectrum):
@@ -72,13 +78,13 @@ def test_lambda_max_shrinks_with_batch_size_toward_the_full_data_value(spectrum)
 def test_warm_start_changes_cost_not_results(data):
     model = small_mlp()
     kwargs = {"n_batches": 3, "iters": 100, "tol": 1e-4, "noise_scale": False, "progress": False}
-    warm = measure_spectrum(model, data, LOSS, "cpu", (32, 64), warm_start=True, **kwargs)
-    cold = measure_spectrum(model, data, LOSS, "cpu", (32, 64), warm_start=False, **kwargs)
+    warm = measure(model, data, LOSS, "cpu", (32, 64), warm_start=True, **kwargs)
+    cold = measure(model, data, LOSS, "cpu", (32, 64), warm_start=False, **kwargs)
     for w, c in zip(warm["batches"], cold["batches"]):
         np.testing.assert_allclose(w["lambda_max"], c["lambda_max"], rtol=1e-4)
         scale = max(np.abs(c["lambda_max"]))
         np.testing.assert_allclose(w["lambda_min"], c["lambda_min"], atol=1e-4 * scale)
-    again = measure_spectrum(model, data, LOSS, "cpu", (32, 64), warm_start=True, **kwargs)
+    again = measure(model, data, LOSS, "cpu", (32, 64), warm_start=True, **kwargs)
     assert again["batches"] == warm["batches"]  # same seed, same numbers
     # cost: 2 nominal gradients per product, weighted by samples, in gradients of the largest B
     weighted = sum(b["products"] * b["batch_size"] for b in warm["batches"]) / 64
@@ -91,7 +97,7 @@ def test_measurement_leaves_the_model_untouched(data):
     with torch.no_grad():
         model[3].running_mean.fill_(0.2)
     state = {k: t.clone() for k, t in model.state_dict().items()}
-    result = measure_spectrum(model, data, LOSS, "cpu", (8, 32), n_batches=2, iters=30,
+    result = measure(model, data, LOSS, "cpu", (8, 32), n_batches=2, iters=30,
                               operator="ggn", bn_mode="train", progress=False)
     for key, tensor in model.state_dict().items():
         assert torch.equal(tensor, state[key]), key
@@ -103,9 +109,9 @@ def test_measurement_leaves_the_model_untouched(data):
 def test_preconditioner_rescales_the_spectrum(data):
     model = small_mlp()
     kwargs = {"n_batches": 2, "iters": 100, "tol": 1e-5, "noise_scale": False, "progress": False}
-    plain = measure_spectrum(model, data, LOSS, "cpu", (64,), **kwargs)
+    plain = measure(model, data, LOSS, "cpu", (64,), **kwargs)
     dim = sum(p.numel() for p in model.parameters())
-    scaled = measure_spectrum(model, data, LOSS, "cpu", (64,), preconditioner=torch.full((dim,), 4.0),
+    scaled = measure(model, data, LOSS, "cpu", (64,), preconditioner=torch.full((dim,), 4.0),
                               **kwargs)
     assert scaled["preconditioned"] is True
     np.testing.assert_allclose(np.array(scaled["batches"][0]["lambda_max"]) * 4,
@@ -113,7 +119,7 @@ def test_preconditioner_rescales_the_spectrum(data):
 
 
 def test_progress_bar_is_quiet_when_asked(data, capsys):
-    measure_spectrum(small_mlp(), data, LOSS, "cpu", (8,), n_batches=1, iters=5,
+    measure(small_mlp(), data, LOSS, "cpu", (8,), n_batches=1, iters=5,
                      noise_scale=False, progress=False)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
@@ -125,7 +131,7 @@ def test_bad_input_is_a_usage_error(data):
                    {"batch_sizes": (8,), "operator": "fisher"},
                    {"batch_sizes": (8,), "bn_mode": "frozen"}):
         with pytest.raises(UsageError):
-            measure_spectrum(model, data, LOSS, "cpu", n_batches=1, iters=5, progress=False, **kwargs)
+            measure(model, data, LOSS, "cpu", progress=False, **{"n_batches": 1, "iters": 5, **kwargs})
 
 
 def test_random_batches_are_distinct_samples_with_the_eval_transform(data):
@@ -179,12 +185,12 @@ def test_noise_scale_recovers_a_planted_value():
 def test_largest_only_measures_the_same_lambda_max_with_fewer_products(data):
     model = small_mlp()
     kwargs = {"n_batches": 3, "iters": 100, "tol": 1e-4, "noise_scale": False, "progress": False}
-    both = measure_spectrum(model, data, LOSS, "cpu", (32, 64), **kwargs)
-    top = measure_spectrum(model, data, LOSS, "cpu", (32, 64), extremes="largest", **kwargs)
+    both = measure(model, data, LOSS, "cpu", (32, 64), **kwargs)
+    top = measure(model, data, LOSS, "cpu", (32, 64), extremes="largest", **kwargs)
     assert top["extremes"] == "largest" and both["extremes"] == "both"
     for t, b in zip(top["batches"], both["batches"]):
         np.testing.assert_allclose(t["lambda_max"], b["lambda_max"], rtol=1e-4)
         assert t["lambda_min"] == [None] * 3
         assert t["products"] < b["products"]
     with pytest.raises(UsageError, match="extremes"):
-        measure_spectrum(model, data, LOSS, "cpu", (32,), extremes="smallest", **kwargs)
+        measure(model, data, LOSS, "cpu", (32,), extremes="smallest", **kwargs)
