@@ -35,7 +35,8 @@ from .records import (
 from .results import LEARNER, JobRecord, SpectrumRecord, device_name, provenance
 from .runner import TrialRunner
 from .search import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult, locate
-from .theory import expected_exponent, is_adaptive
+from .spectrum import point_spectrum
+from .theory import expected_exponent
 from .train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
@@ -178,51 +179,6 @@ def _label(config: Config, model_label: str | None) -> str:
 def _count_parameters(make_model) -> int:
     with torch.device("meta"):   # costs nothing
         return sum(p.numel() for p in make_model().parameters())
-
-
-def point_spectrum(config: Config, make_model, data, settings: TrialSettings, device) -> SpectrumRecord:
-    """The curvature of this sweep point (record.spectrum), at init, after training or at a checkpoint.
-
-    ``spectrum.batch_sizes: null`` measures mini-batches of this job's own batch size, so that a
-    sweep over B assembles lambda_max(B) across its jobs; a list measures every size in one job.
-    After training with Adam/AdamW the operator is preconditioned by Adam's second moments.
-    """
-    from .curvature import adam_preconditioner, trainable_parameters
-    from .spectrum import measure_spectrum
-
-    spec = config.spectrum
-    model, optimizer, trained = _spectrum_model(config, make_model, data, settings, device)
-    preconditioner = None
-    if optimizer is not None and is_adaptive(type(optimizer).__name__):
-        preconditioner = adam_preconditioner(optimizer, trainable_parameters(model))
-    out = measure_spectrum(model, data, device, spec, spec.batch_sizes or [config.batch], seed=config.seed,
-                           preconditioner=preconditioner, progress=not config.quiet)
-    return SpectrumRecord.from_dict({**out, "at": str(spec.at), "trained": trained})
-
-
-def _spectrum_model(config: Config, make_model, data, settings: TrialSettings, device):
-    """(model, optimizer or None, what training did or None) at the point ``spectrum.at`` names.
-
-    Training for ``at=trained`` runs the learner when the optimizer is lanczos_sgd."""
-    from .train import train
-
-    spec = config.spectrum
-    if str(spec.at) == "trained":
-        steps = dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, steps=spec.train_steps,
-                                                                         epochs=None), evaluate=False)
-        learner = [hook for hook in _hooks(config, data, device)() if hook.owns_lr]
-        model, optimizer, result = train(make_model, data, config.optimizer.lr, steps, hooks=learner)
-        if not result.stable:
-            raise UsageError(f"spectrum.at=trained: training at optimizer.lr={config.optimizer.lr} "
-                             f"diverged ({result.reason}); lower optimizer.lr")
-        return model, optimizer, {"lr": result.lr, "steps": result.steps,
-                                  "final_train_loss": result.final_train_loss, "hooks": result.hooks}
-    torch.manual_seed(config.seed)
-    model = make_model().to(device)
-    if str(spec.at) == "checkpoint":
-        state = torch.load(spec.checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state.get("model", state))
-    return model, None, None
 
 
 def _announce(record: JobRecord, outcome: SearchResult, cache: TrialCache) -> None:

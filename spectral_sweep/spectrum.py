@@ -28,6 +28,7 @@ dominated by fixed overheads. ``scripts/bench_spectrum.py`` measures real ratios
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -36,12 +37,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from spectral_sweep import seeds
-from spectral_sweep.config import SpectrumConfig
+from spectral_sweep.config import Budget, Config, SpectrumConfig
 from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
     Chunks,
+    adam_preconditioner,
     slq_nodes,
     temporary_operator,
+    trainable_parameters,
     warm_start_vector,
 )
 from spectral_sweep.curvature import (
@@ -53,7 +56,11 @@ from spectral_sweep.curvature import (
 from spectral_sweep.curvature.lanczos import broadened_density
 from spectral_sweep.data import BatchLoader, random_batch
 from spectral_sweep.errors import UsageError
+from spectral_sweep.learner import hooks_for
+from spectral_sweep.results import SpectrumRecord
 from spectral_sweep.seeds import Stream
+from spectral_sweep.theory import is_adaptive
+from spectral_sweep.train import TrialSettings, train
 
 
 def _split(data):
@@ -217,3 +224,47 @@ def _noise(measure: _Extremes, split, device, batch_sizes, n_batches: int, wante
     noise = measure_noise_scale(measure.model, measure.loss_fn, small, big, bn_mode=measure.bn_mode)
     noise.pop("gradients")
     return noise, n_batches * (sizes[0] + sizes[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# one sweep point's spectrum, as its config asks
+
+
+def point_spectrum(config: Config, make_model, data, settings: TrialSettings, device) -> SpectrumRecord:
+    """The curvature of this sweep point (record.spectrum), at init, after training or at a checkpoint.
+
+    ``spectrum.batch_sizes: null`` measures mini-batches of this job's own batch size, so that a
+    sweep over B assembles lambda_max(B) across its jobs; a list measures every size in one job.
+    After training with Adam/AdamW the operator is preconditioned by Adam's second moments.
+    """
+    spec = config.spectrum
+    model, optimizer, trained = _spectrum_model(config, make_model, data, settings, device)
+    preconditioner = None
+    if optimizer is not None and is_adaptive(type(optimizer).__name__):
+        preconditioner = adam_preconditioner(optimizer, trainable_parameters(model))
+    out = measure_spectrum(model, data, device, spec, spec.batch_sizes or [config.batch], seed=config.seed,
+                           preconditioner=preconditioner, progress=not config.quiet)
+    return SpectrumRecord.from_dict({**out, "at": str(spec.at), "trained": trained})
+
+
+def _spectrum_model(config: Config, make_model, data, settings: TrialSettings, device):
+    """(model, optimizer or None, what training did or None) at the point ``spectrum.at`` names.
+
+    Training for ``at=trained`` runs the learner when the optimizer is lanczos_sgd."""
+    spec = config.spectrum
+    if str(spec.at) == "trained":
+        steps = dataclasses.replace(settings, budget=Budget(steps=spec.train_steps), evaluate=False)
+        hooks = hooks_for(config.optimizer, config.sharpness, config.batch, config.seed, data, device)
+        learner = [hook for hook in hooks if hook.owns_lr]
+        model, optimizer, result = train(make_model, data, config.optimizer.lr, steps, hooks=learner)
+        if not result.stable:
+            raise UsageError(f"spectrum.at=trained: training at optimizer.lr={config.optimizer.lr} "
+                             f"diverged ({result.reason}); lower optimizer.lr")
+        return model, optimizer, {"lr": result.lr, "steps": result.steps,
+                                  "final_train_loss": result.final_train_loss, "hooks": result.hooks}
+    torch.manual_seed(config.seed)
+    model = make_model().to(device)
+    if str(spec.at) == "checkpoint":
+        state = torch.load(spec.checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state.get("model", state))
+    return model, None, None
