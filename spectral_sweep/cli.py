@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import hydra
@@ -60,11 +61,18 @@ def _job(cfg: DictConfig) -> None:
                   variant=hc.job.override_dirname)
     except UsageError as e:
         fail(str(e))
+    except Exception as e:   # a bug or a broken machine: stop the sweep, keep the traceback
+        path = Path(hc.runtime.output_dir) / "error.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc())
+        fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}) failed with {type(e).__name__}: {e}; "
+             f"traceback in {path}. The sweep stops here, so no later job depends on it; rerun the "
+             f"command to resume", code=1)
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
     print(f"spectral-sweep: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def check_choices(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
@@ -92,9 +100,12 @@ LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
 
 def check_launcher(name: str) -> None:
     """A launcher whose Hydra plugin is missing: say which extra installs it."""
-    module = LAUNCHER_PLUGINS.get(name)
-    if module is None or importlib.util.find_spec(module) is not None:
-        return   # basic, or installed, or a launcher we do not know: Hydra decides
+    if name == "basic":
+        return
+    if name not in LAUNCHER_PLUGINS:
+        raise UsageError(f"unknown hydra/launcher '{name}'; choose one of: basic, {', '.join(LAUNCHER_PLUGINS)}")
+    if importlib.util.find_spec(LAUNCHER_PLUGINS[name]) is not None:
+        return
     raise UsageError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'spectral-sweep[cluster]'")
 
 

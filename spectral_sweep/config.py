@@ -23,6 +23,7 @@ from enum import Enum
 from omegaconf import MISSING
 
 DATA_ROOT = "${oc.env:SPECTRAL_SWEEP_DATA,data}"
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet32": 1_281_167}   # the published splits
 
 
 class Choice(str, Enum):
@@ -98,6 +99,12 @@ class DatasetConfig:
         """The dataset's own settings, the keyword arguments of its loader in data.py."""
         return _options(self, DatasetConfig)
 
+    def known_train_size(self) -> int | None:
+        """Training samples, where known without reading the data: a batch larger fails before any work."""
+        full = TRAIN_SIZES.get(self.name, getattr(self, "train_size", None))
+        full = full if isinstance(full, int) else None
+        return self.subset if self.subset is not None and (full is None or self.subset <= full) else full
+
 
 @dataclass
 class CifarConfig(DatasetConfig):
@@ -158,6 +165,15 @@ class AdamConfig(OptimizerConfig):
     eps: float = 1e-8
 
 
+class Rule(Choice):
+    """How the learner turns Ritz values into lr and momentum (learner.py says what each computes)."""
+
+    heavy_ball = "heavy_ball"
+    nesterov = "nesterov"
+    gd = "gd"
+    ssgd = "ssgd"
+
+
 @dataclass
 class LearnerConfig:
     """The on-the-fly Lanczos learner (learner.LanczosLearner): lr and momentum from the curvature."""
@@ -166,7 +182,7 @@ class LearnerConfig:
                                  # where refreshes cost < 5% of training (scripts/bench_learner.py)
     iters: int = 20              # Lanczos steps (Hessian-vector products) per refresh
     batch: int = 128             # samples of the fixed curvature batch (drawn once per trial from the seed)
-    rule: str = "heavy_ball"     # heavy_ball | nesterov | gd | ssgd (learner.RULES says what each computes)
+    rule: Rule = Rule.heavy_ball
     lr_cap: float | None = 1.0   # uncapped heavy ball chose lr ~ 23 on a tiny CNN once its curvature
                                  # batch flattened, and diverged
     momentum_cap: float | None = 0.99
@@ -408,7 +424,7 @@ def check(config: Config) -> None:
 def _problems(config: Config):
     """Each bad value as a one-line message, in the order a user reads the config."""
     import math
-    from pathlib import Path
+    import re
 
     def positive(name, value, integer=True, allow_none=False):
         if value is None and allow_none:
@@ -419,8 +435,11 @@ def _problems(config: Config):
         return None
 
     opt, train, spec = config.optimizer, config.train, config.spectrum
+    known = config.dataset.known_train_size()
     checks = [
         positive("batch", config.batch),
+        None if known is None or config.batch <= known
+        else f"batch size {config.batch} is larger than the training set ({known} samples)",
         None if config.seed >= 0 else f"seed must be an integer >= 0, got {config.seed}",
         positive("optimizer.lr", opt.lr, integer=False),
         None if math.isfinite(opt.weight_decay) and opt.weight_decay >= 0
@@ -435,15 +454,36 @@ def _problems(config: Config):
         positive("train.eval_batch_size", train.eval_batch_size),
         None if 0 <= train.warmup < 1 else f"train.warmup must lie in [0, 1), got {train.warmup}",
         positive("sharpness.every", config.sharpness.every, allow_none=True),
+        None if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", config.device)
+        else f"device must be auto, cpu, mps, cuda or cuda:N, got {config.device!r}",
     ]
+    learner = getattr(opt, "learner", None)
+    if learner is not None:
+        checks += [positive(f"optimizer.learner.{k}", getattr(learner, k)) for k in ("every", "iters", "batch")]
     if spec.enabled:
         checks += [positive("spectrum.n_batches", spec.n_batches), positive("spectrum.iters", spec.iters),
                    positive("spectrum.chunk", spec.chunk), positive("spectrum.train_steps", spec.train_steps),
                    *[positive("spectrum.batch_sizes", b) for b in spec.batch_sizes or []],
                    *[positive("spectrum.density_batch_sizes", b) for b in spec.density_batch_sizes]]
-        if str(spec.at) == "checkpoint" and not (spec.checkpoint and Path(spec.checkpoint).is_file()):
-            checks.append(f"spectrum.at=checkpoint needs spectrum.checkpoint=FILE, an existing state_dict; "
-                          f"got {spec.checkpoint!r}")
+        if str(spec.at) == "checkpoint":
+            checks.append(_checkpoint_problem(spec.checkpoint))
     if str(config.search.method) == "grid":
         checks += [positive("search.lrs", lr, integer=False) for lr in config.search.lrs or [None]]
     yield from (c for c in checks if c)
+
+
+def _checkpoint_problem(path: str | None) -> str | None:
+    """Why ``spectrum.checkpoint`` cannot be measured, or None: it must exist and load as weights."""
+    from pathlib import Path
+
+    if not (path and Path(path).is_file()):
+        return f"spectrum.at=checkpoint needs spectrum.checkpoint=FILE, an existing state_dict; got {path!r}"
+    import torch  # only here: a checkpoint is read by torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        return f"spectrum.checkpoint={path} does not load as weights ({type(e).__name__})"
+    if not isinstance(state, dict):
+        return f"spectrum.checkpoint={path} holds a {type(state).__name__}, not a state_dict"
+    return None

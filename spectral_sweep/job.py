@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import Config, check
 from .data import load_dataset
-from .errors import UsageError
 from .learner import hooks_for, owns_lr
 from .models import build_model
 from .optim import momentum_of
@@ -28,6 +27,7 @@ from .records import (
     TrialCache,
     config_key,
     finished_job,
+    job_lock,
     load_records,
     write_job_record,
     write_json_atomic,
@@ -51,12 +51,19 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     ``variant`` (the job's other overrides, e.g. ``optimizer.momentum=0.5``) is recorded for the
     report. ``job_num`` spreads parallel jobs over the visible GPUs with device=auto.
     """
-    job_dir, job_key = Path(job_dir), config_key(config.to_dict())
+    job_dir = Path(job_dir)
+    with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
+                                                f"({job_dir}); waiting for it")):
+        return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)
+
+
+def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: int, variant: str) -> JobRecord:
+    job_key = config_key(config.to_dict())
     done = _finished(job_dir, job_key)
     if done is not None:
         _say(f"reusing finished job: {done.record_path}")
         return done
-    check_point(config)
+    check(config)   # the CLI did this for every job already; a Python caller may not have
     write_json_atomic(job_dir / "config.json", config.to_dict())
     device = resolve_device(config.device, job_num)
     data = load_dataset(config.dataset.name, root=config.dataset.root, subset=config.dataset.subset,
@@ -89,15 +96,6 @@ def _finished(job_dir: Path, job_key: str) -> JobRecord | None:
         warnings.warn(f"corrupt job record, recomputing: {e}", stacklevel=3)
         return None
     return done if done is not None and done.job_key == job_key else None
-
-
-def check_point(config: Config) -> None:
-    """The checks that need no data: fail in one line before any work is done."""
-    if config.batch <= 0:
-        raise UsageError(f"batch must be a positive integer, got {config.batch!r}")
-    lr = config.optimizer.lr
-    if not (math.isfinite(lr) and lr > 0):
-        raise UsageError(f"optimizer.lr must be a positive number, got {lr!r}")
 
 
 def trial_settings(config: Config, device: torch.device) -> TrialSettings:

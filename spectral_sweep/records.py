@@ -21,6 +21,11 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+try:
+    import fcntl  # POSIX: file locks
+except ImportError:   # elsewhere jobs are not locked
+    fcntl = None
+
 from .results import JobRecord, TrialRecord
 
 RECORD_FILE = "record.json"
@@ -92,6 +97,26 @@ def config_key(*parts) -> str:
     """A short stable hash of JSON-able parts: the identity of a job or a trial for resuming."""
     blob = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def job_lock(job_dir: str | os.PathLike, on_wait=None):
+    """Hold a job's folder for this process. A second process running the same job (the same
+    command twice into one sweep) waits here, calling ``on_wait`` once, and then finds the job
+    finished; a process that dies lets go at once (the OS drops its lock), so the next run takes
+    over from its cached trials. Jobs of one sweep then run in the same order in every process,
+    and a warm start sees the same finished neighbours whatever the timing."""
+    path = Path(job_dir) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 class TrialCache:

@@ -146,3 +146,54 @@ def test_out_of_memory_names_the_batch_and_offers_micro_batches(tmp_path, monkey
                      "search=fixed", "train.steps=2", "batch=128", "device=cpu", "quiet=true")
     with pytest.raises(UsageError, match=r"out of memory training batch 128 .* train.micro_batch=32"):
         job.run_point(config, tmp_path)
+
+
+BISECT = ["search=bisect", "search.blowup=false", "search.reference=null", "optimizer.lr=0.05"]
+
+
+def test_two_identical_commands_at_once_share_the_work_and_match_a_clean_run(tmp_path):
+    """The same command twice into one sweep: each job is locked, so the second process waits and
+    reuses, jobs finish in the same order in both, and every warm start sees the same neighbours."""
+    args = [*TINY, *BISECT, "batch=16,32", f"out_dir={tmp_path}"]
+    clean = run_cli(*args, "name=clean", cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    procs = [subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args, "name=twice"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    # each job was trained by one process and reused by the other
+    assert sum(out.count("reusing finished job") for out, _ in outs) == 2, outs
+    a = [json.loads(p.read_text()) for p in records(tmp_path / "clean")]
+    b = [json.loads(p.read_text()) for p in records(tmp_path / "twice")]
+    assert [r["search_start"] for r in a] == [r["search_start"] for r in b]    # the same warm starts
+    for ra, rb in zip(a, b):
+        same_trials(ra, rb)
+    # every trial trained once: no trial file beyond the records' trials, no temp file left
+    assert len(trial_files(tmp_path / "twice")) == sum(len(r["trials"]) for r in b)
+    assert not list((tmp_path / "twice").rglob(".*.tmp"))
+
+
+FAIL_AT_B16 = """
+import sys
+from spectral_sweep import cli, runner
+real = runner.run_trial
+def planted(make_model, data, lr, settings, hooks=()):
+    if settings.batch_size == 16:
+        raise RuntimeError("planted failure")
+    return real(make_model, data, lr, settings, hooks=hooks)
+runner.run_trial = planted
+sys.argv = ["spectral-sweep", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_a_failed_job_stops_the_sweep_with_one_line_and_keeps_its_traceback(tmp_path):
+    args = [*TINY, "search=fixed", "optimizer.lr=0.01", "batch=8,16,32", f"out_dir={tmp_path}", "name=f"]
+    out = subprocess.run([sys.executable, "-c", FAIL_AT_B16, *args], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (line,) = [x for x in out.stderr.splitlines() if x.startswith("spectral-sweep: error:")]
+    assert "job #1" in line and "batch=16" in line and "planted failure" in line
+    assert [json.loads(p.read_text())["batch_size"] for p in records(tmp_path / "f")] == [8]   # B=32 never ran
+    (error,) = (tmp_path / "f").rglob("error.txt")
+    assert "RuntimeError: planted failure" in error.read_text() and "_B16_" in str(error)
