@@ -74,7 +74,7 @@ def _learner_columns(learner: JobRecord) -> dict:
             "learner_test_acc": _number(trial.test_acc), "learner_final_loss": _number(trial.final_train_loss),
             "learner_cost": learner_cost(trial), "refreshes": len(chosen),
             "learner_lr": _number(last.get("lr")), "learner_momentum": _number(last.get("momentum")),
-            "learner_status": "stable" if trial.stable else f"diverged ({trial.reason})"}
+            "learner_status": trial.outcome + (f" ({trial.reason})" if trial.reason else "")}
 
 
 def _fixed_columns(partner: JobRecord) -> dict:
