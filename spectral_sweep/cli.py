@@ -129,9 +129,25 @@ def check_overrides(argv: list[str], config_dir: str = CONFIG_DIR) -> None:
                 check_judging(config.train.divergence_factor, config.train.stall_loss_margin,
                               config.train.stall_acc_margin)
                 schema.check(config)
+                _check_names(config, argv)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise UsageError(_first_line(e)) from None
     check_writable(Path(str(config.out_dir)) / str(config.name))
+
+
+def _check_names(config, argv: list[str]) -> None:
+    """A model or dataset name set directly (``model.name=alexnet``) rather than by its config
+    group: checked against the registries, which load torch, so only when it is set."""
+    if any(a.lstrip("+").startswith("model.name=") for a in argv):
+        from .models import MODEL_NAMES
+
+        if config.model.name not in MODEL_NAMES:
+            raise UsageError(f"unknown model.name '{config.model.name}'; choose one of: {', '.join(MODEL_NAMES)}")
+    if any(a.lstrip("+").startswith("dataset.name=") for a in argv):
+        from .data import DATASET_NAMES
+
+        if config.dataset.name not in DATASET_NAMES:
+            raise UsageError(f"unknown dataset.name '{config.dataset.name}'; choose one of: {', '.join(DATASET_NAMES)}")
 
 
 def _one_value_each(argv: list[str]) -> list[list[str]]:

@@ -52,6 +52,9 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     report. ``job_num`` spreads parallel jobs over the visible GPUs with device=auto.
     """
     job_dir = Path(job_dir)
+    check(config)   # the CLI did this for every job already; a Python caller may not have
+    with torch.device("meta"):   # the model's name and options, before anything is read or written
+        build_model(config.model.name, 2, **config.model.options())
     with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
                                                 f"({job_dir}); waiting for it")):
         return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)
@@ -63,7 +66,6 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     if done is not None:
         _say(f"reusing finished job: {done.record_path}")
         return done
-    check(config)   # the CLI did this for every job already; a Python caller may not have
     write_json_atomic(job_dir / "config.json", config.to_dict())
     device = resolve_device(config.device, job_num)
     data = load_dataset(config.dataset.name, root=config.dataset.root, subset=config.dataset.subset,

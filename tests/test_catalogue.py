@@ -28,6 +28,8 @@ CATALOGUE = [
     (["dataset=cifar100", "dataset.train_size=5"], "dataset.train_size"),
     (["optimizer=adam", "optimizer.momentum=0.9"], "optimizer.momentum"),
     (["=5"], "must be a string"),
+    (["model.name=alexnet"], "unknown model.name 'alexnet'"),
+    (["dataset.name=mnist"], "unknown dataset.name 'mnist'"),
     (["batch=[1,2"], "malformed override"),
     # batch and seed, also inside comma lists
     (["batch=0"], "batch must be a positive integer, got 0"),

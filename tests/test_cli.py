@@ -85,12 +85,12 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
 
 
 # The whole catalogue runs in-process in test_catalogue.py; these go through the real command:
-# an unknown choice, a bad value inside a comma list, a type error, and one found by the job.
+# an unknown choice, a bad value inside a comma list, a type error, and a name set directly.
 @pytest.mark.parametrize("args, message", [
     (["model=vgg99"], "unknown model 'vgg99'; choose one of: preresnet110"),
     (["batch=16,0"], "batch must be a positive integer, got 0"),
     (["seed=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
-    (["model.name=alexnet"], "unknown model 'alexnet'"),
+    (["model.name=alexnet"], "unknown model.name 'alexnet'"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
     out = cli(*TINY, f"out_dir={tmp_path}", *args, cwd=tmp_path)

@@ -49,9 +49,10 @@ SPECTRUM_NOTE = ("lambda_max: mean and std over random batches of size B. lr_pre
 COMPARISON_NOTE = ("The learner's single trial against the best fixed-lr trial (highest test accuracy "
                    "among those that did not diverge) of a search at the same model, dataset, batch size, "
                    "seed and trial budget. learner_status: the learner trial's outcome (trained, stalled or "
-                   "diverged, with the reason). Cost in gradient-equivalents at the training batch size: steps plus the "
-                   "learner's Hessian-vector products (2 gradients each, scaled by curvature batch / B); "
-                   "search cost = all trials of that search. lr and momentum: the learner's last choice.")
+                   "diverged, with the reason). Cost in gradient-equivalents at the training batch size: "
+                   "steps plus the learner's Hessian-vector products (2 gradients each, scaled by curvature "
+                   "batch / B); search cost = all trials of that search. lr and momentum: the learner's last "
+                   "choice.")
 SHARPNESS_NOTE = ("One figure per job that tracked sharpness (sharpness.every): the top eigenvalue of the "
                   "Hessian (preconditioned, for Adam) on a fixed batch against the training step, one colour per "
                   "trial, and dashed in the same colour the curvature at which the lr in use at that step stops "
