@@ -377,14 +377,15 @@ SCHEMAS = {
 
 def register() -> None:
     """Put the schemas into Hydra's ConfigStore: ``config_schema`` for the whole, and
-    ``<group>/schema_<kind>`` that each preset YAML names in its defaults list."""
+    ``schema/<group>/<kind>`` that each preset YAML names in its defaults list, e.g.
+    ``/schema/model/vgg@_here_`` (its own group, so ``--help`` lists the presets apart)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     for group, kinds in SCHEMAS.items():
         for kind, schema in kinds.items():
-            store.store(group=group, name=f"schema_{kind}", node=schema)
+            store.store(group=f"schema/{group}", name=kind, node=schema)
 
 
 def compose(*overrides: str, config_dir: str | None = None) -> Config:

@@ -31,7 +31,8 @@ def test_every_preset_composes_into_its_typed_schema(group, option):
     if group in schema.SCHEMAS:                       # the preset names its own schema
         (kind,) = [k for k, cls in schema.SCHEMAS[group].items() if type(node) is cls]
         parents = OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml").get("defaults", [])
-        assert f"schema_{kind}" in parents or any(p in {o for g, o in presets() if g == group} for p in parents)
+        siblings = {o for g, o in presets() if g == group}          # or a preset that names it
+        assert f"/schema/{group}/{kind}@_here_" in parents or any(p in siblings for p in parents)
 
 
 @pytest.mark.parametrize("group, option", list(presets()))
