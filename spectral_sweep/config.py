@@ -2,8 +2,8 @@
 
 Each config group (model, dataset, optimizer, train, search, spectrum, sharpness) is a dataclass
 here, registered in Hydra's ConfigStore; the YAML files under conf/ are presets on top that set
-only what differs (``conf/model/vgg16.yaml`` names the network, ``conf/optimizer/adam.yaml`` its
-lr). A value of the wrong type or a key that does not exist is refused by OmegaConf before any
+only what differs (``conf/model/vgg16.yaml`` names the network, ``conf/optimizer/adamw.yaml`` its
+weight decay). A value of the wrong type or a key that does not exist is refused by OmegaConf before any
 job starts. The CLI turns the composed config into a ``Config`` object (``OmegaConf.to_object``)
 and hands that to ``job.run_point``; nothing below the CLI reads Hydra objects.
 
