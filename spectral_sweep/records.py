@@ -13,10 +13,12 @@ file or the new one, never half of one, and two writers never share a temporary 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,6 +53,20 @@ def replace_atomically(path: str | os.PathLike):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_stale(path)
+
+
+STALE_SECONDS = 3600   # a temp file this old belongs to a writer killed mid-write, not to a live one
+
+
+def _remove_stale(path: Path) -> None:
+    """Temp files of ``path`` left by a writer killed mid-write (kill -9 skips its cleanup). Only
+    old ones: a concurrent writer's temp file is fresh, and removing it would fail its rename."""
+    cutoff = time.time() - STALE_SECONDS
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):   # another process may remove it first
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

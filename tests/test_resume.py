@@ -185,3 +185,21 @@ def test_a_failed_job_stops_the_sweep_with_one_line_and_keeps_its_traceback(tmp_
     assert [json.loads(p.read_text())["batch_size"] for p in records(tmp_path / "f")] == [8]   # B=32 never ran
     (error,) = (tmp_path / "f").rglob("error.txt")
     assert "RuntimeError: planted failure" in error.read_text() and "_B16_" in str(error)
+
+
+def test_a_write_removes_temp_files_left_by_a_killed_writer_but_not_a_live_ones(tmp_path):
+    import os
+
+    from spectral_sweep.records import STALE_SECONDS
+
+    path = tmp_path / "lr_max.csv"
+    stale, live = tmp_path / ".lr_max.csv.killed.tmp", tmp_path / ".lr_max.csv.writing.tmp"
+    other = tmp_path / ".scaling.csv.killed.tmp"                 # another file's: not this write's business
+    for f in (stale, live, other):
+        f.write_text("half")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    write_json_atomic(path, {"ok": 1})
+    assert read_json(path) == {"ok": 1}
+    assert not stale.exists() and live.exists() and other.exists()
