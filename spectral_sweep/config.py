@@ -418,7 +418,8 @@ def check(config: Config) -> None:
     is not there): one ``UsageError`` naming the first, before any work is done."""
     from .errors import UsageError
 
-    for problem in _problems(config):
+    problem = next(_problems(config), None)
+    if problem is not None:
         raise UsageError(problem)
 
 

@@ -124,6 +124,7 @@ class _Device:
     memory_format: torch.memory_format
     check_every: int
     micro: int
+    autocast: contextlib.AbstractContextManager   # bf16 autocast or nothing, made once, entered every step
 
     @classmethod
     def of(cls, settings: TrialSettings) -> _Device:
@@ -134,12 +135,10 @@ class _Device:
         micro = opts.micro_batch or settings.batch_size
         if not 0 < micro <= settings.batch_size:
             raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
-        return cls(device, opts.precision == "bf16" or (opts.precision == "auto" and cuda),
-                   torch.channels_last if channels_last else torch.contiguous_format,
-                   settings.check_every or (10 if cuda else 1), micro)
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        bf16 = opts.precision == "bf16" or (opts.precision == "auto" and cuda)
+        return cls(device, bf16, torch.channels_last if channels_last else torch.contiguous_format,
+                   settings.check_every or (10 if cuda else 1), micro,
+                   torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext())
 
 
 class _DivergenceWatch:
@@ -169,7 +168,12 @@ class _Progress:
     losses: torch.Tensor
     watch: _DivergenceWatch
     step: int = 0
-    seconds_before: float = 0.0
+    seconds_before: float = 0.0           # training time of the runs before a resume
+    started: float = 0.0                  # perf_counter when this run's loop began
+
+    def seconds(self) -> float:
+        """Training time so far, across resumes."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, settings: TrialSettings,
@@ -185,11 +189,10 @@ def train(make_model: Callable[[], torch.nn.Module], data: Data, lr: float, sett
     loader = BatchLoader(data.train, settings.batch_size, where.device, train=True, seed=settings.seed)
     total = budget_steps(settings.budget, len(loader))
     run = _start(make_model, lr, settings, where, total, hooks, per_epoch=len(loader))
-    start = time.perf_counter()
     reason = _loop(run, loader, lr, settings, where, total, hooks)
     if where.device.type == "cuda":
         torch.cuda.synchronize(where.device)
-    seconds = run.seconds_before + time.perf_counter() - start
+    seconds = run.seconds()
     if settings.checkpoint:
         Path(settings.checkpoint).unlink(missing_ok=True)   # the result is the record from now on
     return run.model, run.opt, _result(run, data, lr, settings, where, total, seconds, reason, hooks)
@@ -232,7 +235,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
     bar = tqdm(total=total, initial=run.step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
     run.model.train()
-    start = time.perf_counter()
+    run.started = time.perf_counter()
     reason = None
     for x, y in _batches(loader, total - run.step, first_epoch=run.step // per_epoch):
         if not scheduled_elsewhere:
@@ -252,7 +255,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
             if reason:
                 break
         if epoch_end and settings.checkpoint and run.step < total:
-            _save(settings.checkpoint, run, run.seconds_before + time.perf_counter() - start, hooks)
+            _save(settings.checkpoint, run, run.seconds(), hooks)
     bar.close()
     return reason
 
@@ -262,7 +265,7 @@ def _step(step_fn, opt, x, y, where: _Device) -> torch.Tensor:
     opt.zero_grad(set_to_none=True)
     loss = torch.zeros((), device=where.device)
     for xs, ys in zip(x.split(where.micro), y.split(where.micro)):   # one piece unless micro_batch is set
-        with where.autocast():
+        with where.autocast:
             piece = F.cross_entropy(step_fn(xs.contiguous(memory_format=where.memory_format)), ys)
         (piece * (len(ys) / len(y))).backward()
         loss += piece.detach().float() * (len(ys) / len(y))
@@ -278,7 +281,7 @@ def _result(run: _Progress, data: Data, lr, settings: TrialSettings, where: _Dev
     final = float(tail.mean()) if reason is None else float("nan")
     acc = test_loss = None
     if reason is None and settings.evaluate:
-        with where.autocast():
+        with where.autocast:
             test_loss, acc = evaluate(run.model, data.test, where.device, settings.train.eval_batch_size,
                                       where.memory_format)
     if reason is None:

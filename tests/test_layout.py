@@ -30,7 +30,11 @@ def test_the_public_api_imports_from_the_package():
     from spectral_sweep import find_max_lr, fit_power_law, hessian_extremes, lanczos, load_records, slq_density
 
     assert find_max_lr(lambda lr: lr < 0.3, 0.01, step=2.0, blowup=False).bracket[0] < 0.3
-    assert {load_records, fit_power_law, lanczos, slq_density, hessian_extremes}
+    from spectral_sweep import curvature, records, theory
+
+    assert (load_records, fit_power_law) == (records.load_records, theory.fit_power_law)
+    assert (lanczos, slq_density, hessian_extremes) == (curvature.lanczos, curvature.slq_density,
+                                                         curvature.hessian_extremes)
     with pytest.raises(AttributeError):
         spectral_sweep.nothing_here  # noqa: B018
 
