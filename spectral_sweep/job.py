@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .adaptive import find_edges, priors_from
 from .config import Config, check
 from .data import load_dataset
 from .learner import hooks_for, owns_lr
 from .models import build_model
 from .optim import momentum_of
 from .outcomes import TRAINED
+from .parallel import trials_in_flight
 from .records import (
     CorruptRecord,
     TrialCache,
@@ -44,12 +46,15 @@ NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir"
 
 
 def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None = None,
-              model_label: str | None = None, job_num: int = 0, variant: str = "") -> JobRecord:
+              model_label: str | None = None, job_num: int | None = None, variant: str = "") -> JobRecord:
     """Run (or resume) one sweep point, write its record.json and return the record.
 
     ``model_label`` names the model in tables (the CLI passes the config choice, e.g. wrn28_10).
     ``variant`` (the job's other overrides, e.g. ``optimizer.momentum=0.5``) is recorded for the
-    report. ``job_num`` spreads parallel jobs over the visible GPUs with device=auto.
+    report. ``job_num``, the job's place in the sweep, spreads parallel jobs over the visible GPUs
+    with device=auto, and a job learns (warm start, the edge's spread) only from the finished jobs
+    before it, so that its result never depends on which later job finished first; None (a
+    Python caller running points one by one): from every finished job of the sweep.
     """
     job_dir = Path(job_dir)
     check(config)   # the CLI did this for every job already; a Python caller may not have
@@ -67,24 +72,34 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
         _say(f"reusing finished job: {done.record_path}")
         return done
     write_json_atomic(job_dir / "config.json", config.to_dict())
-    device = resolve_device(config.device, job_num)
+    device = resolve_device(config.device, job_num or 0)
     data = load_dataset(config.dataset.name, root=config.dataset.root, subset=config.dataset.subset,
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
     make_model = partial(build_model, config.model.name, data.num_classes, **config.model.options())
     settings = trial_settings(config, device)
     identity = trial_identity(config)
-    runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir))
+    adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
+    in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
+    runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
+                         in_flight=in_flight)
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
-    start = warm_start(config, sweep_dir, group_key)
-    outcome = locate(config.search, runner, config.optimizer.lr, start, owns_lr=owns_lr(config.optimizer))
-    runner.close()
+    earlier = earlier_points(config, sweep_dir, group_key, job_num)
+    start = warm_start(config, earlier)
+    try:
+        if adaptive:
+            outcome = search_adaptive(config, runner, start, earlier)
+        else:
+            outcome = locate(config.search, runner, config.optimizer.lr, start, owns_lr=owns_lr(config.optimizer))
+    finally:
+        runner.close()
     if owns_lr(config.optimizer) and str(config.search.method) not in ("fixed", "none"):
         _say(f"optimizer={config.optimizer.name} chooses its own lr: one trial instead of "
              f"search={config.search.method}")
     spectrum = point_spectrum(config, make_model, data, settings, device) if config.spectrum.enabled else None
     record = make_record(config, outcome, settings, data, job_key, group_key, spectrum, device,
                          label=_label(config, model_label), variant=variant, reused=runner.cache.hits,
-                         params=_count_parameters(make_model), start=_search_start(config, outcome, start))
+                         params=_count_parameters(make_model), start=_search_start(config, outcome, start),
+                         job_num=job_num or 0)
     record.record_path = str(write_job_record(job_dir, record))
     _announce(record, outcome, runner.cache)
     return record
@@ -120,38 +135,57 @@ def trial_identity(config: Config) -> dict:
     return identity
 
 
-def warm_start(config: Config, sweep_dir, group_key: str) -> float | None:
-    """lr_max of the nearest finished batch size of the same curve, scaled by B^exponent (or None)."""
-    if not (config.search.warm_start and str(config.search.method) == "bisect" and sweep_dir is not None):
-        return None
-    if not Path(sweep_dir).exists():
-        return None
+def earlier_points(config: Config, sweep_dir, group_key: str, job_num: int | None) -> list[JobRecord]:
+    """The finished records of this curve's other batch sizes that came before this job in the sweep."""
+    if sweep_dir is None or not Path(sweep_dir).exists():
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the report names corrupt records; here they just don't help
-        found = [r for r in load_records(sweep_dir)
-                 if r.group_key == group_key and r.batch_size != config.batch and r.lr_max_status == "bracketed"]
+        found = load_records(sweep_dir)
+    return [r for r in found if r.group_key == group_key and r.batch_size != config.batch
+            and (job_num is None or r.job_num < job_num)]
+
+
+def warm_start(config: Config, earlier: list[JobRecord]) -> float | None:
+    """lr_max of the nearest earlier batch size of the same curve, scaled by B^exponent (or None)."""
+    if not (config.search.warm_start and str(config.search.method) in ("bisect", "adaptive")):
+        return None
+    found = [r for r in earlier if r.lr_max_status == "bracketed" and isinstance(r.lr_max, (int, float))]
     if not found:
         return None
     near = min(found, key=lambda r: abs(math.log(r.batch_size / config.batch)))
     return near.lr_max * (config.batch / near.batch_size) ** expected_exponent(config.optimizer.name)
 
 
+def search_adaptive(config: Config, runner: TrialRunner, start: float | None, earlier: list[JobRecord]):
+    """search=adaptive: both edges from fresh-seed trials, the spread shared with earlier points."""
+    search = config.search
+    warm = start is not None
+    first = start if warm else (search.start if search.start is not None else config.optimizer.lr)
+    priors = priors_from([[(t.lr, t.outcome) for t in r.trials] for r in earlier])
+    return find_edges(runner.run_round, float(first), precision=search.precision, max_trials=search.max_trials,
+                      parallel=runner.in_flight, step=math.sqrt(search.step) if warm else search.step,
+                      tolerance=search.tolerance, lr_min=search.lr_min, lr_max_cap=search.lr_max_cap,
+                      blowup=search.blowup, reference=search.reference, priors=priors)
+
+
 def _search_start(config: Config, outcome: SearchResult, warm: float | None) -> float | None:
     """The first lr tried: the warm start, the bisection's cold start, or the one lr of fixed/learner."""
     method = str(config.search.method)
-    if method == "bisect" and outcome.status != CHOSEN_BY_LEARNER:
+    if method in ("bisect", "adaptive") and outcome.status != CHOSEN_BY_LEARNER:
         return warm if warm is not None else (config.search.start or config.optimizer.lr)
     return config.optimizer.lr if method == "fixed" or outcome.status == CHOSEN_BY_LEARNER else None
 
 
 def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, data, job_key: str,
                 group_key: str, spectrum: SpectrumRecord | None, device, *, label: str, variant: str,
-                reused: int, params: int, start: float | None) -> JobRecord:
+                reused: int, params: int, start: float | None, job_num: int = 0) -> JobRecord:
     """The job's record: the point, both edges with their trials, cost and provenance."""
     trials = [t for _, t in outcome.trials]
     trained = [t for t in trials if t.outcome == TRAINED and t.test_acc is not None]
     best = max(trained, key=lambda t: t.test_acc, default=None)
-    at_max = next((t for t in trials if outcome.lr_max is not None and t.lr == outcome.lr_max), None)
+    at_max = _trial_at(trials, outcome.lr_max)
+    fit, blow = outcome.estimate, outcome.blowup_estimate
     opt = config.optimizer
     return JobRecord(
         model=label, dataset=config.dataset.name, optimizer=opt.name, variant=variant,
@@ -162,12 +196,24 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         lr_max_status=outcome.status, acc_at_lr_max=at_max.test_acc if at_max else None,
         lr_blowup=outcome.lr_blowup, lr_blowup_bracket=list(outcome.blowup_bracket),
         lr_blowup_status=outcome.blowup_status, non_monotone=outcome.non_monotone,
+        lr_max_se=fit.log_se if fit else None, lr_safe=fit.lr_safe if fit else None,
+        edge_spread=fit.spread if fit else None, lr_blowup_se=blow.log_se if blow else None, job_num=job_num,
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
         num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget), job_key=job_key,
         group_key=group_key, spectrum=spectrum, device=device_name(device), config=config.to_dict(),
         **provenance())
+
+
+def _trial_at(trials, lr: float | None):
+    """The trial that tells the accuracy at lr_max: the one at it (bisect), else the trained trial
+    nearest to it in log lr (an estimated edge lies between trials)."""
+    if lr is None:
+        return None
+    exact = next((t for t in trials if t.lr == lr), None)
+    trained = [t for t in trials if t.outcome == TRAINED]
+    return exact or min(trained, key=lambda t: abs(math.log(t.lr / lr)), default=None)
 
 
 def _label(config: Config, model_label: str | None) -> str:
@@ -204,6 +250,10 @@ def _found(record: JobRecord, outcome: SearchResult) -> str:
                 f"{len(t.hooks['learner']['refreshes'])} refreshes")
     lo, hi = outcome.bracket
     blo, bhi = outcome.blowup_bracket
+    if outcome.estimate is not None:
+        return (f"lr_max={_fmt(outcome.lr_max)} (95% {_fmt(lo)}..{_fmt(hi)}, lr_safe={_fmt(record.lr_safe)}, "
+                f"spread {outcome.estimate.spread:.2f}, test acc near it {_fmt(record.acc_at_lr_max)}; "
+                f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}); {len(record.trials)} trials")
     return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
             f"test acc {_fmt(record.acc_at_lr_max)}; lr_blowup={_fmt(blo)}..{_fmt(bhi)}; "
             f"{len(record.trials)} trials")

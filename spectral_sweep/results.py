@@ -57,6 +57,7 @@ class TrialRecord:
     budget_steps: int | None = None
     seconds: float = 0.0
     images_per_s: float | None = None
+    seed: int | None = None              # search=adaptive: the trial's own seed (null: the point's)
     loss_curve: list = field(default_factory=list)   # [[step, mean loss over the window], ...]
     hooks: dict = field(default_factory=dict)        # each training hook's log, by hook name
     extra: dict = field(default_factory=dict)
@@ -123,15 +124,21 @@ class JobRecord:
     expected_exponent: float | None = None   # 1 for SGD-like, 0.5 for Adam-like: the law under test
     momentum: float | None = None         # heavy-ball momentum (SGD) or beta1 (Adam)
     nesterov: bool = False
-    search: str | None = None             # bisect | grid | fixed | none | learner
+    search: str | None = None             # adaptive | bisect | grid | fixed | none | learner
     search_start: float | None = None
-    lr_max: float | None = None           # the largest lr whose trial trained
-    lr_max_bracket: list = field(default_factory=lambda: [None, None])
+    lr_max: float | None = None           # adaptive: where half of fresh-seed trials train; bisect: the
+                                          # largest lr whose trial trained
+    lr_max_bracket: list = field(default_factory=lambda: [None, None])   # adaptive: its 95% interval
+    lr_max_se: float | None = None        # adaptive: the std of log lr_max (the point's error in a fit)
+    lr_safe: float | None = None          # adaptive: where 90% of fresh-seed trials train
+    edge_spread: float | None = None      # adaptive: how sharp the edge is (sigmoid's std, natural log)
     lr_max_status: str | None = None      # bracketed | lower_bound | nothing_trains | not_searched | chosen_by_learner
     acc_at_lr_max: float | None = None
     lr_blowup: float | None = None        # the largest lr that did not diverge
     lr_blowup_bracket: list = field(default_factory=lambda: [None, None])
     lr_blowup_status: str | None = None
+    lr_blowup_se: float | None = None
+    job_num: int = 0                      # the job's place in its sweep: a warm start reads earlier jobs only
     non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
     lr_best: float | None = None
     best_test_acc: float | None = None

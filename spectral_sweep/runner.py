@@ -4,6 +4,11 @@ Each call trains a fresh model at one lr (train.run_trial), unless the trial alr
 an earlier run: trials are cached under the job folder by a hash of everything that decides their
 result, and an unfinished trial resumes from its epoch checkpoint. Running out of GPU memory
 becomes one line that says what to set.
+
+Two faces: ``runner(lr)`` trains at the point's own seed (search=bisect: one seed's edge), and
+``runner.run_round(lrs)`` trains trial k of the point from its own seed
+``child_seed(seed, Stream.TRIAL, k)`` (search=adaptive), several at once (parallel.py). A trial's
+seed depends on the point's seed and k alone, so a rerun proposes and finds the same trials.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import UsageError
+from .parallel import Pool
 from .records import TrialCache, config_key
 from .results import TrialRecord
+from .seeds import Stream, child_seed
 from .train import TrainingHook, TrialSettings, run_trial
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -26,9 +33,11 @@ class TrialRunner:
     """lr -> TrialRecord for one sweep point: cached, resumable, with a progress bar."""
 
     def __init__(self, make_model: Callable[[], torch.nn.Module], data, settings: TrialSettings,
-                 hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache):
+                 hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache,
+                 in_flight: int = 1):
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
+        self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
         self.bar = tqdm(desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
                         disable=True if settings.quiet else None)   # None: off when not a terminal
 
@@ -42,8 +51,37 @@ class TrialRunner:
         self.bar.set_postfix(lr=f"{lr:.3g}", outcome=result.outcome)
         return result
 
-    def _train(self, lr: float, key: str) -> TrialRecord:
-        resumable = dataclasses.replace(self.settings, checkpoint=str(self.cache.checkpoint(key)))
+    def run_round(self, lrs: list[float]) -> list[TrialRecord]:
+        """Trials at ``lrs``, each from the next trial seed, the unfinished ones at once; results in order."""
+        jobs = []
+        for lr in lrs:
+            seed = child_seed(self.settings.seed, Stream.TRIAL, self.made)
+            jobs.append((lr, config_key(self.identity, round(lr, 12), "trial", self.made), seed))
+            self.made += 1
+        found = {key: self.cache.get(key) for _, key, _ in jobs}
+        todo = [job for job in jobs if found[job[1]] is None]
+        if len(todo) > 1 and self.in_flight > 1:
+            self.pool = self.pool or Pool(self._train_and_keep, self.in_flight)
+            done = self.pool.map(todo)
+        else:
+            done = [self._train_and_keep(*job) for job in todo]
+        found.update({key: result for (_, key, _), result in zip(todo, done)})
+        results = [found[key] for _, key, _ in jobs]
+        for result in results:
+            self.bar.update()
+            self.bar.set_postfix(lr=f"{result.lr:.3g}", outcome=result.outcome)
+        return results
+
+    def _train_and_keep(self, lr: float, key: str, seed: int) -> TrialRecord:
+        """One trial from its own seed, written to the cache (in a worker, too) before it returns."""
+        quiet = self.settings.quiet or self.in_flight > 1   # bars of parallel workers would interleave
+        result = self._train(lr, key, dataclasses.replace(self.settings, seed=seed, quiet=quiet))
+        result.seed = seed
+        self.cache.put(key, result)
+        return result
+
+    def _train(self, lr: float, key: str, settings: TrialSettings | None = None) -> TrialRecord:
+        resumable = dataclasses.replace(settings or self.settings, checkpoint=str(self.cache.checkpoint(key)))
         try:
             return run_trial(self.make_model, self.data, lr, resumable, hooks=self.hooks())
         except OUT_OF_MEMORY:
@@ -55,3 +93,6 @@ class TrialRunner:
 
     def close(self) -> None:
         self.bar.close()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None

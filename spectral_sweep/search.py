@@ -61,6 +61,8 @@ class SearchResult:
     blowup_bracket: tuple = (None, None)          # (lr_blowup, smallest diverged lr above it)
     blowup_status: str = NOT_SEARCHED             # "bracketed" | "lower_bound" | "no_stable_lr" | ...
     non_monotone: list = field(default_factory=list)   # trials that contradict the expected shape
+    estimate: object = None                       # adaptive search: the upper edge's edge.EdgeFit
+    blowup_estimate: object = None                # ... and the blow-up edge's
 
     @property
     def ratio(self) -> float | None:

@@ -28,7 +28,7 @@ the same numbers when their seeds are equal:
 * ``SYNTHETIC_TRAIN``/``SYNTHETIC_TEST`` use the dataset's ``data_seed`` (0 by default), which
   equals the run's seed only when the run's seed is 0 or ``data_seed`` is null.
 
-A new stream takes the next free number from 14 up (``FIRST_FREE``), above the learner's.
+A new stream takes the next free number from 15 up (``FIRST_FREE``), above the learner's.
 """
 
 from __future__ import annotations
@@ -61,10 +61,13 @@ class Stream:
     LEARNER_LANCZOS = 11
     SHARPNESS_BATCH = 12
     SHARPNESS_LANCZOS = 13
+    # runner.py: trial k of a sweep point under search=adaptive (its initialisation, data order and
+    # augmentation); from the point's seed and k alone, so batch sizes share random numbers
+    TRIAL = 14
 
 
 #: The first stream number no code uses yet.
-FIRST_FREE = 14
+FIRST_FREE = 15
 
 _SEED_LIMIT = 2 ** 64    # torch's seed range; beyond it [seed, stream] and [seed, stream, 0] differ
 _WORD_LIMIT = 2 ** 32

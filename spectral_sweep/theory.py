@@ -98,6 +98,7 @@ class PowerLawFit:
     quantile: float
     level: float
     note: str
+    measured: bool = False    # points carried their own measured errors (search=adaptive)
 
     def predict(self, batch_sizes):
         """lr on the fitted line at ``batch_sizes``."""
@@ -144,7 +145,7 @@ def _wls(x, y, w):
 
 
 def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
-                  scatter: float = 0.0) -> PowerLawFit:
+                  scatter: float = 0.0, se=None) -> PowerLawFit:
     """Fit ``lr = prefactor * B^exponent`` by least squares on log lr against log B.
 
     Points. Without brackets each point is ``log lr``. With brackets ``[lo, hi]`` (last stable,
@@ -161,13 +162,14 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
     and widens with the residual scatter when that is larger; without brackets this is ordinary
     least squares. The interval is ``exponent +- t_{n-2} * stderr`` (Student t, n - 2 dof).
 
-    Known scatter. ``scatter`` > 0 is ``tau`` known from elsewhere (the seed-to-seed spread of
-    lr_max, ``SEED_SCATTER``), one value or one per point (a point that averages k seeds has
-    ``SEED_SCATTER / sqrt(k)``). It is used as it is, with a normal quantile, unless the residuals
-    reject it (their chi^2 with weights ``1 / (sigma_i^2 + scatter^2)`` exceeds its 95% point):
-    then the Paule-Mandel estimate, which is larger, replaces it. With three batch sizes a residual
-    has one degree of freedom and its t quantile (12.7) makes every interval useless; a measured
-    noise level does not need it, and the chi^2 check keeps a noisier sweep from hiding behind it.
+    Known scatter. ``scatter`` > 0 is ``tau`` known from elsewhere, one value or one per point. It
+    is used as it is, with a normal quantile, unless the residuals reject it (their chi^2 with
+    weights ``1 / (sigma_i^2 + scatter^2)`` exceeds its 95% point): then the Paule-Mandel estimate
+    replaces it.
+
+    Measured errors. ``se``, each point's own standard error of log lr (``edge.EdgeFit.log_se``),
+    replaces brackets: weights ``1 / se^2``, a normal quantile, plus the Paule-Mandel scatter
+    where the residuals reject those errors (chi^2 above its 95% point).
 
     n == 2: the line goes through both points and the exponent is exact; the interval then comes
     from the bracket uncertainty (and ``scatter``) alone, with a normal quantile (NaN if there are
@@ -176,17 +178,18 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1); got {level}")
     x, y, s = _points(batch_sizes, lrs, lo, hi)
+    measured = se is not None
+    s = _measured_errors(se, x, lo) if measured else s
     n = x.size
     if n < 2:
         raise ValueError(f"a power-law fit needs at least 2 points; got {n}")
     if np.ptp(x) == 0:
         raise ValueError("a power-law fit needs at least 2 distinct batch sizes")
-    s2 = s ** 2
-    floor2 = np.broadcast_to(np.asarray(scatter, dtype=float) ** 2, x.shape).copy()
-    if not (np.all(np.isfinite(floor2)) and np.all(floor2 >= 0)):
-        raise ValueError(f"scatter must be finite stds >= 0; got {scatter}")
+    s2, floor2 = s ** 2, _known_scatter2(scatter, x)
     if n == 2:
         a, b, var_b, q, tau2, note = _exact_line(x, y, s2, floor2, level)
+    elif measured and not np.any(floor2 > 0):
+        a, b, var_b, q, tau2, note = _measured_fit(x, y, s2, level)
     elif not np.any(s2 > 0) and not np.any(floor2 > 0):
         a, b, var_b, q, tau2, note = _ordinary_fit(x, y, level)
     else:
@@ -198,7 +201,7 @@ def fit_power_law(batch_sizes, lrs, lo=None, hi=None, level: float = 0.95,
                        ci_low=float(b - half), ci_high=float(b + half), stderr=float(se), n=int(n),
                        dof=int(n - 2), scatter=float(np.sqrt(np.mean(tau2))),
                        bracket_sigma=float(math.sqrt(np.mean(s ** 2))), quantile=float(q),
-                       level=float(level), note=note)
+                       level=float(level), note=note, measured=measured)
 
 
 # Each fit below returns (log prefactor, exponent, variance of the exponent, quantile, tau^2, note).
@@ -264,6 +267,36 @@ def _weighted_fit(x, y, s2, floor2, level):
     return a, b, cov[1, 1], q, tau2, note
 
 
+def _known_scatter2(scatter, x):
+    floor2 = np.broadcast_to(np.asarray(scatter, dtype=float) ** 2, x.shape).copy()
+    if not (np.all(np.isfinite(floor2)) and np.all(floor2 >= 0)):
+        raise ValueError(f"scatter must be finite stds >= 0; got {scatter}")
+    return floor2
+
+
+def _measured_errors(se, x, lo):
+    """The points' own standard errors of log lr, checked: one per point, instead of brackets."""
+    if lo is not None:
+        raise ValueError("give brackets (lo, hi) or measured errors (se), not both")
+    s = _positive_finite("se", se)
+    if s.size != x.size:
+        raise ValueError("se must have one value per batch size")
+    return s
+
+
+def _measured_fit(x, y, s2, level):
+    """Each point's own measured error: weights 1 / se^2 and a normal quantile, plus the
+    Paule-Mandel scatter where the residuals reject the errors (chi^2 test at 5%)."""
+    dof = x.size - 2
+    tau2, note = 0.0, "weighted by each point's measured error; residuals agree (chi^2); normal interval"
+    if _excess(x, y, s2, 0.0, dof) + dof > stats.chi2.ppf(0.95, dof):
+        tau2, _ = _paule_mandel(x, y, s2, dof)
+        note = (f"weighted by each point's measured error; residuals reject it (chi^2), so extra "
+                f"scatter {math.sqrt(tau2):.3g} is added (Paule-Mandel); normal interval")
+    a, b, cov, _ = _wls(x, y, 1.0 / (s2 + tau2))
+    return a, b, cov[1, 1], stats.norm.ppf(0.5 + level / 2), np.full_like(x, tau2), note
+
+
 def verdict(fit: PowerLawFit, expected: float, laws=LAWS, max_half_width: float = DECISIVE_HALF_WIDTH) -> str:
     """``"consistent"`` (``expected`` inside the interval), ``"inconsistent"`` (outside it), or
     ``"inconclusive"``: the interval is unknown, wider than +-``max_half_width``, or holds every law
@@ -304,7 +337,10 @@ def what_would_decide(fit: PowerLawFit, batch_sizes, tolerance: float = DEFAULT_
              f"a B range of {span ** factor:.3g}x instead of {span:.3g}x"]
     bracket2, scatter2 = fit.bracket_sigma ** 2, fit.scatter ** 2
     allowed2 = (bracket2 + scatter2) / factor ** 2 - scatter2
-    if bracket2 > 0 and allowed2 > 0:
+    if fit.measured and allowed2 > 0:
+        ideas.append(f"search.precision={1.96 * math.sqrt(allowed2):.2g} (each point's interval half-width "
+                     "in log lr, about 4x the trials per halving)")
+    elif bracket2 > 0 and allowed2 > 0:
         ideas.append(f"search.tolerance={math.exp(math.sqrt(12 * allowed2)):.3g} "
                      f"(now {tolerance:.3g})")
     return f"interval +-{half:.2f} > +-{max_half_width:g}; to decide: " + "; or ".join(ideas)

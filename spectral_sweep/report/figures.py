@@ -542,3 +542,44 @@ def plot_sharpness(record: JobRecord, path: Path) -> Path:
     ax.set_title(f"Sharpness during training: {_job_title(record)}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_edge_fits(trials: pd.DataFrame, points: pd.DataFrame, key, path: Path) -> Path:
+    """The trials behind each lr_max: one row per batch size, every trial's outcome along lr
+    (trained at 1, stalled and diverged at 0, jittered so repeats show) and the fitted share of
+    trials that train, Phi((log lr_max - log lr) / spread), with lr_max's 95% interval shaded."""
+    t = select(trials, key)
+    pts = select(points, key).set_index("batch_size")
+    Bs = sorted(t["batch_size"].unique())
+    fig = _figure(8.2, 1.0 + 1.6 * len(Bs))
+    axes = np.atleast_1d(fig.subplots(len(Bs), 1, sharex=True))
+    jitter = np.random.default_rng(0)
+    for ax, B, c in zip(axes, Bs, _colors(len(Bs))):
+        tb = t[t["batch_size"] == B]
+        y = tb["outcome"].eq("trained").to_numpy(float) + jitter.uniform(-0.06, 0.06, len(tb))
+        for outcome, marker in (("trained", "o"), ("stalled", "s"), ("diverged", "x")):
+            m = tb["outcome"].eq(outcome).to_numpy()
+            ax.scatter(tb["lr"].to_numpy(float)[m], y[m], marker=marker, color=c, s=18, label=outcome,
+                       facecolors="none" if outcome == "stalled" else None)
+        _edge_curve(ax, pts.loc[B] if B in pts.index else None, tb["lr"].to_numpy(float), c)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.15, 1.15)
+        ax.set_yticks([0, 0.5, 1])
+        ax.set_ylabel(f"B={B}\nP(trained)", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title(f"Trials and the fitted edge of training: {label(key)}", fontsize=11)
+    axes[0].legend(fontsize=7, loc="lower left")
+    axes[-1].set_xlabel("peak learning rate (log scale)")
+    return _save(fig, path)
+
+
+def _edge_curve(ax, point, lrs, c) -> None:
+    """The fitted sigmoid and the interval of lr_max (adaptive points only: they have a spread)."""
+    from scipy.special import ndtr
+
+    if point is None or not np.isfinite(float(point.get("spread", np.nan))):
+        return
+    xs = np.exp(np.linspace(np.log(lrs.min()) - 0.2, np.log(lrs.max()) + 0.2, 200))
+    ax.plot(xs, ndtr((np.log(float(point["lr_max"])) - np.log(xs)) / float(point["spread"])), color=c, lw=1.5)
+    ax.axvspan(float(point["lr_lo"]), float(point["lr_hi"]), color=c, alpha=0.15, lw=0)
+    ax.axvline(float(point["lr_max"]), color=c, lw=0.8, ls="--")

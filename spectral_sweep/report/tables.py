@@ -17,7 +17,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import theory
+from .. import edge, theory
+from ..adaptive import blowup_data, upper_edge_data
 from ..records import load_records
 from ..results import JobRecord
 
@@ -201,8 +202,10 @@ def _one_status(values) -> str | None:
 
 
 LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_status", "acc_at_lr_max",
-                  "lr_blowup", "lr_blowup_lo", "lr_blowup_hi", "lr_blowup_status", "monotone", "lr_best",
-                  "best_test_acc", "trials", "steps", "seconds", "expected_exponent", "momentum"]
+                  "lr_max_se", "lr_safe", "spread", "spread_own", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi",
+                  "lr_blowup_status", "lr_blowup_se", "monotone", "lr_best", "best_test_acc", "trials", "steps",
+                  "seconds", "expected_exponent", "momentum"]
+ADAPTIVE = "adaptive"
 
 
 def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
@@ -226,7 +229,40 @@ def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
                          momentum=as_number(_first(g["momentum"]))))
     df = pd.DataFrame(rows, columns=LR_MAX_COLUMNS)
     df["batch_size"] = df["batch_size"].astype(int)
+    return _joint_estimates(df, records)
+
+
+def _joint_estimates(df: pd.DataFrame, records: list[JobRecord]) -> pd.DataFrame:
+    """Rows of adaptive records re-estimated from all their trials (every seed's trials at one B
+    pooled: each trial has its own seed anyway), with the edge's spread shared across the group's
+    batch sizes (``edge.fit_group``); ``spread_own`` is each point's spread fitted alone, to show
+    whether sharing it holds."""
+    adaptive = [r for r in records if r.search == ADAPTIVE]
+    for key in {group_of(r) for r in adaptive}:
+        by_b: dict[int, list] = {}
+        for r in adaptive:
+            if group_of(r) == key and r.lr_max_status == BRACKETED:
+                by_b.setdefault(r.batch_size, []).extend((t.lr, t.outcome) for t in r.trials)
+        sizes = sorted(by_b)
+        for name, data in (("lr_max", upper_edge_data), ("lr_blowup", blowup_data)):
+            points = [data(by_b[b]) for b in sizes]
+            for b, fit, own in zip(sizes, edge.fit_group(points), map(_own_fit, points)):
+                if fit is not None:
+                    _put(df, key, b, name, fit, own)
     return df
+
+
+def _own_fit(point):
+    return edge.fit_edge(*point) if edge.has_edge(point[1]) else None
+
+
+def _put(df: pd.DataFrame, key, b: int, name: str, fit, own) -> None:
+    row = (df[GROUP] == pd.Series(key, index=GROUP)).all(axis=1) & df["batch_size"].eq(b)
+    lo, hi = ("lr_lo", "lr_hi") if name == "lr_max" else (f"{name}_lo", f"{name}_hi")
+    df.loc[row, [name, lo, hi, f"{name}_se"]] = [fit.lr, fit.lo, fit.hi, fit.log_se]
+    if name == "lr_max":
+        df.loc[row, ["lr_safe", "spread", "spread_own"]] = [fit.lr_safe, fit.spread,
+                                                            own.spread if own else math.nan]
 
 
 # ============================================================================================
@@ -268,8 +304,9 @@ def analyse_group(points: pd.DataFrame) -> dict:
     if len(u) < 2:
         out["note"] = f"only {len(u)} usable point{'s' * (len(u) != 1)}: no fit (need 2)"
         return out
-    seeds = u["seeds"].to_numpy(float)
-    out["fit_all"] = _fit(B, lo, hi, seeds)
+    se = pd.to_numeric(u["lr_max_se"], errors="coerce").to_numpy(float)
+    mid = u["lr_max"].to_numpy(float)
+    out["fit_all"] = _fit(B, mid, lo, hi, se)
     if len(u) >= 3:
         out["saturation"] = theory.detect_saturation(
             B, u["lr_max"].to_numpy(float), lo, hi, exponent=expected if math.isfinite(expected) else None)
@@ -279,7 +316,7 @@ def analyse_group(points: pd.DataFrame) -> dict:
     below = B < out["saturation"]
     out["fit_range"] = f"fit below B={out['saturation']}"
     if below.sum() >= 2:
-        out["fit"] = _fit(B[below], lo[below], hi[below], seeds[below])
+        out["fit"] = _fit(B[below], mid[below], lo[below], hi[below], se[below])
         out["fit_batch_sizes"] = B[below]
     else:
         out["note"] = (f"saturated from B={out['saturation']}: only {int(below.sum())} point below it, "
@@ -287,10 +324,12 @@ def analyse_group(points: pd.DataFrame) -> dict:
     return out
 
 
-def _fit(B, lo, hi, seeds):
-    """The power law through brackets [lo, hi], with the measured seed scatter, divided by
-    sqrt(seeds) where a point is the geometric mean of several seeds."""
-    return theory.fit_power_law(B, lo, lo, hi, scatter=theory.SEED_SCATTER / np.sqrt(seeds))
+def _fit(B, mid, lo, hi, se):
+    """The power law on each point's measured error (search=adaptive), else through the brackets
+    [lo, hi] of single-seed bisections, whose scatter the residuals alone must tell."""
+    if np.all(np.isfinite(se)) and np.all(se > 0):
+        return theory.fit_power_law(B, mid, se=se)
+    return theory.fit_power_law(B, lo, lo, hi)
 
 
 def _blowup_fit(points: pd.DataFrame):
@@ -298,7 +337,8 @@ def _blowup_fit(points: pd.DataFrame):
     u = points[usable(points, "lr_blowup")]
     if len(u) < 2 or u["batch_size"].nunique() < 2:
         return None
-    return _fit(*(u[c].to_numpy(float) for c in ("batch_size", "lr_blowup_lo", "lr_blowup_hi", "seeds")))
+    B, mid, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi"))
+    return _fit(B, mid, lo, hi, pd.to_numeric(u["lr_blowup_se"], errors="coerce").to_numpy(float))
 
 
 SCALING_COLUMNS = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "direction", "to_decide",

@@ -1,0 +1,268 @@
+"""The default search: each edge of a batch size's learning rates as a threshold of a random
+outcome, placed adaptively from trials with fresh seeds, with a measured interval.
+
+Every trial draws its own seed, so the outcome at one lr is a sample of P(trained | lr), and the
+edge estimated is the population's, not one seed's (a single seed's edge is chaotic in the float
+summation order). ``edge.py`` models P(trained | log lr) as a sigmoid and gives each edge with its
+95% interval. The search runs in synchronous rounds of ``parallel`` trials (so the records do not
+depend on which trial finished first):
+
+1. locate: find an lr that trains and one above it that does not, on the lattice
+   ``start * step^k`` nearest first (never at or above an lr that diverged); a gap under the first
+   divergence is searched last, as in ``search.find_max_lr``. Nothing trained anywhere in
+   [lr_min, lr_max_cap]: ``nothing_trains``; still trained at the cap: ``lower_bound``.
+2. refine: place each round's trials where the upper edge's posterior learns most, until the
+   half-width of its 95% interval (in log lr) is at most ``precision`` or ``max_trials`` trials are
+   made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
+   its interval is wider; it is reported with the interval its trials give.
+3. reference: one trial at ``reference`` x lr_max, what a comfortable lr reaches (lr_best).
+
+Trials below the lowest lr that trained are the too-small side of the trained window and do not
+inform the upper edge (diverged trials always do). ``prior`` carries the nuisance evidence of the
+group's batch sizes already measured (``edge.EdgePosterior.evidence``): the spread is shared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import edge
+from .errors import UsageError
+from .outcomes import DIVERGED, TRAINED, outcome_of
+from .search import BRACKETED, LOWER_BOUND, NO_STABLE_LR, NOTHING_TRAINS, SearchResult
+
+Batch = Callable[[list[float]], Sequence[object]]   # lrs -> one result per lr, run as one round
+
+
+@dataclass
+class Priors:
+    """Nuisance evidence (log, over edge.NUISANCE) from the group's other batch sizes, per edge."""
+
+    trained: np.ndarray | None = None
+    blowup: np.ndarray | None = None
+
+
+class _Trials:
+    """All trials of the point, in the order they ran (an lr may repeat: each trial has its own seed)."""
+
+    def __init__(self, run: Batch, lr_min: float, lr_max_cap: float):
+        self.run_batch, self.lr_min, self.lr_max_cap = run, lr_min, lr_max_cap
+        self.made: list = []          # [(lr, raw result)]
+        self.outcomes: list = []      # [(lr, outcome)]
+
+    def run(self, lrs: list[float]) -> None:
+        lrs = [min(max(lr, self.lr_min), self.lr_max_cap) for lr in lrs]
+        for lr, result in zip(lrs, self.run_batch(lrs)):
+            self.made.append((lr, result))
+            self.outcomes.append((lr, outcome_of(result)))
+
+    def lrs(self, *kinds: str) -> list[float]:
+        return sorted(lr for lr, o in self.outcomes if o in kinds)
+
+    def tried(self, lr: float) -> bool:
+        return any(math.isclose(lr, seen, rel_tol=1e-9) for seen, _ in self.outcomes)
+
+    def upper_edge_data(self):
+        return upper_edge_data(self.outcomes)
+
+    def blowup_data(self):
+        return blowup_data(self.outcomes)
+
+
+def upper_edge_data(outcomes) -> tuple[list, list]:
+    """(lrs, trained?) of [(lr, outcome)] for the upper edge of training: the trials from the
+    lowest trained lr up (below it lies the too-small side), and every divergence."""
+    trained = [lr for lr, o in outcomes if o == TRAINED]
+    floor = min(trained) if trained else 0.0
+    kept = [(lr, o) for lr, o in outcomes if lr >= floor or o == DIVERGED]
+    return [lr for lr, _ in kept], [o == TRAINED for _, o in kept]
+
+
+def blowup_data(outcomes) -> tuple[list, list]:
+    """(lrs, did not diverge?) of [(lr, outcome)] for the blow-up edge: every trial."""
+    return [lr for lr, _ in outcomes], [o != DIVERGED for _, o in outcomes]
+
+
+def priors_from(points) -> Priors:
+    """The nuisance evidence of other batch sizes' trials (each a list of (lr, outcome)): the
+    spread they saw, shared with the point about to be searched (module doc)."""
+    def total(data):
+        found = [edge.posterior(*d).evidence() for d in map(data, points) if edge.has_edge(d[1])]
+        return np.sum(found, axis=0) if found else None
+    return Priors(trained=total(upper_edge_data), blowup=total(blowup_data))
+
+
+def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: int = 30,
+               parallel: int = 1, step: float = 4.0, tolerance: float = 2 ** 0.25, lr_min: float = 1e-6,
+               lr_max_cap: float = 100.0, blowup: bool = True, reference: float | None = 0.25,
+               priors: Priors | None = None) -> SearchResult:
+    """Both edges of one batch size, each with a 95% interval (see the module doc).
+
+    ``run`` takes a list of lrs and returns one result per lr (an outcome string, a mapping or
+    object with ``outcome``, or a bool for trained/diverged); it is called once per round with at
+    most ``parallel`` lrs, and each call's trials get fresh seeds.
+    """
+    if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
+        raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
+                         f"lr_min={lr_min}, lr_max_cap={lr_max_cap}")
+    if not (precision > 0 and max_trials >= 1 and parallel >= 1 and step > 1 and tolerance > 1):
+        raise UsageError(f"need precision > 0, max_trials >= 1, parallel >= 1, step > 1, tolerance > 1; got "
+                         f"{precision}, {max_trials}, {parallel}, {step}, {tolerance}")
+    trials, priors = _Trials(run, lr_min, lr_max_cap), priors or Priors()
+    status = _locate(trials, start, step, tolerance, parallel, max_trials)
+    if status == BRACKETED:
+        _refine(trials, precision, max_trials, parallel, blowup, priors)
+    return _result(trials, status, reference, priors)
+
+
+def _locate(trials: _Trials, start: float, step: float, tolerance: float, k: int, max_trials: int) -> str:
+    """Trials until one trained with a failure above it: BRACKETED, LOWER_BOUND or NOTHING_TRAINS."""
+    while len(trials.outcomes) < max_trials:
+        trained = trials.lrs(TRAINED)
+        room = min(k, max_trials - len(trials.outcomes))
+        if trained:
+            top = trained[-1]
+            if any(lr > trained[0] for lr in trials.lrs("stalled", DIVERGED)):
+                return BRACKETED
+            if top >= trials.lr_max_cap:
+                return LOWER_BOUND
+            trials.run(sorted({min(top * step ** (i + 1), trials.lr_max_cap) for i in range(room)}))
+            continue
+        proposals = _lattice(trials, start, step, room) or _between(trials, tolerance, room)
+        if not proposals:
+            return NOTHING_TRAINS
+        trials.run(proposals)
+    trained = trials.lrs(TRAINED)
+    if not trained:
+        return NOTHING_TRAINS
+    return BRACKETED if any(lr > trained[0] for lr in trials.lrs("stalled", DIVERGED)) else LOWER_BOUND
+
+
+def _ceiling(trials: _Trials) -> float:
+    diverged = trials.lrs(DIVERGED)
+    return diverged[0] if diverged else math.inf
+
+
+def _lattice(trials: _Trials, start: float, step: float, k: int) -> list[float]:
+    """Up to ``k`` untried lattice lrs, nearest to ``start`` first, below the first divergence."""
+    ceiling, found = _ceiling(trials), []
+    for j in range(200):
+        for sign in ((0,) if j == 0 else (-1, 1)):
+            lr = start * step ** (sign * j)
+            if trials.lr_min * (1 - 1e-9) <= lr <= trials.lr_max_cap * (1 + 1e-9) and lr < ceiling \
+                    and not trials.tried(lr):
+                found.append(lr)
+            if len(found) == k:
+                return found
+    return found
+
+
+def _between(trials: _Trials, tolerance: float, k: int) -> list[float]:
+    """Midpoints of the widest gaps between tried lrs below the first divergence, the gap right
+    under it first: where a narrow trained window hides between the lattice's points."""
+    ceiling = _ceiling(trials)
+    tried = sorted({lr for lr, _ in trials.outcomes if lr < ceiling} | ({ceiling} if math.isfinite(ceiling) else set()))
+    gaps = [(a, b) for a, b in zip(tried, tried[1:]) if b / a > tolerance * (1 + 1e-12)]
+    gaps.sort(key=lambda ab: (ab[1] != ceiling, -ab[1]))
+    return [math.sqrt(a * b) for a, b in gaps[:k]]
+
+
+def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: bool, priors: Priors) -> None:
+    """Rounds of trials until lr_max's interval is within ``precision``: at its posterior, and, with
+    ``blowup``, every third trial at the blow-up edge's while that is wider (it informs lr_max only
+    where the two edges coincide, so it never takes most of the budget)."""
+    upper = _Tracker(trials.upper_edge_data, priors.trained)
+    above = _Tracker(trials.blowup_data, priors.blowup) if blowup else None
+    slot = 0
+    while len(trials.outcomes) < max_trials:
+        post = upper.posterior(trials)
+        if post is None or post.half_width() <= precision:
+            return
+        other = above.posterior(trials) if above is not None else None
+        if other is not None and other.half_width() <= precision:
+            other = None
+        proposals = []
+        for _ in range(min(k, max_trials - len(trials.outcomes))):
+            use_other = other is not None and slot % 3 == 2
+            proposals.append(_propose(other if use_other else post, slot))
+            slot += 1
+        trials.run(proposals)
+
+
+class _Tracker:
+    """One edge's posterior during the search, grown by the new trials of each round (rebuilt only
+    when its data are not an extension of the last round's); a blow-up edge with no divergence yet
+    walks up instead."""
+
+    def __init__(self, data, prior):
+        self.data, self.prior, self.post, self.seen = data, prior, None, ([], [])
+
+    def posterior(self, trials: _Trials):
+        lrs, ok = self.data()
+        if not edge.has_edge(ok):
+            if all(ok) and max(lrs) < trials.lr_max_cap:
+                return _Walk(max(lrs), trials.lr_max_cap)
+            return None
+        n = len(self.seen[0])
+        if self.post is not None and lrs[:n] == self.seen[0] and ok[:n] == self.seen[1]:
+            for lr, success in zip(lrs[n:], ok[n:]):
+                self.post.add(lr, success)
+            if self.post.piled_at_border():
+                self.post = None
+        if self.post is None:
+            self.post = edge.posterior(lrs, ok, self.prior)
+        self.seen = (lrs, ok)
+        return self.post
+
+
+class _Walk:
+    """No trial diverged yet: the blow-up edge's proposals walk up by 4x from the highest lr."""
+
+    def __init__(self, top: float, cap: float):
+        self.top, self.cap = top, cap
+
+    def half_width(self) -> float:
+        return math.inf
+
+    def next(self) -> float:
+        self.top = min(self.top * 4.0, self.cap)
+        return self.top
+
+
+def _propose(post, index: int) -> float:
+    """The next lr for one edge: up the walk, or where the edge's posterior learns most."""
+    return post.next() if isinstance(post, _Walk) else edge.next_points(post, 1, start=index)[0]
+
+
+def _result(trials: _Trials, status: str, reference: float | None, priors: Priors) -> SearchResult:
+    """Both edges from all trials (and the reference trial, which changes neither)."""
+    trained = trials.lrs(TRAINED)
+    fit = None
+    if status == BRACKETED:
+        fit = edge.fit_edge(*trials.upper_edge_data(), prior=priors.trained)
+        lr_max, bracket = fit.lr, (fit.lo, fit.hi)
+    elif status == LOWER_BOUND:
+        lr_max, bracket = trained[-1], (trained[-1], None)
+    else:
+        lr_max, bracket = None, (None, None)
+    blow = _blowup(trials, priors)
+    if reference and lr_max is not None:
+        target = max(lr_max * reference, trials.lr_min)
+        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, "stalled")):
+            trials.run([target])
+    return SearchResult(lr_max, bracket, status, trials.made, *blow[:3], estimate=fit, blowup_estimate=blow[3])
+
+
+def _blowup(trials: _Trials, priors: Priors):
+    """(lr_blowup, interval, status, EdgeFit or None) of the diverged region's lower edge."""
+    lrs, calm = trials.blowup_data()
+    if not any(calm):
+        return None, (None, min(lrs)), NO_STABLE_LR, None
+    if all(calm):
+        return max(lrs), (max(lrs), None), LOWER_BOUND, None
+    fit = edge.fit_edge(lrs, calm, prior=priors.blowup)
+    return fit.lr, (fit.lo, fit.hi), BRACKETED, fit

@@ -1,0 +1,101 @@
+"""Simulated sweeps with a planted law: does the adaptive search's interval cover the truth, and
+is a sweep decisive, at what cost in trials? (pure numpy; tests and scripts/calibrate_search.py)
+
+The simulated trial is the real one's statistical model: each trial has its own seed, and a seed's
+edge is drawn from N(mu_B, spread^2) with mu_B = log(c) + p log B on the planted power law; a trial
+at lr trains when log lr lies below its seed's edge. With probability ``flip`` the outcome is
+flipped (a seed that stalls at a comfortable lr, or trains above the edge: the non-monotone
+trials real sweeps show). A failure is a divergence, as for the BatchNorm networks of the
+quickstart, so both edges coincide.
+
+Points run in the sweep's order; each starts warm from the previous point's lr_max scaled by the
+law, with the previous points' nuisance evidence as its prior (as ``job.py`` does), and the
+exponent is fitted on the group's joint estimates (as the report does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import edge, theory
+from .adaptive import Priors, find_edges
+from .search import BRACKETED
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    fit: theory.PowerLawFit | None
+    verdict: str
+    trials: list            # trials per point
+    covered: list           # whether each point's 95% interval covers its planted edge
+
+
+def planted_trial(mu: float, spread: float, flip: float, rng: np.random.Generator):
+    """lrs -> outcomes of fresh-seed trials whose edges are N(mu, spread^2) in log lr."""
+    def run(lrs):
+        edges = rng.normal(mu, spread, size=len(lrs))
+        trained = np.log(lrs) < edges
+        trained ^= rng.random(len(lrs)) < flip
+        return ["trained" if t else "diverged" for t in trained]
+    return run
+
+
+def simulate_sweep(batch_sizes, exponent: float, expected: float, rng: np.random.Generator, *,
+                   spread: float = 0.25, flip: float = 0.03, prefactor: float = 1e-3,
+                   precision: float = 0.2, max_trials: int = 30, parallel: int = 2,
+                   start: float = 0.05) -> SweepOutcome:
+    """One simulated sweep of one group: its fitted exponent, verdict, cost and per-point coverage."""
+    points, priors, first = [], Priors(), start
+    for i, b in enumerate(batch_sizes):
+        mu = math.log(prefactor) + exponent * math.log(b)
+        if i:
+            first = points[-1][2] * (b / batch_sizes[i - 1]) ** expected
+        result = find_edges(planted_trial(mu, spread, flip, rng), first, precision=precision,
+                            max_trials=max_trials, parallel=parallel, step=2.0 if i else 4.0,
+                            reference=None, priors=priors)
+        lrs = [lr for lr, _ in result.trials]
+        ok = [o == "trained" for _, o in result.trials]
+        points.append((lrs, ok, result.lr_max or first, mu, result.status))
+        priors = _add_evidence(priors, lrs, ok)
+    return _outcome(points, batch_sizes, expected)
+
+
+def _add_evidence(priors: Priors, lrs, ok) -> Priors:
+    if not edge.has_edge(ok):
+        return priors
+    evidence = edge.posterior(lrs, ok).evidence()
+    total = evidence if priors.trained is None else priors.trained + evidence
+    return Priors(trained=total, blowup=total)
+
+
+def _outcome(points, batch_sizes, expected) -> SweepOutcome:
+    fits = edge.fit_group([(lrs, ok) for lrs, ok, *_ in points])
+    trials = [len(p[0]) for p in points]
+    covered = [f is not None and f.lo <= math.exp(p[3]) <= f.hi for f, p in zip(fits, points)]
+    usable = [(b, f) for b, f, p in zip(batch_sizes, fits, points) if f is not None and p[4] == BRACKETED]
+    if len(usable) < 2:
+        return SweepOutcome(None, "inconclusive", trials, covered)
+    fit = theory.fit_power_law([b for b, _ in usable], [f.lr for _, f in usable],
+                               se=[f.log_se for _, f in usable])
+    return SweepOutcome(fit, theory.verdict(fit, expected), trials, covered)
+
+
+def calibrate(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0, expected: float = 1.0,
+              seed: int = 0, **kwargs) -> dict:
+    """Coverage of the exponent's interval, decisiveness and cost over ``n_sweeps`` simulated sweeps."""
+    rng = np.random.default_rng(seed)
+    runs = [simulate_sweep(list(batch_sizes), exponent, expected, rng, **kwargs) for _ in range(n_sweeps)]
+    fitted = [r for r in runs if r.fit is not None]
+    return {
+        "sweeps": n_sweeps,
+        "coverage": float(np.mean([r.fit.ci_low <= exponent <= r.fit.ci_high for r in fitted])),
+        "decisive": float(np.mean([r.verdict != "inconclusive" for r in runs])),
+        "correct": float(np.mean([r.verdict == ("consistent" if exponent == expected else "inconsistent")
+                                  for r in runs])),
+        "trials_per_point": float(np.mean([t for r in runs for t in r.trials])),
+        "point_coverage": float(np.mean([c for r in runs for c in r.covered])),
+        "half_width": float(np.median([(r.fit.ci_high - r.fit.ci_low) / 2 for r in fitted])),
+    }

@@ -1,0 +1,205 @@
+"""The edge of a random outcome: where half of the trials from fresh seeds still succeed, with an
+interval (pure numpy/scipy, no torch).
+
+Near the edge of training, whether a short trial trains is a coin toss that depends on its seed
+(initialisation, data order) as much as on its learning rate. So the edge is a threshold of a
+random outcome, as in psychophysics (psignifit, QUEST): along x = log lr,
+
+    P(success | x) = guess + (1 - guess - lapse) * Phi((mu - x) / spread)
+
+``mu`` is the edge (the log lr at which the sigmoid is half way), ``spread`` how sharp it is in
+log lr, ``lapse`` the rate of failures far below the edge (a seed that stalls at a comfortable lr),
+``guess`` the rate of successes far above it. For the upper edge of training, success is
+``trained``; for the blow-up edge, success is "did not diverge".
+
+``fit_edge`` computes the posterior on a grid: mu uniform in log lr over a window around the
+trials, spread log-uniform, lapse and guess on a few small values. Its marginal over mu gives the
+point estimate (the posterior median) and the 95% interval; ``lr_safe`` (where 90% succeed) comes
+from the same posterior. ``next_points`` places the next trials at quantiles of mu's posterior
+(spread over its uncertain region, so that both the location and the spread are learned).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp, ndtr, ndtri
+
+#: Spreads of the edge in log lr that the posterior considers (log-uniform prior between them).
+SPREADS = np.exp(np.linspace(math.log(0.03), math.log(1.0), 12))
+#: Rates of failure far below the edge, and of success far above it (uniform priors).
+LAPSES = np.array([0.0, 0.05])
+GUESSES = np.array([0.0, 0.05])
+NUISANCE = (SPREADS.size, LAPSES.size, GUESSES.size)
+_SCALE = (1 - GUESSES[None, :] - LAPSES[:, None]).ravel()      # (lapse, guess) flattened
+_FLOOR = np.tile(GUESSES, LAPSES.size)
+#: Resolution of the mu grid, in log lr.
+RESOLUTION = 0.025
+#: The predicted shares of successes at which successive proposals are placed: both sides of one
+#: half in turn, so that any round of two or more learns the spread as well as the location.
+LEVELS = (0.3, 0.7, 0.5, 0.2, 0.8, 0.5)
+
+
+@dataclass(frozen=True)
+class EdgeFit:
+    """An edge of a random outcome (see the module doc). All lrs are learning rates, not logs."""
+
+    lr: float                 # exp of the posterior median of mu: where half succeed
+    lo: float                 # 95% interval of the edge
+    hi: float
+    log_se: float             # posterior std of mu (natural log): the point's error in a log-log fit
+    spread: float             # posterior median of the spread (natural log units)
+    lr_safe: float            # where 90% of trials succeed (posterior median)
+    n: int                    # trials fitted
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the 95% interval in log lr: what ``search.precision`` bounds."""
+        return 0.5 * math.log(self.hi / self.lo)
+
+
+class EdgePosterior:
+    """The grid posterior of one edge from (lr, success) pairs, grown one trial at a time.
+
+    ``prior`` is a log weight over the nuisance grid (spread, lapse, guess): the evidence of the
+    other batch sizes of the same group (``evidence``), so that the edge's spread, which is much the
+    same at every batch size, is learned from all of them (a joint fit).
+    """
+
+    def __init__(self, lrs, successes, prior: np.ndarray | None = None, window: float = 1.0):
+        self.x = np.log(np.asarray(lrs, dtype=float))
+        self.s = np.asarray(successes, dtype=bool)
+        self.prior = np.zeros(NUISANCE) if prior is None else np.asarray(prior, dtype=float)
+        lo, hi = self._support(window)
+        self.mu = np.arange(lo, hi + RESOLUTION / 2, RESOLUTION)
+        self.loglik = np.zeros((self.mu.size, *NUISANCE))
+        for x, success in zip(self.x, self.s):
+            self.loglik += self._term(x, success)
+
+    def _support(self, window: float) -> tuple[float, float]:
+        """mu's window: ``window`` beyond the trials' highest success and lowest failure."""
+        ok, bad = self.x[self.s], self.x[~self.s]
+        edges = np.r_[ok.max() if ok.size else self.x.min(), bad.min() if bad.size else self.x.max()]
+        return float(edges.min()) - window, float(edges.max()) + window
+
+    def _term(self, x: float, success: bool) -> np.ndarray:
+        """log P(one outcome at log lr x | mu, spread, lapse, guess) on the grid."""
+        phi = ndtr((self.mu[:, None] - x) / SPREADS[None, :])[:, :, None]
+        p = phi * _SCALE + _FLOOR                           # guess + (1 - guess - lapse) * phi
+        p = p if success else 1 - p
+        return np.log(np.maximum(p, 1e-300, out=p)).reshape(self.mu.size, *NUISANCE)
+
+    def add(self, lr: float, success: bool) -> None:
+        self.x, self.s = np.r_[self.x, math.log(lr)], np.r_[self.s, bool(success)]
+        self.loglik += self._term(math.log(lr), success)
+
+    def weights(self) -> np.ndarray:
+        log_post = self.loglik + self.prior[None]
+        w = np.exp(log_post - log_post.max())
+        return w / w.sum()
+
+    def mu_marginal(self) -> np.ndarray:
+        return self.weights().sum(axis=(1, 2, 3))
+
+    def evidence(self) -> np.ndarray:
+        """log P(these trials | spread, lapse, guess), mu integrated out (uniform on its grid):
+        what this batch size tells the others about the nuisance parameters."""
+        return logsumexp(self.loglik, axis=0) - math.log(self.mu.size)
+
+    def quantiles(self, levels) -> np.ndarray:
+        """mu at the given posterior levels (linear interpolation of the marginal's cdf)."""
+        pmf = self.mu_marginal()
+        cdf = np.cumsum(pmf) - 0.5 * pmf
+        return np.interp(np.asarray(levels, dtype=float), cdf, self.mu)
+
+    def half_width(self) -> float:
+        """Half the width of mu's 95% interval (log lr): what ``search.precision`` bounds."""
+        lo, hi = self.quantiles([0.025, 0.975])
+        return 0.5 * float(hi - lo)
+
+    def fit(self) -> EdgeFit:
+        w = self.weights()
+        marginal = w.sum(axis=(1, 2, 3))
+        q = self.quantiles([0.025, 0.5, 0.975])
+        mean = float(marginal @ self.mu)
+        se = math.sqrt(max(float(marginal @ (self.mu - mean) ** 2), 0.0))
+        spread_cdf = np.cumsum(w.sum(axis=(0, 2, 3)))
+        spread = float(SPREADS[min(np.searchsorted(spread_cdf, 0.5), SPREADS.size - 1)])
+        return EdgeFit(lr=math.exp(q[1]), lo=math.exp(q[0]), hi=math.exp(q[2]), log_se=se,
+                       spread=spread, lr_safe=math.exp(self._safe(w, 0.9)), n=int(self.x.size))
+
+    def _safe(self, w: np.ndarray, level: float) -> float:
+        """Posterior median of the log lr at which P(success) = ``level`` (where the model reaches it)."""
+        share = (level - GUESSES[None, :]) / (1 - GUESSES[None, :] - LAPSES[:, None])   # (lapse, guess)
+        reachable = np.broadcast_to((share < 1)[None, None], w.shape)
+        z = ndtri(np.clip(share, 1e-12, 1 - 1e-12))
+        x = self.mu[:, None, None, None] - SPREADS[None, :, None, None] * z[None, None]
+        x, ww = np.broadcast_to(x, w.shape)[reachable], w[reachable]
+        order = np.argsort(x)
+        cdf = np.cumsum(ww[order])
+        return float(x[order][np.searchsorted(cdf, 0.5 * cdf[-1])])
+
+    def piled_at_border(self) -> bool:
+        """Whether the posterior presses against the window's ends (then the window was too small)."""
+        m = self.mu_marginal()
+        k = max(1, int(0.1 / RESOLUTION))
+        return m[:k].sum() > 0.02 or m[-k:].sum() > 0.02
+
+
+
+
+def posterior(lrs, successes, prior: np.ndarray | None = None) -> EdgePosterior:
+    """The grid posterior, its window widened until the posterior sits inside it."""
+    window = 1.0
+    post = EdgePosterior(lrs, successes, prior, window)
+    while post.piled_at_border() and window < 6:
+        window *= 2
+        post = EdgePosterior(lrs, successes, prior, window)
+    return post
+
+
+def has_edge(successes) -> bool:
+    """An edge needs at least one success and one failure."""
+    successes = np.asarray(successes, dtype=bool)
+    return bool(successes.any() and not successes.all())
+
+
+def fit_edge(lrs, successes, prior: np.ndarray | None = None) -> EdgeFit:
+    """The edge of (lr, success) trials: where half succeed, with its 95% interval (module doc)."""
+    if not has_edge(successes):
+        raise ValueError("an edge needs at least one success and one failure")
+    return posterior(lrs, successes, prior).fit()
+
+
+def fit_group(points) -> list[EdgeFit | None]:
+    """Each point's edge with the nuisance parameters shared across the group: the joint posterior
+    of independent edges and one spread (lapse, guess), marginalised to each edge. ``points`` is a
+    list of (lrs, successes); a point without an edge gives None and tells the others nothing."""
+    posts = [posterior(lrs, s) if has_edge(s) else None for lrs, s in points]
+    evidence = [p.evidence() for p in posts if p is not None]
+    total = np.sum(evidence, axis=0) if evidence else np.zeros(NUISANCE)
+    fits = []
+    for post in posts:
+        if post is None:
+            fits.append(None)
+            continue
+        post.prior = total - post.evidence()
+        fits.append(post.fit())
+    return fits
+
+
+def next_points(post: EdgePosterior, k: int, start: int = 0) -> list[float]:
+    """``k`` learning rates that tell most about the edge: where the predicted share of successes
+    is ``LEVELS[start:start + k]`` (cycling), on the sigmoid of the posterior median edge and spread
+    widened by the edge's own uncertainty. Levels on both sides of one half teach the spread as
+    well as the location; the location's uncertainty spreads them further while it is large."""
+    w = post.weights()
+    marginal = w.sum(axis=(1, 2, 3))
+    mid = float(post.quantiles([0.5])[0])
+    var = float(marginal @ (post.mu - mid) ** 2)
+    spread = float(np.exp(np.log(SPREADS) @ w.sum(axis=(0, 2, 3))))
+    width = math.sqrt(spread ** 2 + var)
+    levels = [LEVELS[(start + i) % len(LEVELS)] for i in range(k)]
+    return [float(math.exp(mid + width * ndtri(1 - level))) for level in levels]
