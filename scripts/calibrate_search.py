@@ -53,6 +53,11 @@ def main(argv=None) -> int:
     return 0
 
 
+HEADER = ("| design | precision | sweeps | exponent interval covers the truth | point interval covers its edge "
+          "| decisive | right verdict | median half-width of the exponent | trials per point |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
 def _page(rows, commit, seconds, sweeps) -> str:
     return f"""# Calibration of the adaptive search (simulated sweeps)
 
@@ -66,8 +71,7 @@ the planted power law, the trial trains when log lr lies below it, and 3% of out
 point's lr_max scaled by the law as the warm start and its spread evidence as the prior), then
 refitted with the spread shared and fitted for the exponent exactly as the report does.
 
-| design | precision | sweeps | exponent interval covers the truth | point interval covers its edge | decisive | right verdict | median half-width of the exponent | trials per point |
-|---|---|---|---|---|---|---|---|---|
+{HEADER}
 {chr(10).join(rows)}
 
 "decisive": the verdict is consistent or inconsistent (the interval is at most +-0.25 wide and

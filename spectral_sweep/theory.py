@@ -32,14 +32,6 @@ from scipy import optimize, stats
 #: Default bracket resolution of the lr search (``search.TOLERANCE``): lr_max is known to a factor.
 DEFAULT_RESOLUTION = 2 ** 0.25
 
-#: Seed-to-seed scatter of log lr_max beyond bracket quantisation (std, natural log), measured on
-#: the quickstart (scripts/seed_scatter.py; results/quickstart_seeds): five seeds at each batch
-#: size gave 0.25 (95% interval 0.18-0.42) with 200-step trials, and 400-step trials at B=32 gave
-#: 0.22, so it is not a matter of trial length. Whether a short trial near the edge trains is close
-#: to a coin toss: a single seed knows lr_max to about +-25%. A fit never assumes less scatter than
-#: this unless the residuals say more, so a sweep of few batch sizes gets an honest interval instead
-#: of one made from a residual with one degree of freedom.
-SEED_SCATTER = 0.25
 
 #: The two laws under test; a verdict must be able to tell them apart.
 LAWS = (1.0, 0.5)

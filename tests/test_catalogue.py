@@ -76,7 +76,7 @@ CATALOGUE = [
     # search
     (["search.blowup=maybe"], "is not a valid bool"),
     (["search.tolerance=abc"], "could not be converted to Float"),
-    (["search.method=golden"], "expected one of [bisect, grid, fixed, none]"),
+    (["search.method=golden"], "expected one of [adaptive, bisect, grid, fixed, none]"),
     (["search=grid", "search.lrs=[0.1,-1]"], "search.lrs must be a positive number"),
     # spectrum and sharpness
     ([*SPECTRUM, "spectrum.n_batches=0"], "spectrum.n_batches must be a positive integer"),

@@ -9,7 +9,6 @@ import pytest
 
 from spectral_sweep import theory
 from spectral_sweep.theory import (
-    SEED_SCATTER,
     PowerLawFit,
     detect_saturation,
     direction,
@@ -24,6 +23,9 @@ from spectral_sweep.theory import (
 )
 
 B = 2.0 ** np.arange(4, 12)          # 16 .. 2048, the usual doubling grid
+#: A known per-point scatter for the tests of fit_power_law's ``scatter`` path (the single-seed
+#: scatter of log lr_max that earlier versions assumed; nothing in the package assumes it now).
+SEED_SCATTER = 0.25
 R = 2 ** 0.25                        # the search's bracket resolution
 
 

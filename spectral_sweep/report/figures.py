@@ -131,7 +131,10 @@ def _lr_max_panel(ax, g: pd.DataFrame, a: dict, key, color) -> None:
     u = g[a["usable"].reindex(g.index, fill_value=False)]
     B = u["batch_size"].to_numpy(float)
     lo, hi = u["lr_lo"].to_numpy(float), u["lr_hi"].to_numpy(float)
-    _brackets(ax, B, lo, hi, a["saturation"], color)
+    estimated = pd.to_numeric(u["lr_max_se"], errors="coerce").notna().to_numpy()
+    mid = np.where(estimated, u["lr_max"].to_numpy(float), _mid(lo, hi))
+    _brackets(ax, B, lo, hi, a["saturation"], color, mid, "lr_max (95% interval)" if estimated.all()
+              else "lr_max (bracket: last trained .. first not trained)")
     _unfitted_points(ax, g, color)
     allB = g["batch_size"].to_numpy(float)
     xs = np.geomspace(allB.min() / 2 ** 0.3, allB.max() * 2 ** 0.3, 50) if len(allB) else None
@@ -161,14 +164,13 @@ def _lr_max_panel(ax, g: pd.DataFrame, a: dict, key, color) -> None:
     _legend(ax, fontsize=8, loc="upper left", framealpha=0.9)
 
 
-def _brackets(ax, B, lo, hi, sat, color) -> None:
-    """The fitted points' brackets, open where lr_max has saturated (not fitted), on a grey band."""
-    mid = _mid(lo, hi)
+def _brackets(ax, B, lo, hi, sat, color, mid, label: str) -> None:
+    """The fitted points with their intervals (or brackets), open where lr_max has saturated (not
+    fitted), on a grey band."""
     satd = B >= sat if sat else np.zeros(B.size, bool)
     if (~satd).any():
         ax.errorbar(B[~satd], mid[~satd], yerr=[mid[~satd] - lo[~satd], hi[~satd] - mid[~satd]], fmt="o",
-                    color=color, ms=7, capsize=4, lw=1.5, zorder=3,
-                    label="lr_max (bracket: last trained .. first not trained)")
+                    color=color, ms=7, capsize=4, lw=1.5, zorder=3, label=label)
     if satd.any():
         ax.errorbar(B[satd], mid[satd], yerr=[mid[satd] - lo[satd], hi[satd] - mid[satd]], fmt="o",
                     mfc="white", color=color, ms=7, capsize=4, lw=1.5, zorder=3,
@@ -404,7 +406,7 @@ def _prediction_panel(ax, spec: dict, rows: pd.DataFrame, summary: pd.Series, pt
         lo, hi = u["lr_lo"].to_numpy(float), u["lr_hi"].to_numpy(float)
         mid = _mid(lo, hi)
         ax.errorbar(u["batch_size"], mid, yerr=[mid - lo, hi - mid], fmt="o", color="black", ms=6, capsize=4,
-                    label="measured lr_max (bracket)")
+                    label="measured lr_max (interval)")
     _predicted_limits(ax, spec, rows, summary, xs)
     if sat:
         ax.axvline(sat, color="0.5", ls="-.", lw=1.3, label=f"lr_max saturates at B={sat}")

@@ -97,7 +97,7 @@ def _searched(records: list[JobRecord], out: _Out, sweep_dirs, provenance: str, 
     out.figure("lr_max_vs_batch.png", figures.plot_lr_max_vs_batch, points, analyses)
     out.figure("normalised_lr.png", figures.plot_normalised, points, analyses)
     trials = tables.trials_frame(records)
-    for key in analyses:
+    for key in (k for k in analyses if len(tables.select(trials, k))):   # a spectrum-only job has no trials
         out.figure(f"edges_{slug(key)}.png", figures.plot_edge_fits, trials, points, key)
     accuracy = {key: out.figure(f"accuracy_vs_lr_{slug(key)}.png", figures.plot_accuracy_vs_lr, trials, points, key)
                 for key in analyses}
