@@ -5,7 +5,8 @@ K trials at once, each on its share of the threads, finish a round sooner than K
 2-core machine two 1-thread trials gave 1.8x the throughput of one 2-thread trial at B = 8 and
 1.3x at B = 32-128 (VGG-11-BN at 1/8 width). ``auto`` on a CPU runs one trial per torch thread, at
 most 4 (each with ``threads // K`` threads); on a GPU one, since processes sharing one device need
-CUDA-aware start-up that a forked worker cannot have. ``search.parallel=K`` overrides it.
+CUDA-aware start-up that a forked worker cannot have. ``search.parallel=K`` overrides it, except
+inside a launcher's daemonic worker process, which may not start processes of its own (then 1).
 
 The workers are forked from the job's process once per job, after the data are loaded, so they
 share it without copying or pickling; each worker trains a trial and writes its record into the
@@ -27,6 +28,8 @@ _WORK: Callable | None = None   # the job's trial function, inherited by the for
 
 def trials_in_flight(parallel: int | None, device: str) -> int:
     """K, the trials of one round run at once (``parallel``, else auto: see the module doc)."""
+    if multiprocessing.current_process().daemon:   # a launcher's daemonic worker may not fork children
+        return 1
     if parallel is not None:
         return int(parallel)
     if str(device).startswith("cuda") or str(device) == "mps":
