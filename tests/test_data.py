@@ -566,7 +566,7 @@ def test_the_stream_registry_keeps_every_stream_at_its_number():
     assert named == {"EPOCHS": 0, "SYNTHETIC_TRAIN": 1, "SYNTHETIC_TEST": 2, "SPECTRUM_BATCHES": 0,
                      "SPECTRUM_FULL": 1, "SPECTRUM_DENSITY": 2, "SPECTRUM_NOISE": 3,
                      "SPECTRUM_LANCZOS": 4, "SLQ_VECTORS": 0, "LEARNER_BATCH": 10,
-                     "LEARNER_LANCZOS": 11, "SHARPNESS_BATCH": 12, "SHARPNESS_LANCZOS": 13}
+                     "LEARNER_LANCZOS": 11, "SHARPNESS_BATCH": 12, "SHARPNESS_LANCZOS": 13, "TRIAL": 14}
     assert FIRST_FREE > max(named.values())
 
 
