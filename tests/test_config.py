@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from spectral_sweep import config as schema
-from spectral_sweep.cli import CONFIG_DIR
+from spectral_sweep.config import CONFIG_DIR
 from spectral_sweep.errors import UsageError
 
 NAMES_THE_CHOICE = {"name", "method", "enabled", "operator"}   # a preset says what it is, even when a default
@@ -76,8 +76,8 @@ def test_wrong_types_and_keys_are_refused_by_the_schema(override, message):
     ("batch=0", "batch must be a positive integer"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("optimizer.lr=inf", "optimizer.lr must be a positive number"),
-    ("optimizer.momentum=-1", "optimizer.momentum must lie in [0, 1)"),
-    ("optimizer.weight_decay=-1", "optimizer.weight_decay must be >= 0"),
+    ("optimizer.momentum=-1", "optimizer.momentum must be a number in [0, 1)"),
+    ("optimizer.weight_decay=-1", "optimizer.weight_decay must be a number >= 0"),
     ("train.steps=1.5", "train.steps"),
     ("train.micro_batch=0", "train.micro_batch must be a positive integer"),
     ("train.micro_batch=256", "at most batch=128"),
