@@ -21,7 +21,7 @@ from .data import load_dataset
 from .learner import hooks_for, owns_lr
 from .models import build_model
 from .optim import momentum_of
-from .outcomes import TRAINED
+from .outcomes import best_trial
 from .records import (
     CorruptRecord,
     TrialCache,
@@ -149,8 +149,7 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
                 reused: int, params: int, start: float | None) -> JobRecord:
     """The job's record: the point, both edges with their trials, cost and provenance."""
     trials = [t for _, t in outcome.trials]
-    trained = [t for t in trials if t.outcome == TRAINED and t.test_acc is not None]
-    best = max(trained, key=lambda t: t.test_acc, default=None)
+    best = best_trial(trials)
     at_max = next((t for t in trials if outcome.lr_max is not None and t.lr == outcome.lr_max), None)
     opt = config.optimizer
     return JobRecord(

@@ -13,11 +13,11 @@ import math
 
 import torch
 
+from .config import Schedule
 from .errors import UsageError, unknown_choice
 from .theory import is_adaptive
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lanczos_sgd")
-SCHEDULES = ("paper", "constant", "cosine")
 
 
 def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nesterov: bool = False,
@@ -56,4 +56,4 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
         return 0.01
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
-    raise unknown_choice("schedule", schedule, SCHEDULES)
+    raise unknown_choice("schedule", schedule, Schedule.__members__)

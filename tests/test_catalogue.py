@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from spectral_sweep import preflight
-from spectral_sweep.config import Rule
 from spectral_sweep.errors import UsageError
-from spectral_sweep.learner import RULES
 
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128", "train.steps=8"]
 SPECTRUM = ["spectrum=hessian"]
@@ -195,7 +193,3 @@ def test_the_catalogue_is_large_and_the_default_command_passes(tmp_path):
     assert len(CATALOGUE) >= 60
     plan = preflight.check_command([*TINY, f"out_dir={tmp_path}", "batch=8,16"])
     assert [config.batch for _, config in plan.jobs] == [8, 16]
-
-
-def test_the_rule_choices_are_the_learners_rules():
-    assert {r.value for r in Rule} == set(RULES)

@@ -17,6 +17,7 @@ from spectral_sweep.config import (
     Budget,
     LanczosSGDConfig,
     LearnerConfig,
+    Rule,
     SGDConfig,
     SharpnessConfig,
     compose,
@@ -25,8 +26,8 @@ from spectral_sweep.curvature import lanczos
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.learner import (
+    _RULE_FORMULAS,
     MU_FLOOR,
-    RULES,
     LanczosLearner,
     SharpnessTracker,
     bulk_mu,
@@ -86,7 +87,7 @@ def test_mu_is_the_smallest_positive_ritz_value_above_the_noise_floor():
 
 
 def test_rules_are_their_formulas():
-    assert RULES == ("ssgd", "gd", "heavy_ball", "nesterov")
+    assert set(_RULE_FORMULAS) == set(Rule.__members__)   # every rule the config offers has its formula
     theta, weights = [1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]
     hb = learner_rule(theta, weights, "heavy_ball")
     lr, beta = polyak(10.0, 0.5)
