@@ -17,9 +17,12 @@ From Python, ``compose("model=vgg11", "batch=32")`` gives the same ``Config`` th
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -69,11 +72,12 @@ def _options(node, base) -> dict:
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING          # a key of models.MODELS
+    _target_: str = MISSING      # a callable taking num_classes and the options below, returning an nn.Module
+    name: str | None = None      # the network's name (tables use the preset's: model=wrn28_10)
     width: float = knob(1.0, POSITIVE)   # channel multiplier (0.125 makes a CPU-sized network)
 
     def options(self) -> dict:
-        """Keyword arguments of ``models.build_model`` besides name and num_classes."""
+        """Keyword arguments of the model's ``_target_`` besides num_classes."""
         return {"width": self.width, **_options(self, ModelConfig)}
 
 
@@ -110,7 +114,9 @@ class Budget:
 
 @dataclass
 class DatasetConfig:
-    name: str = MISSING
+    _target_: str = MISSING      # data.py's builder, a callable returning (train, test) datasets, or a
+                                 # torchvision-style class taking root, train and transform
+    name: str = MISSING          # the dataset's name in folders and tables
     root: str = DATA_ROOT        # where the files are (SPECTRAL_SWEEP_DATA, else ./data)
     # keep this many training samples (seeded, class-balanced); null: all
     subset: int | None = knob(None, maybe(POSITIVE_INT))
@@ -162,19 +168,45 @@ class SyntheticConfig(DatasetConfig):
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING          # sgd | adam | adamw | lanczos_sgd
+    _target_: str = MISSING      # a torch.optim.Optimizer class; the swept lr is passed as lr
+    name: str = MISSING          # sgd | adam | adamw | lanczos_sgd | yours
+    law: str | None = None       # the law under test: linear | sqrt | a number (null: the family's)
     lr: float = knob(0.05, POSITIVE)   # peak lr of search=fixed, and the cold start of search=bisect
     weight_decay: float = knob(0.0, NON_NEGATIVE)
 
     def options(self) -> dict:
         """Keyword arguments of ``optim.build_optimizer`` besides params and lr."""
-        return {"name": self.name, "weight_decay": self.weight_decay, **_options(self, OptimizerConfig)}
+        return {"name": self.name, "target": self._target_, "weight_decay": self.weight_decay,
+                **_options(self, OptimizerConfig)}
+
+    def exponent(self) -> float:
+        """The exponent of lr_max in B under test: ``law``, else the family's (1 SGD, 1/2 Adam)."""
+        from .errors import UsageError
+
+        law = self.law
+        if law is None:
+            from .theory import expected_exponent
+
+            try:
+                return expected_exponent(self.name)
+            except ValueError:
+                raise UsageError(f"no scaling law is known for optimizer {self.name} ({self._target_}); "
+                                 f"set optimizer.law=linear, sqrt or a number (the exponent of lr_max in B)") from None
+        law = {"linear": "1", "sqrt": "0.5"}.get(str(law), str(law))
+        try:
+            value = float(law)
+        except ValueError:
+            raise UsageError(f"optimizer.law must be linear, sqrt or a number, got {self.law!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"optimizer.law must be linear, sqrt or a positive number, got {self.law!r}")
+        return value
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
     """SGD with heavy-ball (or Nesterov) momentum: the law under test is lr_max ~ B."""
 
+    _target_: str = "torch.optim.SGD"
     momentum: float = knob(0.9, FRACTION)
     nesterov: bool = False
     weight_decay: float = knob(5e-4, NON_NEGATIVE)
@@ -186,14 +218,23 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class AdamConfig(OptimizerConfig):
-    """Adam or AdamW: the law under test is lr_max ~ sqrt(B)."""
+    """Adam (L2 weight decay in the gradient): the law under test is lr_max ~ sqrt(B)."""
 
+    _target_: str = "torch.optim.Adam"
     lr: float = knob(1e-3, POSITIVE)
     betas: list[float] = knob(valid=each(FRACTION), factory=lambda: [0.9, 0.999])   # (beta1, beta2)
     eps: float = knob(1e-8, POSITIVE)
 
     def problems(self, config):
         yield None if len(self.betas) == 2 else f"optimizer.betas must be two numbers [beta1, beta2], got {self.betas}"
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    """AdamW (decoupled weight decay): the law under test is lr_max ~ sqrt(B)."""
+
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = knob(0.01, NON_NEGATIVE)
 
 
 class Rule(Choice):
@@ -407,9 +448,9 @@ class SpectrumConfig:
 class Config:
     """One job = one sweep point (model, dataset, optimizer, batch size, seed)."""
 
-    model: ModelConfig = MISSING
-    dataset: DatasetConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
+    model: Any = MISSING         # a ModelConfig: a built-in preset's schema, or a user's plain preset
+    dataset: Any = MISSING       # a DatasetConfig, likewise
+    optimizer: Any = MISSING     # an OptimizerConfig, likewise
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     spectrum: SpectrumConfig = field(default_factory=SpectrumConfig)
@@ -440,7 +481,7 @@ SCHEMAS = {
               "plain": ModelConfig},
     "dataset": {"cifar": CifarConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config,
                 "synthetic": SyntheticConfig},
-    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "lanczos_sgd": LanczosSGDConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lanczos_sgd": LanczosSGDConfig},
 }
 
 
@@ -477,7 +518,69 @@ def to_config(cfg) -> Config:
         with open_dict(cfg):
             del cfg["hydra"]
     OmegaConf.resolve(cfg)
-    return OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(cfg)
+    for group, kind in (("model", CustomModelConfig), ("dataset", CustomDatasetConfig),
+                        ("optimizer", CustomOptimizerConfig)):
+        node = getattr(config, group)
+        if isinstance(node, dict):
+            setattr(config, group, _custom(kind, group, node))
+    return config
+
+
+# ------------------------------------------------------------------------------ user presets
+
+@dataclass
+class CustomModelConfig(ModelConfig):
+    """A user's model preset without a schema: every key but _target_ and name is an argument."""
+
+    kwargs: dict = field(default_factory=dict)
+
+    def options(self) -> dict:
+        return dict(self.kwargs)
+
+
+@dataclass
+class CustomDatasetConfig(DatasetConfig):
+    """A user's dataset preset without a schema: root, subset, test_subset and budget as for any
+    dataset; every other key is an argument of its _target_."""
+
+    kwargs: dict = field(default_factory=dict)
+
+    def options(self) -> dict:
+        return dict(self.kwargs)
+
+
+@dataclass
+class CustomOptimizerConfig(OptimizerConfig):
+    """A user's optimizer preset without a schema: lr, weight_decay and law as for any optimizer;
+    every other key is an argument of its torch.optim.Optimizer class."""
+
+    kwargs: dict = field(default_factory=dict)
+
+    def options(self) -> dict:
+        return {"name": self.name, "target": self._target_, "weight_decay": self.weight_decay, **self.kwargs}
+
+
+def _custom(kind, group: str, node: dict):
+    """A plain preset (a dict) as its group's config: the group's own keys into their fields, the
+    rest into ``kwargs``; ``name`` defaults to the target's last part, lower case."""
+    from .errors import UsageError
+
+    values = dict(node)
+    target = values.get("_target_")
+    if not isinstance(target, str) or not target:
+        raise UsageError(f"the {group} preset has neither a schema nor a _target_; name its constructor "
+                         f"with _target_: package.module.name")
+    own = {f.name for f in dataclasses.fields(kind)} - {"kwargs"}
+    fields = {k: values.pop(k) for k in list(values) if k in own}
+    fields.setdefault("name", target.rpartition(".")[2].lower())
+    if kind is CustomDatasetConfig:
+        fields.setdefault("root", os.environ.get("SPECTRAL_SWEEP_DATA", "data"))
+        if isinstance(fields.get("budget"), dict):
+            fields["budget"] = Budget(**fields["budget"])
+    if kind is CustomModelConfig:
+        fields["width"] = values.get("width", 1.0)
+    return kind(**fields, kwargs=values)
 
 
 def check(config: Config) -> None:

@@ -236,18 +236,41 @@ def _extra_keys(given: dict, typed: dict, prefix: str = "") -> str | None:
 
 
 def check_job(config: schema.Config) -> None:
-    """One job's values, then its model built on the meta device (no memory, no data)."""
+    """One job's values and scaling law, then its model and optimizer built on the meta device
+    (no memory, no data): a target that does not import, rejects its arguments or returns the
+    wrong type is refused here, before any folder exists."""
     schema.check(config)
+    config.optimizer.exponent()
     import torch
 
-    from .data import DATASET_NAMES
-    from .models import build_model
-
-    if config.dataset.name not in DATASET_NAMES:
-        raise unknown_choice("dataset.name", config.dataset.name, DATASET_NAMES)
+    from .models import build_target
+    from .optim import build_optimizer
 
     with torch.device("meta"):
-        build_model(config.model.name, 2, **config.model.options())
+        model = build_target(config.model._target_, 2, **config.model.options())
+        build_optimizer(params=model.parameters(), lr=config.optimizer.lr, **config.optimizer.options())
+    _check_dataset_target(config.dataset)
+
+
+def _check_dataset_target(dataset) -> None:
+    """The dataset's target imports and takes its options (it is called, and its data read, only
+    when the job runs)."""
+    import inspect
+
+    from . import targets
+
+    path = dataset._target_
+    build = targets.locate(path, "dataset._target_")
+    given = {k: None for k in ("root", "download", "seed") if targets.accepts(build, k)}
+    if inspect.isclass(build) and targets.accepts(build, "train") and targets.accepts(build, "transform"):
+        given.update(train=True, transform=None)
+    try:
+        inspect.signature(build).bind(**given, **dataset.options())
+    except TypeError as e:
+        raise UsageError(f"dataset._target_={path} rejects its arguments ({e}); "
+                         f"given: {', '.join(sorted(dataset.options())) or 'none'}") from None
+    except ValueError:
+        pass
 
 
 def check_writable(directory: Path) -> None:

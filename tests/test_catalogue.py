@@ -26,8 +26,21 @@ CATALOGUE = [
     (["dataset=cifar100", "dataset.train_size=5"], "dataset.train_size"),
     (["optimizer=adam", "optimizer.momentum=0.9"], "optimizer.momentum"),
     (["=5"], "must be a string"),
-    (["model.name=alexnet"], "unknown model 'alexnet'"),
-    (["dataset.name=mnist"], "unknown dataset.name 'mnist'"),
+    # _target_: does not import, is not callable, rejects its arguments, returns the wrong type
+    (["model._target_=nope.Net"], "model._target_=nope.Net does not import"),
+    (["model._target_=torch.nn.NoSuchNet"], "module torch.nn has no NoSuchNet"),
+    (["model._target_=math.pi"], "model._target_=math.pi is not callable"),
+    (["model._target_=torch.nn.Linear"], "model._target_=torch.nn.Linear rejects its arguments"),
+    (["model._target_=collections.OrderedDict"], "returned a OrderedDict, not a torch.nn.Module"),
+    (["model._target_=Net"], "must be a dotted path"),
+    (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear is not a torch.optim.Optimizer"),
+    (["optimizer._target_=torch.optim.RMSprop"], "RMSprop rejects its arguments (got an unexpected keyword"),
+    (["dataset._target_=nope.make_data"], "dataset._target_=nope.make_data does not import"),
+    (["dataset._target_=spectral_sweep.data.cifar10"], "data.cifar10 rejects its arguments"),
+    # the law under test
+    (["optimizer.name=rmsprop"], "no scaling law is known for optimizer rmsprop"),
+    (["optimizer.law=cubic"], "optimizer.law must be linear, sqrt or a number, got 'cubic'"),
+    (["optimizer.law=-1"], "optimizer.law must be linear, sqrt or a positive number"),
     (["batch=[1,2"], "malformed override"),
     # batch and seed, also inside comma lists
     (["batch=0"], "batch must be a positive integer, got 0"),

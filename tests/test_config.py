@@ -101,3 +101,27 @@ def test_meaningless_values_are_one_usage_error(override, message):
 def test_the_default_config_passes_its_own_checks():
     for option in ("sgd", "adam", "lanczos_sgd"):
         schema.check(schema.compose(f"optimizer={option}", "spectrum=hessian"))
+
+
+def test_a_python_caller_gets_the_optimizer_the_command_line_gets():
+    """build_optimizer's defaults are the schema's: no second set of numbers in optim.py."""
+    import torch
+
+    from spectral_sweep.optim import build_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for name in ("sgd", "adam", "adamw", "lanczos_sgd"):
+        options = schema.compose(f"optimizer={name}").optimizer.options()
+        from_python = build_optimizer(name, p, 0.1).defaults
+        from_cli = build_optimizer(params=p, lr=0.1, **options).defaults
+        assert from_python == from_cli, name
+    assert build_optimizer("sgd", p, 0.1).defaults["weight_decay"] == 5e-4
+    assert type(build_optimizer("adamw", p, 0.1)) is torch.optim.AdamW
+    assert build_optimizer("adamw", p, 0.1).defaults["weight_decay"] == 0.01
+
+
+def test_the_law_under_test_comes_from_optimizer_law_or_the_family():
+    assert schema.compose("optimizer=sgd").optimizer.exponent() == 1.0
+    assert schema.compose("optimizer=adamw").optimizer.exponent() == 0.5
+    assert schema.compose("optimizer=sgd", "optimizer.law=sqrt").optimizer.exponent() == 0.5
+    assert schema.compose("optimizer=adam", "optimizer.law=0.75").optimizer.exponent() == 0.75

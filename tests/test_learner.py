@@ -241,7 +241,7 @@ def exact_hessian(batch):
 
 def test_learner_hook_finds_the_exact_spectrum_and_sets_the_optimizer(data):
     model = pooled_linear()
-    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0, weight_decay=0.0)
     hook = LanczosLearner(data.train, "cpu", train_batch=64, loss_fn=half_mse,
                           options=LearnerConfig(every=50, iters=48, batch=64, rule="heavy_ball",
                                                 lr_cap=None, momentum_cap=None))
@@ -391,7 +391,7 @@ def test_a_diverged_model_is_logged_not_a_crash(data):
     model = small_cnn()
     with torch.no_grad():
         model[-1].weight.fill_(float("nan"))
-    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0, weight_decay=0.0)
     learner = LanczosLearner(data.train, "cpu", train_batch=64, options=LearnerConfig(every=1, iters=5, batch=32))
     tracker = SharpnessTracker(data.train, "cpu", every=1, batch=32)
     learner.before_step(0, model, opt)
