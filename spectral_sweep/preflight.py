@@ -224,7 +224,10 @@ def _typed(cfg) -> schema.Config:
 
 
 def _extra_keys(given: dict, typed: dict, prefix: str = "") -> str | None:
-    """The first key of the composed config that the typed config dropped (not in its schema)."""
+    """The first key of the composed config that the typed config dropped (not in its schema);
+    a user's plain preset keeps its own keys as its target's arguments (``kwargs``)."""
+    if isinstance(typed.get("kwargs"), dict):
+        typed = {**typed, **typed["kwargs"]}
     for key, value in given.items():
         if key not in typed:
             return f"{prefix}{key}"
