@@ -8,33 +8,20 @@ Ctrl-C is one line and exit 130; the rerun resumes.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import config as schema
 from . import preflight
 from .config import CONFIG_DIR
 from .errors import UsageError
+from .preflight import variant_suffix  # noqa: F401  (the folder names' resolver, registered there)
 
-
-def variant_suffix(overrides: str) -> str:
-    """The end of a job folder's name: '' or '_' + the job's other overrides ('/' made safe;
-    a long list is cut and a hash of the whole keeps it unique within a file name's 255 bytes)."""
-    if not overrides:
-        return ""
-    safe = overrides.replace("/", "%")
-    if len(safe) > 120:
-        safe = f"{safe[:100]}~{hashlib.sha1(overrides.encode()).hexdigest()[:10]}"
-    return f"_{safe}"
-
-
-OmegaConf.register_new_resolver("variant_suffix", variant_suffix, replace=True)
 schema.register()
 
 

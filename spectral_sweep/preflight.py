@@ -15,11 +15,14 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from . import config as schema
 from .config import CONFIG_DIR
@@ -30,17 +33,48 @@ from .errors import UsageError, unknown_choice
 HYDRA_ALLOWED = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir", "hydra.sweeper.params",
                  "hydra.sweeper.max_batch_size", "hydra.verbose", "hydra/job_logging", "hydra/hydra_logging",
                  "hydra.job_logging", "hydra.hydra_logging", "hydra.output_subdir", "hydra.job.env_set.")
+
+
 LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
                     "submitit_local": "hydra_plugins.hydra_submitit_launcher",
                     "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
 
 
+def variant_suffix(overrides: str) -> str:
+    """The end of a job folder's name: '' or '_' + the job's other overrides ('/' made safe;
+    a long list is cut and a hash of the whole keeps it unique within a file name's 255 bytes)."""
+    if not overrides:
+        return ""
+    safe = overrides.replace("/", "%")
+    if len(safe) > 120:
+        safe = f"{safe[:100]}~{hashlib.sha1(overrides.encode()).hexdigest()[:10]}"
+    return f"_{safe}"
+
+
+OmegaConf.register_new_resolver("variant_suffix", variant_suffix, replace=True)
+
+
+@dataclass
+class Job:
+    """One job as Hydra will run it: its overrides, its typed config, its folder under the sweep,
+    its model's label (the preset's name) and its variant (the other overrides)."""
+
+    overrides: list[str]
+    config: schema.Config
+    folder: str
+    label: str
+    variant: str
+
+    def __iter__(self):   # (overrides, config), as a pair
+        return iter((self.overrides, self.config))
+
+
 @dataclass
 class Plan:
-    """What a command will do: where its sweep goes and each job's overrides and typed config."""
+    """What a command will do: where its sweep goes and each of its jobs."""
 
     sweep_dir: Path
-    jobs: list[tuple[list[str], schema.Config]]
+    jobs: list[Job]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -107,10 +141,10 @@ def _plan(hydra, overrides: list[str]) -> Plan:
     check_choices(hydra, parsed)
     master = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
     jobs = expand(master, [o.input_line for o in parsed if not o.is_hydra_override()])
-    configs = list(_job_configs(hydra, master, jobs))
-    for _, config in configs:
-        check_job(config)
-    return Plan(Path(str(master.hydra.sweep.dir)), configs)
+    planned = list(_job_configs(hydra, master, jobs))
+    for job in planned:
+        check_job(job.config)
+    return Plan(Path(str(master.hydra.sweep.dir)), planned)
 
 
 def _parse(overrides: list[str]):
@@ -191,7 +225,9 @@ def expand(master, task_overrides: list[str]) -> list[list[str]]:
 def _job_configs(hydra, master, jobs: list[list[str]]):
     """(overrides, typed config) of each job. The defaults tree is composed once per choice of
     config groups, then each job's values are applied to a copy, as Hydra applies them."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
 
     loader, composed = hydra.config_loader, {}
     for job in jobs:
@@ -202,7 +238,15 @@ def _job_configs(hydra, master, jobs: list[list[str]]):
             composed[groups] = loader.load_sweep_config(master, list(groups))
         cfg = copy.deepcopy(composed[groups])
         ConfigLoaderImpl._apply_overrides_to_config([o for o, g in zip(parsed, is_group) if not g], cfg)
-        yield job, _typed(cfg)
+        config = _typed(cfg)
+        names = cfg.hydra.job.config.override_dirname
+        with open_dict(cfg.hydra):
+            cfg.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=parsed, kv_sep=str(names.kv_sep), item_sep=str(names.item_sep),
+                exclude_keys=list(names.exclude_keys))
+        HydraConfig.instance().set_config(cfg)   # the folder name reads hydra:runtime.choices
+        folder = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+        yield Job(job, config, folder, str(cfg.hydra.runtime.choices.model), cfg.hydra.job.override_dirname)
 
 
 def _typed(cfg) -> schema.Config:

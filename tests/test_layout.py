@@ -44,3 +44,29 @@ def test_the_readme_python_example_runs_as_written():
     readme = (PACKAGE.parent / "README.md").read_text()
     block = readme.split("From Python, as written:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_notebook_sweep_runs_as_written_and_matches_the_command_line(tmp_path, monkeypatch, capsys):
+    """The README's sweep() example, verbatim, writes what the CLI writes and returns its tables."""
+    import json
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    after = readme.split("A whole sweep from a notebook, as written:", 1)[1]
+    block = after.split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    found = scope["found"]
+    assert list(found.lr_max["batch_size"]) == [16, 32] and len(found.scaling) == 1
+    assert found.sweep_dir == Path("outputs/notebook") and (tmp_path / "outputs/notebook/report.md").exists()
+    folders = sorted(p.parent.name for p in (tmp_path / "outputs/notebook").rglob("record.json"))
+    # the same folder names as the command line gives these jobs
+    from spectral_sweep import preflight
+
+    plan = preflight.check_command(["model=vgg11_bn", "model.width=0.125", "dataset=synthetic",
+                                    "dataset.train_size=256", "dataset.test_size=128", "optimizer=sgd",
+                                    "batch=16,32", "name=notebook", "search=fixed", "train.steps=10"])
+    assert folders == sorted(job.folder for job in plan.jobs)
+    record = json.loads(next((tmp_path / "outputs/notebook").rglob("record.json")).read_text())
+    assert record["model"] == "vgg11_bn-w0.125"
+    assert record["variant"] == "dataset.test_size=128,dataset.train_size=256,search=fixed,train.steps=10"
