@@ -599,7 +599,8 @@ def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **
     of (image tensor, integer label), or a torchvision-style class taking root, train and transform.
     root, download and seed are passed where the target takes them; the rest are its options."""
     build = targets.locate(path, "dataset._target_")
-    given = {k: v for k, v in (("root", root), ("download", download), ("seed", seed)) if targets.accepts(build, k)}
+    given = {k: v for k, v in (("root", root), ("download", download), ("seed", seed))
+             if targets.accepts(build, k) and k not in options}
     if inspect.isclass(build) and targets.accepts(build, "train") and targets.accepts(build, "transform"):
         from torchvision.transforms import PILToTensor
 

@@ -65,9 +65,6 @@ class Job:
     label: str
     variant: str
 
-    def __iter__(self):   # (overrides, config), as a pair
-        return iter((self.overrides, self.config))
-
 
 @dataclass
 class Plan:
@@ -308,14 +305,15 @@ def _check_dataset_target(dataset) -> None:
 
     path = dataset._target_
     build = targets.locate(path, "dataset._target_")
-    given = {k: None for k in ("root", "download", "seed") if targets.accepts(build, k)}
+    options = dataset.options()   # a preset's own download wins over the job's
+    given = {k: None for k in ("root", "download", "seed") if targets.accepts(build, k) and k not in options}
     if inspect.isclass(build) and targets.accepts(build, "train") and targets.accepts(build, "transform"):
         given.update(train=True, transform=None)
     try:
-        inspect.signature(build).bind(**given, **dataset.options())
+        inspect.signature(build).bind(**given, **options)
     except TypeError as e:
         raise UsageError(f"dataset._target_={path} rejects its arguments ({e}); "
-                         f"given: {', '.join(sorted(dataset.options())) or 'none'}") from None
+                         f"given: {', '.join(sorted(options)) or 'none'}") from None
     except ValueError:
         pass
 

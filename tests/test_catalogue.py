@@ -1,6 +1,7 @@
 """The bad-input catalogue: every input below is refused in one line, before any job starts,
-with nothing written. In-process through the checks that cli.main runs before Hydra launches
-(fast); test_cli.py and test_resume.py run a few of them through the real command."""
+with nothing written. In-process through preflight.check_command, which cli.main runs before
+Hydra launches anything (fast); test_cli.py runs a sample of 17 through the real command and
+checks that the folder it ran in is unchanged."""
 
 
 import pytest
@@ -205,4 +206,13 @@ def test_a_checkpoint_that_does_not_load_as_weights_is_refused(tmp_path, content
 def test_the_catalogue_is_large_and_the_default_command_passes(tmp_path):
     assert len(CATALOGUE) >= 60
     plan = preflight.check_command([*TINY, f"out_dir={tmp_path}", "batch=8,16"])
-    assert [config.batch for _, config in plan.jobs] == [8, 16]
+    assert [job.config.batch for job in plan.jobs] == [8, 16]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet", "imagenet32", "synthetic_small"])
+def test_every_built_in_dataset_passes_the_checks_that_need_no_files(tmp_path, dataset):
+    """Its target imports and takes the preset's options (download included); its files are
+    looked for only when the job runs."""
+    plan = preflight.check_command([f"dataset={dataset}", "batch=8", f"out_dir={tmp_path}"])
+    assert plan.jobs[0].config.dataset.name == dataset.removesuffix("_small")
+    assert list(tmp_path.iterdir()) == []

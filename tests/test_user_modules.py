@@ -115,7 +115,7 @@ def test_a_user_module_is_swept_end_to_end_from_the_command_line(user):
 def test_the_user_presets_are_choices_and_their_faults_are_one_line_before_any_work(user):
     base = ["--config-dir", str(user / "myconf"), f"out_dir={user / 'out'}", "model=mynet", "dataset=mydata"]
     plan = preflight.check_command([*base, "optimizer=mysgd", "batch=8,16"])
-    assert [c.model.kwargs for _, c in plan.jobs] == [{"hidden": 12}] * 2
+    assert [job.config.model.kwargs for job in plan.jobs] == [{"hidden": 12}] * 2
     cases = [(["model=nonet"], "unknown model 'nonet'; choose one of:"),
              (["optimizer=nolaw"], "no scaling law is known for optimizer lion (mynet.Lion); set optimizer.law="),
              (["optimizer=mysgd", "model.hidden=-1"], "model._target_=mynet.SmallNet failed to build"),
