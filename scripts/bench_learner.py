@@ -78,7 +78,7 @@ def main() -> None:
     for label, (optimizer, sharpness) in runs.items():
         settings = TrialSettings(batch_size=args.batch, optimizer=optimizer.options(),
                                  budget=Budget(steps=args.steps), device=str(device), evaluate=False,
-                                 quiet=True, train=TrainConfig(divergence_factor=float("inf")))
+                                 quiet=True, train=TrainConfig(divergence_factor=1e30))
         hooks = [Timed(h, device) for h in hooks_for(optimizer, sharpness, args.batch, 0, data, device)]
         result = run_trial(make_model, data, optimizer.lr, settings, hooks=hooks)
         per_step[label] = result.seconds / result.steps

@@ -3,6 +3,7 @@
 The public face, for use from Python (each name loads its module, and torch, on first use, so the
 command line starts fast)::
 
+    from spectral_sweep import sweep                          # a whole sweep, as the CLI runs it
     from spectral_sweep import compose, run_point            # a sweep point, as the CLI runs it
     from spectral_sweep import find_edges, find_max_lr        # the lr searches, on any trial function
     from spectral_sweep import load_records, fit_power_law    # a finished sweep, and its law
@@ -12,7 +13,7 @@ command line starts fast)::
 from importlib import import_module
 
 _PUBLIC = {
-    "compose": "config", "Config": "config",
+    "sweep": "notebook", "compose": "config", "Config": "config",
     "run_point": "job",
     "find_max_lr": "search", "grid_search": "search", "find_edges": "adaptive", "fit_edge": "edge",
     "load_records": "records", "JobRecord": "results", "TrialRecord": "results",

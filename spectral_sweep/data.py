@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spectral_sweep import seeds
+from spectral_sweep import seeds, targets
 from spectral_sweep.config import CifarConfig, ImageNet32Config, ImageNetConfig, SyntheticConfig
 from spectral_sweep.errors import UsageError, unknown_choice
 from spectral_sweep.seeds import Stream
@@ -58,8 +58,8 @@ class TensorSplit:
     """
 
     def __init__(self, images: Tensor, labels: Tensor, mean, std):
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
             raise ValueError(f"{len(labels)} labels for {len(images)} images")
         self.images = images
@@ -333,19 +333,19 @@ def _cifar(cls, root: Path, download: bool, mean, std) -> Data:
     return Data(splits[0], splits[1], len(raw.classes), 32, mean, std)
 
 
-def _cifar10(root: Path, download: bool, seed: int) -> Data:
+def cifar10(root: Path, download: bool, seed: int) -> Data:
     from torchvision.datasets import CIFAR10
 
     return _cifar(CIFAR10, root, download, CIFAR10_MEAN, CIFAR10_STD)
 
 
-def _cifar100(root: Path, download: bool, seed: int) -> Data:
+def cifar100(root: Path, download: bool, seed: int) -> Data:
     from torchvision.datasets import CIFAR100
 
     return _cifar(CIFAR100, root, download, CIFAR100_MEAN, CIFAR100_STD)
 
 
-def _imagenet(root: Path, download: bool, seed: int, num_workers: int) -> Data:
+def imagenet(root: Path, download: bool, seed: int, num_workers: int) -> Data:
     """An ImageFolder tree ``root/train/<class>/*.JPEG`` and ``root/val/<class>/*``."""
     from torchvision.datasets import ImageFolder
 
@@ -370,7 +370,7 @@ def _imagenet(root: Path, download: bool, seed: int, num_workers: int) -> Data:
     return Data(train, test, len(folders["train"].classes), 224, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _imagenet32(root: Path, download: bool, seed: int) -> Data:
+def imagenet32(root: Path, download: bool, seed: int) -> Data:
     """Downsampled ImageNet 32x32 (Chrabaszcz, Loshchilov & Hutter 2017) in its npz release.
 
     ``train_data_batch_1.npz`` .. ``train_data_batch_10.npz`` and ``val_data.npz``, in ``root`` or
@@ -410,7 +410,7 @@ def _imagenet32(root: Path, download: bool, seed: int) -> Data:
     return Data(read(train_files), read(val_files), 1000, 32, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def _synthetic(root: Path, download: bool, seed: int, num_classes: int, train_size: int, test_size: int,
+def synthetic(root: Path, download: bool, seed: int, num_classes: int, train_size: int, test_size: int,
                noise: float, data_seed: int | None) -> Data:
     """A CIFAR-shaped classification task generated from ``data_seed``: no files, no network.
 
@@ -543,11 +543,11 @@ def _soft_rectangles(n: int, generator: torch.Generator) -> Tensor:
 
 
 _BUILDERS = {
-    "synthetic": _synthetic,
-    "cifar10": _cifar10,
-    "cifar100": _cifar100,
-    "imagenet": _imagenet,
-    "imagenet32": _imagenet32,
+    "synthetic": synthetic,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+    "imagenet": imagenet,
+    "imagenet32": imagenet32,
 }
 DATASET_NAMES = tuple(_BUILDERS)
 # each dataset's own settings and their defaults: one home, the config schema
@@ -565,6 +565,20 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
     imagenet: num_workers), their defaults those of its config schema (config.py); a setting the
     dataset does not have is an error, not silently ignored.
     """
+    root = Path(root).expanduser().absolute()
+    if "." in name:   # a _target_: the package's builder or a user's dataset
+        data = from_target(name, root, download, seed, **options)
+    else:
+        data = _built_in(name, root, download, seed, **options)
+    if subset is not None:
+        data.train = data.train.select(_balanced_subset(data.train.labels, subset, seed, "subset"))
+    if test_subset is not None:
+        data.test = data.test.select(_balanced_subset(data.test.labels, test_subset, seed, "test_subset"))
+    return data
+
+
+def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Data:
+    """A built-in dataset by its short name, its options' defaults those of its schema."""
     if name not in _BUILDERS:
         raise unknown_choice("dataset", name, DATASET_NAMES)
     build = _BUILDERS[name]
@@ -576,12 +590,73 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
             f"its options are: {', '.join(accepted) or 'none'}"
         )
     defaults = {k: v for k, v in _SCHEMAS[name]().options().items() if k != "download"}
-    data = build(root=Path(root).expanduser().absolute(), download=download, seed=seed, **{**defaults, **options})
-    if subset is not None:
-        data.train = data.train.select(_balanced_subset(data.train.labels, subset, seed, "subset"))
-    if test_subset is not None:
-        data.test = data.test.select(_balanced_subset(data.test.labels, test_subset, seed, "test_subset"))
-    return data
+    return build(root=root, download=download, seed=seed, **{**defaults, **options})
+
+
+def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **options) -> Data:
+    """The dataset that ``dataset._target_`` names (see the README's contract): a builder returning
+    a ``Data`` (the package's own), a callable returning (train, test) ``torch.utils.data.Dataset``s
+    of (image tensor, integer label), or a torchvision-style class taking root, train and transform.
+    root, download and seed are passed where the target takes them; the rest are its options."""
+    build = targets.locate(path, "dataset._target_")
+    given = {k: v for k, v in (("root", root), ("download", download), ("seed", seed))
+             if targets.accepts(build, k) and k not in options}
+    if inspect.isclass(build) and targets.accepts(build, "train") and targets.accepts(build, "transform"):
+        from torchvision.transforms import PILToTensor
+
+        splits = [targets.call(build, "dataset._target_", path, train=train, transform=_Image(PILToTensor()),
+                               **given, **options) for train in (True, False)]
+    else:
+        splits = targets.call(build, "dataset._target_", path, **given, **options)
+    if isinstance(splits, Data):
+        return splits
+    if not (isinstance(splits, (tuple, list)) and len(splits) == 2
+            and all(isinstance(d, torch.utils.data.Dataset) for d in splits)):
+        raise UsageError(f"dataset._target_={path} returned {type(splits).__name__}, not (train, test) "
+                         "torch.utils.data.Dataset objects")
+    return _in_memory(path, *splits)
+
+
+class _Image:
+    """A torchvision-style dataset's transform: PIL image to a uint8 tensor [C, H, W]."""
+
+    def __init__(self, to_tensor):
+        self.to_tensor = to_tensor
+
+    def __call__(self, image):
+        return image if isinstance(image, Tensor) else self.to_tensor(image)
+
+
+def _in_memory(path: str, train, test) -> Data:
+    """Two datasets of (image, label) read once into uint8 tensors (float images are taken as
+    [0, 1]): the same device-resident splits as the built-in small datasets."""
+    (train_x, train_y), (test_x, test_y) = _stack(path, train), _stack(path, test)
+    if train_x.shape[1:] != test_x.shape[1:]:
+        raise UsageError(f"dataset._target_={path}: train images are {tuple(train_x.shape[1:])}, "
+                         f"test images {tuple(test_x.shape[1:])}")
+    std, mean = torch.std_mean(train_x.float().div_(255.0), dim=(0, 2, 3))
+    mean, std = tuple(mean.tolist()), tuple(std.clamp(min=1e-3).tolist())
+    classes = getattr(train, "classes", None)
+    num_classes = len(classes) if classes else int(max(train_y.max(), test_y.max())) + 1
+    return Data(TensorSplit(train_x, train_y, mean, std), TensorSplit(test_x, test_y, mean, std),
+                num_classes, int(train_x.shape[-1]), mean, std)
+
+
+def _stack(path: str, dataset) -> tuple[Tensor, Tensor]:
+    """All items of ``dataset`` as uint8 images [N, C, H, W] and int64 labels, or one line saying
+    which item breaks the contract."""
+    images, labels = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        x, y = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
+        if not isinstance(x, Tensor) or x.ndim != 3 or not isinstance(y, (int, np.integer, Tensor)):
+            raise UsageError(f"dataset._target_={path}: item {i} is {type(item).__name__}, not (image tensor "
+                             "[C, H, W], integer label)")
+        images.append((x.clamp(0, 1) * 255).round().to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8))
+        labels.append(int(y))
+    if not images:
+        raise UsageError(f"dataset._target_={path} returned an empty dataset")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
 def _balanced_subset(labels: Tensor, size: int, seed: int, key: str) -> Tensor:

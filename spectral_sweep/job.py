@@ -20,9 +20,9 @@ from .adaptive import find_edges, priors_from
 from .config import Config, check
 from .data import load_dataset
 from .learner import hooks_for, owns_lr
-from .models import build_model
+from .models import build_target
 from .optim import momentum_of
-from .outcomes import TRAINED
+from .outcomes import TRAINED, best_trial
 from .parallel import trials_in_flight
 from .records import (
     CorruptRecord,
@@ -38,7 +38,6 @@ from .results import LEARNER, JobRecord, SpectrumRecord, device_name, provenance
 from .runner import TrialRunner
 from .search import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult, locate
 from .spectrum import point_spectrum
-from .theory import expected_exponent
 from .train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
@@ -59,7 +58,7 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     job_dir = Path(job_dir)
     check(config)   # the CLI did this for every job already; a Python caller may not have
     with torch.device("meta"):   # the model's name and options, before anything is read or written
-        build_model(config.model.name, 2, **config.model.options())
+        build_target(config.model._target_, 2, **config.model.options())
     with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
                                                 f"({job_dir}); waiting for it")):
         return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)
@@ -73,9 +72,9 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
         return done
     write_json_atomic(job_dir / "config.json", config.to_dict())
     device = resolve_device(config.device, job_num or 0)
-    data = load_dataset(config.dataset.name, root=config.dataset.root, subset=config.dataset.subset,
+    data = load_dataset(config.dataset._target_, root=config.dataset.root, subset=config.dataset.subset,
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
-    make_model = partial(build_model, config.model.name, data.num_classes, **config.model.options())
+    make_model = partial(build_target, config.model._target_, data.num_classes, **config.model.options())
     settings = trial_settings(config, device)
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
@@ -154,7 +153,7 @@ def warm_start(config: Config, earlier: list[JobRecord]) -> float | None:
     if not found:
         return None
     near = min(found, key=lambda r: abs(math.log(r.batch_size / config.batch)))
-    return near.lr_max * (config.batch / near.batch_size) ** expected_exponent(config.optimizer.name)
+    return near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent()
 
 
 def search_adaptive(config: Config, runner: TrialRunner, start: float | None, earlier: list[JobRecord]):
@@ -182,14 +181,13 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
                 reused: int, params: int, start: float | None, job_num: int = 0) -> JobRecord:
     """The job's record: the point, both edges with their trials, cost and provenance."""
     trials = [t for _, t in outcome.trials]
-    trained = [t for t in trials if t.outcome == TRAINED and t.test_acc is not None]
-    best = max(trained, key=lambda t: t.test_acc, default=None)
+    best = best_trial(trials)
     at_max = _trial_at(trials, outcome.lr_max)
     fit, blow = outcome.estimate, outcome.blowup_estimate
     opt = config.optimizer
     return JobRecord(
         model=label, dataset=config.dataset.name, optimizer=opt.name, variant=variant,
-        batch_size=config.batch, seed=config.seed, expected_exponent=expected_exponent(opt.name),
+        batch_size=config.batch, seed=config.seed, expected_exponent=opt.exponent(),
         momentum=momentum_of(**opt.options()), nesterov=bool(getattr(opt, "nesterov", False)),
         search=LEARNER if outcome.status == CHOSEN_BY_LEARNER else str(config.search.method),
         search_start=start, lr_max=outcome.lr_max, lr_max_bracket=list(outcome.bracket),
@@ -218,7 +216,7 @@ def _trial_at(trials, lr: float | None):
 
 def _label(config: Config, model_label: str | None) -> str:
     """The model's name in tables; a width other than 1 is appended, so narrow and full models never share a row."""
-    label = model_label or config.model.name
+    label = model_label or config.model.name or config.model._target_.rpartition(".")[2]
     return label + (f"-w{config.model.width:g}" if config.model.width != 1.0 else "")
 
 

@@ -20,7 +20,7 @@ train mode) give Ritz values theta_i and Gauss quadrature weights gamma_i. From 
   above the noise floor ``MU_FLOOR * L`` = 1e-6 L. Zero eigenvalues (at or below the floor) and
   negative ones never become mu; if no Ritz value is left above the floor, mu = the floor.
 
-The rules (``learner_rule``; ``rule`` in ``RULES``), each with its source:
+The rules (``learner_rule``; ``rule`` one of ``config.Rule``), each with its source:
 
 * ``heavy_ball`` (the default): Polyak's heavy ball (1964), optimal on a quadratic with
   curvatures in [mu, L]: lr = 4 / (sqrt L + sqrt mu)^2,
@@ -80,7 +80,7 @@ import math
 import numpy as np
 import torch.nn.functional as F
 
-from .config import LearnerConfig
+from .config import LearnerConfig, Rule
 from .curvature import (
     GRADIENTS_PER_PRODUCT,
     adam_preconditioner,
@@ -89,7 +89,8 @@ from .curvature import (
     warm_start_vector,
 )
 from .data import fixed_batch
-from .errors import UsageError
+from .errors import UsageError, unknown_choice
+from .ranges import field_problems
 from .seeds import Stream, child_seed
 from .theory import is_adaptive, stability_limit
 from .train import TrainingHook
@@ -165,8 +166,7 @@ def _nesterov(L: float, mu: float, median: float, momentum: float) -> tuple[floa
     return 1.0 / L, 1.0 if math.isinf(root_k) else (root_k - 1.0) / (root_k + 1.0)
 
 
-_RULE_FORMULAS = {"ssgd": _ssgd, "gd": _gd, "heavy_ball": _heavy_ball, "nesterov": _nesterov}
-RULES = tuple(_RULE_FORMULAS)
+_RULE_FORMULAS = {"ssgd": _ssgd, "gd": _gd, "heavy_ball": _heavy_ball, "nesterov": _nesterov}   # one per config.Rule
 
 
 def learner_rule(theta, weights, rule: str = "heavy_ball", momentum: float = 0.0,
@@ -178,8 +178,8 @@ def learner_rule(theta, weights, rule: str = "heavy_ball", momentum: float = 0.0
     (unweighted); ``weight_decay`` is added to all three. ``momentum`` is the configured momentum,
     used by ``ssgd`` only. Returns {"L", "mu", "median", "lr", "momentum", "nesterov"}.
     """
-    if rule not in RULES:
-        raise UsageError(f"unknown learner rule '{rule}'; choose one of: {', '.join(RULES)}")
+    if rule not in Rule.__members__:
+        raise unknown_choice("learner rule", rule, Rule.__members__)
     absolute = np.abs(np.asarray(theta, dtype=float))
     wd = float(weight_decay or 0.0)
     L = float(absolute.max()) + wd
@@ -216,13 +216,11 @@ class LanczosLearner(TrainingHook):
         options = options or LearnerConfig()
         every, iters, batch, rule = options.every, options.iters, options.batch, str(options.rule)
         lr_cap, momentum_cap, tol, warm_weight = options.lr_cap, options.momentum_cap, options.tol, options.warm_weight
-        if rule not in RULES:
-            raise UsageError(f"unknown learner rule '{rule}'; choose one of: {', '.join(RULES)}")
-        for key, value in (("every", every), ("iters", iters), ("batch", batch)):
-            if not (isinstance(value, int) and value >= 1):
-                raise UsageError(f"optimizer.learner.{key} must be a positive integer, got {value!r}")
-        if not 0.0 <= warm_weight < 1.0:
-            raise UsageError(f"optimizer.learner.warm_weight must lie in [0, 1), got {warm_weight}")
+        if rule not in Rule.__members__:
+            raise unknown_choice("learner rule", rule, Rule.__members__)
+        problem = next(field_problems(options, "optimizer.learner."), None)   # the ranges of config.py
+        if problem:
+            raise UsageError(problem)
         self.every, self.iters, self.rule, self.tol = every, iters, rule, tol
         self.lr_cap, self.momentum_cap, self.warm_weight = lr_cap, momentum_cap, warm_weight
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)

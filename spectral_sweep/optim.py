@@ -13,26 +13,33 @@ import math
 
 import torch
 
+from . import targets
+from .config import SCHEMAS, Schedule
 from .errors import UsageError, unknown_choice
 from .theory import is_adaptive
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "lanczos_sgd")
-SCHEDULES = ("paper", "constant", "cosine")
 
+def build_optimizer(name: str, params, lr: float, target: str | None = None, **options) -> torch.optim.Optimizer:
+    """The optimizer ``target`` (a ``torch.optim.Optimizer`` class by dotted path) at peak ``lr``.
 
-def build_optimizer(name: str, params, lr: float, momentum: float = 0.9, nesterov: bool = False,
-                    weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Optimizer:
-    """SGD (heavy-ball or Nesterov momentum), Adam (L2 weight decay) or AdamW (decoupled)."""
-    if not lr > 0:
+    From Python, ``build_optimizer("sgd", params, 0.1)`` names a built-in family: its class and
+    the defaults of its options (momentum, weight decay, betas...) come from its schema in
+    config.py, so a Python caller and the command line get the same optimizer."""
+    if not (isinstance(lr, (int, float)) and lr > 0):
         raise UsageError(f"learning rate must be positive, got {lr}")
-    if name in ("sgd", "lanczos_sgd"):   # lanczos_sgd: plain SGD whose lr/momentum learner.py sets
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                               weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-    raise unknown_choice("optimizer", name, OPTIMIZERS)
+    if target is None:
+        schemas = SCHEMAS["optimizer"]
+        if name not in schemas:
+            raise unknown_choice("optimizer", name, schemas)
+        defaults = schemas[name]().options()
+        target = defaults.pop("target")
+        options = {**{k: v for k, v in defaults.items() if k != "name"}, **options}
+    cls = targets.locate(target, "optimizer._target_")
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise UsageError(f"optimizer._target_={target} is not a torch.optim.Optimizer class")
+    if "betas" in options:
+        options["betas"] = tuple(options["betas"])
+    return targets.call(cls, "optimizer._target_", target, params, lr=lr, **options)
 
 
 def momentum_of(name: str, momentum: float = 0.9, betas=(0.9, 0.999), **_) -> float:
@@ -56,4 +63,4 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
         return 0.01
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
-    raise unknown_choice("schedule", schedule, SCHEDULES)
+    raise unknown_choice("schedule", schedule, Schedule.__members__)

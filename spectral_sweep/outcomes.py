@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from .errors import UsageError
 
 TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
-OUTCOMES = (TRAINED, STALLED, DIVERGED)
 
 
 def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> float:
@@ -59,13 +58,30 @@ def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_cl
 
 
 def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_margin: float) -> None:
-    """The rules' settings, or one line naming the bad one (``UsageError``)."""
-    for name, value in (("stall_loss_margin", stall_loss_margin), ("stall_acc_margin", stall_acc_margin)):
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value < 1):
-            raise UsageError(f"train.{name} must lie in (0, 1), got {value!r}")
-    if isinstance(divergence_factor, bool) or not (isinstance(divergence_factor, (int, float))
-                                                   and divergence_factor > 1):
-        raise UsageError(f"train.divergence_factor must be a number above 1, got {divergence_factor!r}")
+    """The rules' settings, or one line naming the bad one (``UsageError``); their valid ranges
+    are declared beside the fields of ``config.TrainConfig``."""
+    import dataclasses
+
+    from .config import TrainConfig
+
+    ranges = {f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if "range" in f.metadata}
+    for name, value in (("divergence_factor", divergence_factor), ("stall_loss_margin", stall_loss_margin),
+                        ("stall_acc_margin", stall_acc_margin)):
+        problem = ranges[name].problem(f"train.{name}", value)
+        if problem:
+            raise UsageError(problem)
+
+
+def best_trial(trials):
+    """The one definition of a point's best trial (``lr_best``, and the search the learner is set
+    against): among the trials made that did not diverge and were tested, the highest test
+    accuracy (ties: the lower final training loss). None when every trial diverged."""
+    def loss(t):
+        x = t.final_train_loss
+        return x if isinstance(x, (int, float)) and math.isfinite(x) else math.inf
+
+    stable = [t for t in trials if outcome_of(t) != DIVERGED and t.test_acc is not None]
+    return max(stable, key=lambda t: (t.test_acc, -loss(t)), default=None)
 
 
 def outcome_of(result) -> str:

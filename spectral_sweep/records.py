@@ -172,7 +172,7 @@ def read_job_record(path: str | os.PathLike) -> JobRecord:
     data = read_json(path, JOB_REQUIRED)
     try:
         record = JobRecord.from_dict(data)
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError) as e:   # wrong types count as corrupt too
         raise CorruptRecord(f"{path}: {e}") from e
     record.record_path = str(path)
     return record
@@ -200,6 +200,8 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"no such sweep directory: {root}")
+        if root.is_file() and root.name != RECORD_FILE:
+            raise FileNotFoundError(f"{root} is a file, not a sweep directory or a {RECORD_FILE}")
         for path in [root] if root.is_file() else sorted(root.rglob(RECORD_FILE)):
             try:
                 records.append(read_job_record(path))

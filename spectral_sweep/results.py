@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import platform
 import subprocess
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,46 @@ LEARNER = "learner"   # a job's ``search`` when the optimizer chose its own lr (
 
 
 def _known(cls, data: dict) -> tuple[dict, dict]:
-    """Split ``data`` into the fields of ``cls`` and the rest."""
+    """Split ``data`` into the fields of ``cls`` and the rest; a known field of the wrong type
+    (``"lr_max": "abc"``, a NaN learning rate) is a ``ValueError``: the file is corrupt."""
     names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-    return ({k: v for k, v in data.items() if k in names},
-            {k: v for k, v in data.items() if k not in names})
+    known = {k: v for k, v in data.items() if k in names}
+    hints = typing.get_type_hints(cls)
+    for key, value in known.items():
+        if not _has_type(value, hints[key]) or (key in FINITE and value is not None and not _finite(value)):
+            raise ValueError(f"field {key} holds {value!r}, not {_name(hints[key])}")
+    return known, {k: v for k, v in data.items() if k not in names}
+
+
+# learning rates and sizes: a NaN or infinite one is never a result, only a damaged file
+FINITE = ("lr", "lr_max", "lr_blowup", "lr_best", "search_start", "batch_size", "lr_max_bracket", "lr_blowup_bracket")
+
+
+def _finite(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return all(v is None or (_has_type(v, float) and math.isfinite(v)) for v in values)
+
+
+def _has_type(value, hint) -> bool:
+    """Does a JSON value fit a field's annotation (float takes an int, nothing takes a bool but bool)?"""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    if dataclasses.is_dataclass(hint):   # a nested record: still a dict in the file
+        return isinstance(value, (dict, hint))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
 
 
 def _plain(obj) -> dict:

@@ -1,15 +1,14 @@
 """The bad-input catalogue: every input below is refused in one line, before any job starts,
-with nothing written. In-process through the checks that cli.main runs before Hydra launches
-(fast); test_cli.py and test_resume.py run a few of them through the real command."""
+with nothing written. In-process through preflight.check_command, which cli.main runs before
+Hydra launches anything (fast); test_cli.py runs a sample of 17 through the real command and
+checks that the folder it ran in is unchanged."""
 
 
 import pytest
 import torch
 
-from spectral_sweep import cli
-from spectral_sweep.config import Rule
+from spectral_sweep import preflight
 from spectral_sweep.errors import UsageError
-from spectral_sweep.learner import RULES
 
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128", "train.steps=8"]
 SPECTRUM = ["spectrum=hessian"]
@@ -28,8 +27,21 @@ CATALOGUE = [
     (["dataset=cifar100", "dataset.train_size=5"], "dataset.train_size"),
     (["optimizer=adam", "optimizer.momentum=0.9"], "optimizer.momentum"),
     (["=5"], "must be a string"),
-    (["model.name=alexnet"], "unknown model.name 'alexnet'"),
-    (["dataset.name=mnist"], "unknown dataset.name 'mnist'"),
+    # _target_: does not import, is not callable, rejects its arguments, returns the wrong type
+    (["model._target_=nope.Net"], "model._target_=nope.Net does not import"),
+    (["model._target_=torch.nn.NoSuchNet"], "module torch.nn has no NoSuchNet"),
+    (["model._target_=math.pi"], "model._target_=math.pi is not callable"),
+    (["model._target_=torch.nn.Linear"], "model._target_=torch.nn.Linear rejects its arguments"),
+    (["model._target_=collections.OrderedDict"], "returned a OrderedDict, not a torch.nn.Module"),
+    (["model._target_=Net"], "must be a dotted path"),
+    (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear is not a torch.optim.Optimizer"),
+    (["optimizer._target_=torch.optim.RMSprop"], "RMSprop rejects its arguments (got an unexpected keyword"),
+    (["dataset._target_=nope.make_data"], "dataset._target_=nope.make_data does not import"),
+    (["dataset._target_=spectral_sweep.data.cifar10"], "data.cifar10 rejects its arguments"),
+    # the law under test
+    (["optimizer.name=rmsprop"], "no scaling law is known for optimizer rmsprop"),
+    (["optimizer.law=cubic"], "optimizer.law must be linear, sqrt or a number, got 'cubic'"),
+    (["optimizer.law=-1"], "optimizer.law must be linear, sqrt or a positive number"),
     (["batch=[1,2"], "malformed override"),
     # batch and seed, also inside comma lists
     (["batch=0"], "batch must be a positive integer, got 0"),
@@ -52,9 +64,9 @@ CATALOGUE = [
     (["optimizer.lr=nan"], "optimizer.lr must be a positive number"),
     (["optimizer.lr=abc"], "could not be converted to Float"),
     (["optimizer.lr=0.1,-1"], "optimizer.lr must be a positive number"),
-    (["optimizer.momentum=-1"], "optimizer.momentum must lie in [0, 1)"),
-    (["optimizer.momentum=1"], "optimizer.momentum must lie in [0, 1)"),
-    (["optimizer.weight_decay=-1"], "optimizer.weight_decay must be >= 0"),
+    (["optimizer.momentum=-1"], "optimizer.momentum must be a number in [0, 1)"),
+    (["optimizer.momentum=1"], "optimizer.momentum must be a number in [0, 1)"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay must be a number >= 0"),
     (["optimizer=lanczos_sgd", "optimizer.learner.every=0"], "optimizer.learner.every"),
     (["optimizer=lanczos_sgd", "optimizer.learner.rule=adam"], "expected one of [heavy_ball, nesterov, gd, ssgd]"),
     # train
@@ -67,9 +79,9 @@ CATALOGUE = [
     (["batch=32", "train.micro_batch=64"], "train.micro_batch must be at most batch=32"),
     (["train.precision=bogus"], "expected one of [auto, fp32, bf16]"),
     (["train.schedule=bogus"], "expected one of [constant, paper, cosine]"),
-    (["train.warmup=1.5"], "train.warmup must lie in [0, 1)"),
-    (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must lie in (0, 1), got 1.5"),
-    (["train.stall_acc_margin=0"], "train.stall_acc_margin must lie in (0, 1), got 0"),
+    (["train.warmup=1.5"], "train.warmup must be a number in [0, 1)"),
+    (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must be a number in (0, 1), got 1.5"),
+    (["train.stall_acc_margin=0"], "train.stall_acc_margin must be a number in (0, 1), got 0"),
     (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be a positive integer"),
     (["train.compile=maybe"], "is not a valid bool"),
@@ -91,14 +103,82 @@ CATALOGUE = [
     (["sharpness.every=abc"], "could not be converted to Integer"),
     # where the output goes
     (["out_dir=/proc/not-here"], "cannot write to the output directory /proc/not-here"),
+    # issue 21: refused only after the sweep folder was written
+    (["search.tolerance=1"], "search.tolerance must be a number above 1, got 1"),
+    (["search.step=1"], "search.step must be a number above 1, got 1"),
+    (["search.lr_min=0"], "search.lr_min must be a positive number, got 0"),
+    (["search.lr_max_cap=1e-9"], "search.lr_max_cap (1e-09) must lie above search.lr_min (1e-06)"),
+    (["search.start=-1"], "search.start must be a positive number or null, got -1"),
+    (["model.width=0"], "model.width must be a positive number, got 0"),
+    (["model.dropout=1.5"], "model.dropout must be a number in [0, 1), got 1.5"),
+    (["model=preresnet110", "model.depth=5"], "PreResNet depth with basic blocks must be 6n+2"),
+    (["model=wrn28_10", "model.depth=27"], "WideResNet depth must be 6n+4"),
+    (["dataset.noise=-1"], "dataset.noise must be a number >= 0, got -1"),
+    (["dataset.data_seed=-1"], "dataset.data_seed must be an integer >= 0 or null, got -1"),
+    (["dataset.test_size=0"], "dataset.test_size must be a positive integer, got 0"),
+    (["sharpness.every=5", "sharpness.batch=0"], "sharpness.batch must be a positive integer, got 0"),
+    (["optimizer=lanczos_sgd", "optimizer.learner.batch=100000"],
+     "optimizer.learner.batch=100000 is larger than the training set (256 samples)"),
+    (["device=cuda:7"], "device=cuda:7 but "),
+    # refused only after every trial trained
+    ([*SPECTRUM, "spectrum.batch_sizes=[100000]"], "spectrum.batch_sizes=100000 is larger than the training set"),
+    ([*SPECTRUM, "spectrum.noise_batch_sizes=[0,0]"], "spectrum.noise_batch_sizes must be a positive integer"),
+    ([*SPECTRUM, "spectrum.noise_batch_sizes=[8,8]"], "spectrum.noise_batch_sizes must be two different batch sizes"),
+    ([*SPECTRUM, "spectrum.full=true", "spectrum.full_subset=-1"], "spectrum.full_subset must be a positive integer"),
+    ([*SPECTRUM, "spectrum.density_vectors=0", "spectrum.density_batch_sizes=[8]"],
+     "spectrum.density_vectors must be a positive integer, got 0"),
+    # a comma list of any key, the -m form, the sweeper's params
+    (["search.tolerance=1.2,1"], "search.tolerance must be a number above 1, got 1"),
+    (["-m", "batch=8,0"], "batch must be a positive integer, got 0"),
+    (['+hydra.sweeper.params.batch="8,0"'], "batch must be a positive integer, got 0"),
+    (["experiment=quickstart", "dataset.train_size=64"], "batch size 128 is larger than the training set (64 samples)"),
+    (["optimizer=sgd,adam", "optimizer.momentum=0.5"], "Key 'momentum' not in 'AdamConfig'"),
+    # reported as a failed job instead of bad input
+    (["model.width=nan"], "model.width must be a positive number, got nan"),
+    (["optimizer=adam", "optimizer.betas=[1.5,0.999]"], "optimizer.betas must be a number in [0, 1), got 1.5"),
+    (["optimizer=adam", "optimizer.betas=[0.9]"], "optimizer.betas must be two numbers [beta1, beta2], got [0.9]"),
+    # tracebacks
+    (["hydra.sweep.dir=/proc/nope"], "cannot write to the output directory /proc/nope"),
+    (["hydra/sweeper=nope"], "runs its sweeps with Hydra's basic sweeper only"),
+    (["hydra.mode=RUN"], "hydra.mode=RUN: a sweep always runs as MULTIRUN"),
+    (["hydra.job.chdir=true"], "spectral-sweep relies on hydra.job.chdir"),
+    (["hydra.sweep.subdir=x"], "spectral-sweep relies on hydra.sweep.subdir"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--config-dir", "/no/such/conf"], "--config-dir /no/such/conf is not a folder"),
+    # accepted silently
+    (["search.tolerance=inf"], "search.tolerance must be a number above 1, got inf"),
+    (["search.step=inf"], "search.step must be a number above 1, got inf"),
+    (["train.divergence_factor=inf"], "train.divergence_factor must be a number above 1, got inf"),
+    (["dataset.noise=inf"], "dataset.noise must be a number >= 0, got inf"),
+    (["optimizer=lanczos_sgd", "optimizer.learner.momentum_cap=2"],
+     "optimizer.learner.momentum_cap must be a number in [0, 1) or null, got 2"),
+    (["optimizer=lanczos_sgd", "optimizer.learner.lr_cap=-1"],
+     "optimizer.learner.lr_cap must be a positive number or null"),
+    (["+new.key=1"], "unknown key 'new'"),
+    (["+optimizer.foo=1"], "unknown key 'optimizer.foo'"),
+    (["optimizer.nesterov=true", "optimizer.momentum=0"], "optimizer.nesterov=true needs optimizer.momentum > 0"),
+    # writes outside the output folder
+    (["out_dir="], "out_dir may not be empty"),
+    (["name=../../x"], "name must be a folder inside out_dir (not absolute, no '..'), got '../../x'"),
+    (["name=/abs"], "name must be a folder inside out_dir"),
+    (["name="], "name may not be empty"),
+    (["name=a,b"], "name and out_dir cannot be comma lists"),
+    # misleading messages
+    (["dataset.train_size=-5"], "dataset.train_size must be a positive integer, got -5"),
 ]
+
+
+def command(args: list[str], out) -> list[str]:
+    """The command line of a case: its flags (-m, --config-dir DIR) first, as Hydra wants them."""
+    if args and args[0].startswith("-"):
+        return [*args, *TINY, f"out_dir={out}"]
+    return [*TINY, f"out_dir={out}", *args]
 
 
 def refuse(argv) -> str:
     """What cli.main checks before Hydra launches anything; the one line it would print."""
     with pytest.raises(UsageError) as caught:
-        cli.check_choices(argv)
-        cli.check_overrides(argv)
+        preflight.check_command(argv)
     message = str(caught.value)
     assert "\n" not in message
     return message
@@ -107,9 +187,8 @@ def refuse(argv) -> str:
 @pytest.mark.parametrize("args, message", CATALOGUE, ids=lambda x: " ".join(x) if isinstance(x, list) else None)
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
     out = tmp_path / "out"
-    assert message in refuse([*TINY, f"out_dir={out}", *args])
-    if not any(a.startswith("out_dir=/proc") for a in args):
-        assert not out.exists()                     # nothing written, not even the sweep folder
+    assert message in refuse(command(args, out))
+    assert list(tmp_path.iterdir()) == []           # nothing written, not even the sweep folder
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", None])
@@ -126,9 +205,14 @@ def test_a_checkpoint_that_does_not_load_as_weights_is_refused(tmp_path, content
 
 def test_the_catalogue_is_large_and_the_default_command_passes(tmp_path):
     assert len(CATALOGUE) >= 60
-    cli.check_choices([*TINY, f"out_dir={tmp_path}", "batch=8,16"])
-    cli.check_overrides([*TINY, f"out_dir={tmp_path}", "batch=8,16"])
+    plan = preflight.check_command([*TINY, f"out_dir={tmp_path}", "batch=8,16"])
+    assert [job.config.batch for job in plan.jobs] == [8, 16]
 
 
-def test_the_rule_choices_are_the_learners_rules():
-    assert {r.value for r in Rule} == set(RULES)
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet", "imagenet32", "synthetic_small"])
+def test_every_built_in_dataset_passes_the_checks_that_need_no_files(tmp_path, dataset):
+    """Its target imports and takes the preset's options (download included); its files are
+    looked for only when the job runs."""
+    plan = preflight.check_command([f"dataset={dataset}", "batch=8", f"out_dir={tmp_path}"])
+    assert plan.jobs[0].config.dataset.name == dataset.removesuffix("_small")
+    assert list(tmp_path.iterdir()) == []

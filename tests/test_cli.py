@@ -2,8 +2,10 @@
 gets one clear line and a non-zero exit."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,20 +86,53 @@ def test_a_diverging_lr_is_recorded_as_diverged(tmp_path):
     assert "nothing trains" in out.stdout and "raise the budget" in out.stdout
 
 
-# The whole catalogue runs in-process in test_catalogue.py; these go through the real command:
-# an unknown choice, a bad value inside a comma list, a type error, and a name set directly.
-@pytest.mark.parametrize("args, message", [
-    (["model=vgg99"], "unknown model 'vgg99'; choose one of: preresnet110"),
-    (["batch=16,0"], "batch must be a positive integer, got 0"),
-    (["seed=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
-    (["model.name=alexnet"], "unknown model.name 'alexnet'"),
-])
-def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, message):
-    out = cli(*TINY, f"out_dir={tmp_path}", *args, cwd=tmp_path)
+# The whole catalogue runs in-process in test_catalogue.py; this sample goes through the real
+# command: one line on stderr, exit 2, no traceback, and the folder it ran in exactly as before.
+SAMPLE = ["model=vgg99", "batch=8,0", "seed=abc", "search.tolerance=1.2,1", "-m batch=8,0",
+          '+hydra.sweeper.params.batch="8,0"', "hydra.sweep.dir=/proc/nope", "hydra/sweeper=nope", "hydra.mode=RUN",
+          "out_dir=", "name=../../x", "optimizer=adam optimizer.betas=[0.9]", "model.width=nan",
+          "optimizer=lanczos_sgd optimizer.learner.lr_cap=-1", "+new.key=1", "model=preresnet110 model.depth=5",
+          "--bogus"]
+
+
+def tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", SAMPLE)
+def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_written(tmp_path, case):
+    from test_catalogue import CATALOGUE, command
+
+    args = case.split()
+    (message,) = [m for a, m in CATALOGUE if a == args]
+    (tmp_path / "out" / "sweep").mkdir(parents=True)
+    (tmp_path / "out" / "sweep" / "keep.txt").write_text("an earlier sweep's file")
+    before = tree(tmp_path)
+    out = cli(*command(args, tmp_path / "out"), cwd=tmp_path)
     assert out.returncode == 2, (out.returncode, out.stderr)
     assert "Traceback" not in out.stderr
-    errors = [line for line in out.stderr.splitlines() if line.startswith("spectral-sweep: error:")]
-    assert len(errors) == 1 and message in errors[0], out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("spectral-sweep: error:") and message in errors[0], out.stderr
+    assert tree(tmp_path) == before
+
+
+def test_the_sample_is_large_enough():
+    assert len(SAMPLE) >= 15
+
+
+def test_ctrl_c_mid_trial_is_one_line_and_exit_130(tmp_path):
+    args = [*TINY, "search=fixed", "train.steps=100000", "batch=16", f"out_dir={tmp_path}", "name=i"]
+    proc = subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "i").rglob("config.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)                                       # inside the trial's steps by now
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and "it/s" not in line and "%|" not in line]
+    assert lines == ["spectral-sweep: error: interrupted; rerun the same command to resume"], stderr
 
 
 def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from spectral_sweep import config as schema
-from spectral_sweep.cli import CONFIG_DIR
+from spectral_sweep.config import CONFIG_DIR
 from spectral_sweep.errors import UsageError
 
 NAMES_THE_CHOICE = {"name", "method", "enabled", "operator"}   # a preset says what it is, even when a default
@@ -76,8 +76,8 @@ def test_wrong_types_and_keys_are_refused_by_the_schema(override, message):
     ("batch=0", "batch must be a positive integer"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("optimizer.lr=inf", "optimizer.lr must be a positive number"),
-    ("optimizer.momentum=-1", "optimizer.momentum must lie in [0, 1)"),
-    ("optimizer.weight_decay=-1", "optimizer.weight_decay must be >= 0"),
+    ("optimizer.momentum=-1", "optimizer.momentum must be a number in [0, 1)"),
+    ("optimizer.weight_decay=-1", "optimizer.weight_decay must be a number >= 0"),
     ("train.steps=1.5", "train.steps"),
     ("train.micro_batch=0", "train.micro_batch must be a positive integer"),
     ("train.micro_batch=256", "at most batch=128"),
@@ -101,3 +101,27 @@ def test_meaningless_values_are_one_usage_error(override, message):
 def test_the_default_config_passes_its_own_checks():
     for option in ("sgd", "adam", "lanczos_sgd"):
         schema.check(schema.compose(f"optimizer={option}", "spectrum=hessian"))
+
+
+def test_a_python_caller_gets_the_optimizer_the_command_line_gets():
+    """build_optimizer's defaults are the schema's: no second set of numbers in optim.py."""
+    import torch
+
+    from spectral_sweep.optim import build_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    for name in ("sgd", "adam", "adamw", "lanczos_sgd"):
+        options = schema.compose(f"optimizer={name}").optimizer.options()
+        from_python = build_optimizer(name, p, 0.1).defaults
+        from_cli = build_optimizer(params=p, lr=0.1, **options).defaults
+        assert from_python == from_cli, name
+    assert build_optimizer("sgd", p, 0.1).defaults["weight_decay"] == 5e-4
+    assert type(build_optimizer("adamw", p, 0.1)) is torch.optim.AdamW
+    assert build_optimizer("adamw", p, 0.1).defaults["weight_decay"] == 0.01
+
+
+def test_the_law_under_test_comes_from_optimizer_law_or_the_family():
+    assert schema.compose("optimizer=sgd").optimizer.exponent() == 1.0
+    assert schema.compose("optimizer=adamw").optimizer.exponent() == 0.5
+    assert schema.compose("optimizer=sgd", "optimizer.law=sqrt").optimizer.exponent() == 0.5
+    assert schema.compose("optimizer=adam", "optimizer.law=0.75").optimizer.exponent() == 0.75

@@ -319,7 +319,7 @@ def test_the_loaders_defaults_are_the_config_schemas():
     import inspect
 
     from spectral_sweep.config import SyntheticConfig
-    from spectral_sweep.data import _synthetic
+    from spectral_sweep.data import synthetic as _synthetic
 
     assert all(p.default is inspect.Parameter.empty for p in inspect.signature(_synthetic).parameters.values())
     data = load_dataset("synthetic", train_size=40, test_size=20)

@@ -44,3 +44,69 @@ def test_the_readme_python_example_runs_as_written():
     readme = (PACKAGE.parent / "README.md").read_text()
     block = readme.split("From Python, as written:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_notebook_sweep_runs_as_written_and_matches_the_command_line(tmp_path, monkeypatch, capsys):
+    """The README's sweep() example, verbatim, writes what the CLI writes and returns its tables."""
+    import json
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    after = readme.split("A whole sweep from a notebook, as written:", 1)[1]
+    block = after.split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    found = scope["found"]
+    assert list(found.lr_max["batch_size"]) == [16, 32] and len(found.scaling) == 1
+    assert found.sweep_dir == Path("outputs/notebook") and (tmp_path / "outputs/notebook/report.md").exists()
+    folders = sorted(p.parent.name for p in (tmp_path / "outputs/notebook").rglob("record.json"))
+    # the same folder names as the command line gives these jobs
+    from spectral_sweep import preflight
+
+    plan = preflight.check_command(["model=vgg11_bn", "model.width=0.125", "dataset=synthetic",
+                                    "dataset.train_size=256", "dataset.test_size=128", "optimizer=sgd",
+                                    "batch=16,32", "name=notebook", "search=fixed", "train.steps=10"])
+    assert folders == sorted(job.folder for job in plan.jobs)
+    record = json.loads(next((tmp_path / "outputs/notebook").rglob("record.json")).read_text())
+    assert record["model"] == "vgg11_bn-w0.125"
+    assert record["variant"] == "dataset.test_size=128,dataset.train_size=256,search=fixed,train.steps=10"
+
+
+def _module_imports():
+    """{module: the package modules it imports}, at load time or inside a function alike."""
+    graph = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        package = parts[:-1]
+        name = ".".join(parts if parts[-1] != "__init__" else parts[:-1])
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = (package[: len(package) - node.level + 1] if node.level else []) + \
+                    (node.module.split(".") if node.module else [])
+                if base and base[0] == "spectral_sweep":
+                    if node.module:   # `from . import x` loads x, not (again) the package itself
+                        found.add(".".join(base))
+                    found.update(".".join([*base, a.name]) for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("spectral_sweep"))
+        graph[name] = found
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_the_package_has_no_import_cycle():
+    graph = _module_imports()
+    assert "spectral_sweep.cli" not in graph["spectral_sweep.config"]
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            assert state.get(dep) != "open", "import cycle: " + " -> ".join([*path, dep])
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

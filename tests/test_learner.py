@@ -17,6 +17,7 @@ from spectral_sweep.config import (
     Budget,
     LanczosSGDConfig,
     LearnerConfig,
+    Rule,
     SGDConfig,
     SharpnessConfig,
     compose,
@@ -25,8 +26,8 @@ from spectral_sweep.curvature import lanczos
 from spectral_sweep.data import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.learner import (
+    _RULE_FORMULAS,
     MU_FLOOR,
-    RULES,
     LanczosLearner,
     SharpnessTracker,
     bulk_mu,
@@ -86,7 +87,7 @@ def test_mu_is_the_smallest_positive_ritz_value_above_the_noise_floor():
 
 
 def test_rules_are_their_formulas():
-    assert RULES == ("ssgd", "gd", "heavy_ball", "nesterov")
+    assert set(_RULE_FORMULAS) == set(Rule.__members__)   # every rule the config offers has its formula
     theta, weights = [1e-4, 0.5, 2.0, 10.0], [0.9, 0.05, 0.03, 0.02]
     hb = learner_rule(theta, weights, "heavy_ball")
     lr, beta = polyak(10.0, 0.5)
@@ -240,7 +241,7 @@ def exact_hessian(batch):
 
 def test_learner_hook_finds_the_exact_spectrum_and_sets_the_optimizer(data):
     model = pooled_linear()
-    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0, weight_decay=0.0)
     hook = LanczosLearner(data.train, "cpu", train_batch=64, loss_fn=half_mse,
                           options=LearnerConfig(every=50, iters=48, batch=64, rule="heavy_ball",
                                                 lr_cap=None, momentum_cap=None))
@@ -390,7 +391,7 @@ def test_a_diverged_model_is_logged_not_a_crash(data):
     model = small_cnn()
     with torch.no_grad():
         model[-1].weight.fill_(float("nan"))
-    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0)
+    opt = build_optimizer("lanczos_sgd", model.parameters(), lr=1e-3, momentum=0.0, weight_decay=0.0)
     learner = LanczosLearner(data.train, "cpu", train_batch=64, options=LearnerConfig(every=1, iters=5, batch=32))
     tracker = SharpnessTracker(data.train, "cpu", every=1, batch=32)
     learner.before_step(0, model, opt)

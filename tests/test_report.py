@@ -255,6 +255,30 @@ def test_main_exit_codes(tmp_path, capsys):
     assert report.main([str(tmp_path), "--out", str(out), "--quiet"]) == 0
     assert str(out / "report.md") in capsys.readouterr().out
     assert (out / "scaling.csv").exists()
+    # a plain file is not a sweep, and --out must be able to be a folder: one line each, exit 2
+    plain = tmp_path / "notes.txt"
+    plain.write_text("not a record")
+    for argv, message in (([str(plain)], "is a file, not a sweep directory"),
+                          ([str(tmp_path), "--out", "/dev/null"], "--out /dev/null is not a directory"),
+                          ([str(tmp_path), "--out", str(plain / "sub")], "cannot write the report to")):
+        with pytest.raises(SystemExit) as e:
+            report.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_record_with_a_nan_or_text_lr_max_is_named_as_corrupt_not_shown_as_a_dash(tmp_path):
+    rng = np.random.default_rng(5)
+    for B in (16, 32):
+        write_json_atomic(tmp_path / f"B{B}" / "record.json", _record("m", "sgd", B, 0, rng, 0.002 * B, 0.9))
+    for B, bad in ((64, float("nan")), (128, "abc")):
+        record = {**_record("m", "sgd", B, 0, rng, 0.1, 0.9), "lr_max": bad}
+        write_json_atomic(tmp_path / f"B{B}" / "record.json", record)
+    with pytest.warns(UserWarning, match="corrupt"):
+        written = report.write_report(tmp_path, quiet=True)
+    assert sorted(pd.read_csv(written["lr_max.csv"])["batch_size"]) == [16, 32]
+    text = written["report.md"].read_text()
+    assert "B64" in text and "B128" in text          # both named in the report as skipped files
 
 
 def test_variants_are_named_by_the_overrides_that_differ_within_their_group():

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from test_cli import TINY, records
 from test_cli import cli as run_cli
 
-from spectral_sweep import cli, job, runner
+from spectral_sweep import job, preflight, runner
 from spectral_sweep.config import compose
 from spectral_sweep.errors import UsageError
 from spectral_sweep.records import TrialCache, read_json, write_json_atomic
@@ -119,10 +120,37 @@ def test_corrupt_job_record_is_named_and_the_job_recomputed(tmp_path):
     assert json.loads(path.read_text())["batch_size"] == 16
 
 
+@pytest.mark.parametrize("field, value", [("lr", "abc"), ("lr", float("nan")), ("steps", 1.5), ("test_acc", [1])])
+def test_a_trial_file_with_a_wrong_type_is_corrupt_and_recomputed(tmp_path, field, value):
+    cache = TrialCache(tmp_path)
+    cache.put("abc", TrialRecord(lr=0.1, outcome="trained", test_acc=0.5, steps=3))
+    data = read_json(cache.dir / "abc.json")
+    write_json_atomic(cache.dir / "abc.json", {**data, field: value})
+    with pytest.warns(UserWarning, match=f"corrupt trial record.*field {field}") as caught:
+        assert cache.get("abc") is None and cache.hits == 0
+    assert len(caught) == 1
+
+
+def test_a_job_record_with_a_wrong_type_is_recomputed_and_never_breaks_a_neighbours_warm_start(tmp_path):
+    config = compose(*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16", "device=cpu")
+    sweep, job_dir = tmp_path / "s", tmp_path / "s" / "b16"
+    first = job.run_point(config, job_dir, sweep)
+    data = read_json(job_dir / "record.json")
+    write_json_atomic(job_dir / "record.json", {**data, "lr_max": "abc", "lr_max_status": "bracketed"})
+    bisect = compose(*TINY, "batch=32", "device=cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # the neighbour's load says nothing and finds no start
+        assert job.warm_start(bisect, sweep, first.group_key) is None
+    with pytest.warns(UserWarning, match="corrupt job record.*field lr_max holds 'abc'") as caught:
+        again = job.run_point(config, job_dir, sweep)
+    assert len([w for w in caught if "corrupt" in str(w.message)]) == 1
+    assert again.lr_max == first.lr_max and read_json(job_dir / "record.json")["lr_max"] == first.lr_max
+
+
 def test_missing_launcher_plugin_names_the_extra(monkeypatch):
-    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UsageError, match=r"spectral-sweep\[cluster\]"):
-        cli.check_launcher("joblib")
+        preflight.check_launcher("joblib")
 
 
 def test_out_of_memory_names_the_batch_and_offers_micro_batches(tmp_path, monkeypatch):

@@ -37,12 +37,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from spectral_sweep.config import BNMode, Product
 from spectral_sweep.errors import UsageError
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-METHODS = ("auto", "double_backward", "forward_over_reverse")
-BN_MODES = ("train", "eval")
+METHODS = tuple(Product.__members__)   # the choices live in config.py
+BN_MODES = tuple(BNMode.__members__)
 
 # Nominal cost of one product in gradients (one forward + one backward pass = 1). A Hessian-vector
 # product by double backward is a gradient with graph plus a backward through it (~2 gradients of

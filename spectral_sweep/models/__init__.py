@@ -43,7 +43,11 @@ def _is_real(value) -> bool:
 
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
-    """A freshly initialised model ``name`` with ``num_classes`` outputs, set up by ``options``."""
+    """A freshly initialised model ``name`` with ``num_classes`` outputs, set up by ``options``.
+    ``name`` is a short name of the zoo, or the dotted path of any callable (``model._target_``)
+    that takes ``num_classes`` and the options and returns an ``nn.Module``."""
+    if "." in name:
+        return build_target(name, num_classes, **options)
     if name not in MODELS:
         raise unknown_choice("model", name, MODEL_NAMES)
     constructor = MODELS[name]
@@ -61,3 +65,15 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     if not _is_real(dropout) or not 0 <= dropout < 1:
         raise UsageError(f"model dropout must lie in [0, 1), got {dropout!r}")
     return constructor(num_classes, **options)
+
+
+def build_target(path: str, num_classes: int, **options) -> nn.Module:
+    """The model that ``model._target_=path`` names, called with ``num_classes`` and ``options``;
+    an import, its arguments or a result that is not an ``nn.Module`` is one ``UsageError`` line."""
+    from spectral_sweep import targets
+
+    model = targets.call(targets.locate(path, "model._target_"), "model._target_", path,
+                         num_classes=num_classes, **options)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model._target_={path} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -22,6 +22,7 @@ import math
 
 import pandas as pd
 
+from .. import outcomes
 from ..results import JobRecord, TrialRecord
 
 MATCH = ("model", "dataset", "batch_size", "seed")
@@ -41,9 +42,8 @@ def _number(x) -> float:
 
 
 def best_trial(record: JobRecord) -> TrialRecord | None:
-    """The stable trial with the highest test accuracy (ties: the lower final loss)."""
-    stable = [t for t in record.trials if t.stable and t.test_acc is not None]
-    return max(stable, key=lambda t: (t.test_acc, -_number(t.final_train_loss)), default=None)
+    """The search's best trial, as the job record defines it (``outcomes.best_trial``)."""
+    return outcomes.best_trial(record.trials)
 
 
 def refreshes(trial: TrialRecord) -> list[dict]:

@@ -191,7 +191,7 @@ def _unfitted_points(ax, g: pd.DataFrame, color) -> None:
         bmid = _mid(blo, bhi)
         ax.errorbar(bB, bmid, yerr=[bmid - blo, bhi - bmid], fmt="s", color="0.45", mfc="white", ms=6,
                     capsize=3, lw=1.0, zorder=2, label="lr_blowup (edge of divergence)")
-    ns = g[g["lr_max_status"].isin(["nothing_trains", "no_stable_lr"])]
+    ns = g[g["lr_max_status"] == "nothing_trains"]
     if len(ns):     # at the bottom edge: its value (below the search floor) would crush the axis
         from matplotlib.transforms import blended_transform_factory
         ax.plot(ns["batch_size"], np.full(len(ns), 0.03), "v", mfc="white", color=color, ms=9, mew=1.5,

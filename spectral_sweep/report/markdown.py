@@ -158,9 +158,9 @@ def flags(records: list[JobRecord]) -> str:
     lines = []
     for r in records:
         where = f"{r.model} {r.optimizer} B={r.batch_size} seed {r.seed}"
-        if r.lr_max_status in NOTHING_TRAINS:
+        if r.lr_max_status == NOTHING_TRAINS:
             lines.append(f"- **{where}: nothing trains** in the searched range at this budget; raise the "
-                         "trial budget (search.budget.steps or .epochs). Not fitted.")
+                         "trial budget (train.steps or train.epochs). Not fitted.")
         lines += [f"- **{where}: not monotone in lr**: {line}" for line in r.non_monotone or []]
     return ("\n**Flags**\n\n" + "\n".join(lines) + "\n") if lines else ""
 

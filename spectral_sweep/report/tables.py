@@ -24,7 +24,7 @@ from ..results import JobRecord
 
 GROUP = ["model", "dataset", "optimizer"]
 BRACKETED = "bracketed"
-NOTHING_TRAINS = ("nothing_trains", "no_stable_lr")   # the second: schema 1's name
+NOTHING_TRAINS = "nothing_trains"   # (the loader reads schema 1's no_stable_lr as this)
 
 
 # ============================================================================================
@@ -87,7 +87,7 @@ def _overrides(variant: str | None) -> dict[str, str]:
 def label_variants(records: list[JobRecord]) -> list[JobRecord]:
     """Records whose ``optimizer`` names the overrides that tell them apart from the other
     records of their (model, dataset, optimizer): ``sgd [optimizer.momentum=0.9]``. Overrides
-    that all of them share (``search.budget.steps=600``) stay out of the name; records without
+    that all of them share (``train.steps=600``) stay out of the name; records without
     such differences keep the plain name. The records given are not changed (renamed copies)."""
     parsed = [_overrides(r.variant) for r in records]
     groups: dict[tuple, list[int]] = {}

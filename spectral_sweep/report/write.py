@@ -52,7 +52,19 @@ def _sweep_dirs(sweep_dirs) -> list[Path]:
     for d in sweep_dirs:
         if not d.exists():
             raise UsageError(f"no such sweep directory: {d}")
+        if d.is_file() and d.name != RECORD_FILE:
+            raise UsageError(f"{d} is a file, not a sweep directory (nor a {RECORD_FILE})")
     return sweep_dirs
+
+
+def _make_out(out_dir: Path) -> None:
+    """The report's folder, or one line saying why it cannot be there (``--out /dev/null``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot write the report to {out_dir}: {e.strerror}") from None
 
 
 def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Path]:
@@ -69,7 +81,7 @@ def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Pat
         extra = f" ({len(skipped)} corrupt record file(s) skipped)" if skipped else ""
         raise UsageError(f"no job records ({RECORD_FILE}) found under {', '.join(map(str, sweep_dirs))}{extra}")
     out = _Out(Path(out_dir) if out_dir is not None else sweep_dirs[0])
-    out.root.mkdir(parents=True, exist_ok=True)
+    _make_out(out.root)
     provenance = markdown.provenance(records, sweep_dirs)
     learner_md = _learner(records, out)
     sharpness_md = _sharpness(records, out)
