@@ -329,7 +329,7 @@ class SpectrumConfig:
     noise_scale: bool = True     # gradient noise scale B_noise from the smallest and largest size ...
     noise_batch_sizes: list[int] | None = None   # ... or from these two sizes
     warm_start: bool = True      # start each Lanczos from the previous run's extreme Ritz vectors
-    method: Product = Product.auto   # how a Hessian-vector product is computed
+    method: Product = Product.auto   # how a curvature product is computed; auto: the cheaper of both, timed
 
 
 # ---------------------------------------------------------------------------------- the whole

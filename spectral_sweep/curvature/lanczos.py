@@ -344,7 +344,7 @@ def slq_density(matvec, dim: int, iters: int, n_vectors: int, seed: int = 0,
 
 
 @contextlib.contextmanager
-def temporary_operator(operator: str, model, loss_fn, data, bn_mode: str = "train", method: str = "auto",
+def temporary_operator(operator: str, model, loss_fn, data, bn_mode: str = "train", method="auto",
                        preconditioner: Tensor | None = None):
     """The curvature operator ``operator`` ("hessian" or "ggn", see ``curvature_operator``) for one
     measurement; its cached autograd graph is released on exit. Its counters (products, samples,
@@ -366,9 +366,10 @@ class ExtremesRun:
     products: int
     samples: int
     gradient_cost: float
+    product: dict = field(default_factory=dict)   # the method used (operators.CurvatureOperator.product)
 
 
-def extremes(operator: str, model, loss_fn, data, *, bn_mode: str = "train", method: str = "auto",
+def extremes(operator: str, model, loss_fn, data, *, bn_mode: str = "train", method="auto",
              preconditioner: Tensor | None = None, iters: int = 100, seed: int = 0,
              v0: Tensor | None = None, tol: float | None = None, which: str = "both",
              restart: bool = True, nonfinite_ok: bool = False) -> ExtremesRun:
@@ -387,19 +388,20 @@ def extremes(operator: str, model, loss_fn, data, *, bn_mode: str = "train", met
                 raise
             result = None
     return ExtremesRun(result=result, products=op.products, samples=op.samples,
-                       gradient_cost=op.gradient_cost)
+                       gradient_cost=op.gradient_cost, product=op.product)
 
 
 def hessian_extremes(model, loss_fn, batch, iters: int = 100, tol: float | None = 1e-3,
                      v0: Tensor | None = None, operator: str = "hessian", bn_mode: str = "train",
-                     method: str = "auto", preconditioner: Tensor | None = None, seed: int = 0,
+                     method="auto", preconditioner: Tensor | None = None, seed: int = 0,
                      which: str = "both") -> dict:
     """lambda_max and lambda_min of the Hessian (or GGN) of ``loss_fn`` on ``batch``.
 
     ``batch`` is one (x, y) batch or re-iterable chunks (see ``operators``). Returns
     lambda_max, lambda_min, their residual bounds, top_vector and bottom_vector (pass them to
     ``warm_start_vector`` for the next measurement), products (matvecs), cost_gradients (nominal,
-    see ``operators.GRADIENTS_PER_PRODUCT``) and iterations.
+    see ``operators.GRADIENTS_PER_PRODUCT``), iterations and product (the method used: with
+    ``method="auto"`` the cheaper of both, timed on the first products).
     """
     run = extremes(operator, model, loss_fn, batch, bn_mode=bn_mode, method=method,
                    preconditioner=preconditioner, iters=iters, seed=seed, v0=v0, tol=tol, which=which)
@@ -412,6 +414,7 @@ def hessian_extremes(model, loss_fn, batch, iters: int = 100, tol: float | None 
         "top_vector": result.top_vector,
         "bottom_vector": result.bottom_vector,
         "products": run.products,
+        "product": run.product,
         "cost_gradients": run.gradient_cost,
         "iterations": result.iterations,
         "converged": result.converged,

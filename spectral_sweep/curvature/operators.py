@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from spectral_sweep.autotune import ProductChoice, device_clock
 from spectral_sweep.errors import UsageError
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -159,13 +160,16 @@ class CurvatureOperator:
     pass (memory: one training step's activations, held until ``release()`` or the operator dies).
     The cached graph belongs to the parameters at the first product: an operator is a snapshot of
     one point in parameter space; build a new one after the parameters change.
+
+    ``method="auto"`` (or a shared ``autotune.ProductChoice``) times both methods on the first
+    products and keeps the cheaper for each number of samples; ``product`` says which was used.
     """
 
     kind = "curvature"
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                 method: str = "auto", cache_graph: bool = True):
-        if method not in METHODS:
+                 method: str | ProductChoice = "auto", cache_graph: bool = True):
+        if not isinstance(method, ProductChoice) and method not in METHODS:
             raise UsageError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
         if bn_mode not in BN_MODES:
             raise UsageError(f"bn_mode must be one of {', '.join(BN_MODES)}, got '{bn_mode}'")
@@ -174,14 +178,17 @@ class CurvatureOperator:
         self.chunks = as_chunks(data)
         self.single = _is_batch(data)
         self.bn_mode = bn_mode
-        self.method = "double_backward" if method == "auto" else method
-        self.cache_graph = cache_graph and self.single and self.method == "double_backward"
         self.params = trainable_parameters(model)
         if not self.params:
             raise UsageError("the model has no parameters with requires_grad=True")
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
+        self.choice = method if isinstance(method, ProductChoice) else (
+            ProductChoice() if method == "auto" else None)
+        self.method = "auto" if self.choice is not None else method
+        self.clock = (self.choice.clock or device_clock(self.device)) if self.choice else None
+        self.cache_graph = cache_graph and self.single and self.method != "forward_over_reverse"
         self.products = 0  # matrix-vector products (one per matvec)
         self.chunk_products = 0  # products of single chunks: the cost unit for chunked data
         self.samples = 0  # samples processed over all products (for costs across batch sizes)
@@ -219,7 +226,26 @@ class CurvatureOperator:
         """Drop a cached autograd graph (see ``cache_graph``)."""
         self._graph = None
 
+    @property
+    def product(self) -> dict:
+        """Which product this operator used: the method asked for, and with ``auto`` the method
+        chosen for each number of samples and the timings behind it."""
+        return self.choice.summary() if self.choice is not None else {"asked": self.method}
+
     def _chunk_product(self, x: Tensor, y: Tensor, vs: list[Tensor]) -> Sequence[Tensor]:
+        """One chunk's product by the fixed method, or by the one ``choice`` says (timed)."""
+        if self.choice is None:
+            return self._product(self.method, x, y, vs)
+        n = len(y)
+        method = self.choice.method(n)
+        start = self.clock()
+        out = self._product(method, x, y, vs)
+        self.choice.observe(n, method, self.clock() - start)
+        if self.choice.chosen.get(n) == "forward_over_reverse":
+            self._graph = None   # a cached double-backward graph will not be used again
+        return out
+
+    def _product(self, method: str, x: Tensor, y: Tensor, vs: list[Tensor]) -> Sequence[Tensor]:
         raise NotImplementedError
 
     def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
@@ -244,8 +270,8 @@ class HessianOperator(CurvatureOperator):
 
     kind = "hessian"
 
-    def _chunk_product(self, x, y, vs):
-        if self.method == "forward_over_reverse":
+    def _product(self, method, x, y, vs):
+        if method == "forward_over_reverse":
             return self._forward_over_reverse(x, y, vs)
         graph = self._graph if self.cache_graph else None
         if graph is None:
@@ -290,8 +316,8 @@ class GGNOperator(CurvatureOperator):
 
     kind = "ggn"
 
-    def _chunk_product(self, x, y, vs):
-        if self.method == "forward_over_reverse":
+    def _product(self, method, x, y, vs):
+        if method == "forward_over_reverse":
             outputs = self._functional(x)
             primal = self._named([p.detach() for p in self.params])
             out, jv = jvp(outputs, (primal,), (self._named(vs),))
@@ -356,6 +382,10 @@ class PreconditionedOperator:
     def gradient_cost(self) -> float:
         return self.operator.gradient_cost
 
+    @property
+    def product(self) -> dict:
+        return self.operator.product
+
     def matvec(self, v: Tensor) -> Tensor:
         v = v.detach().to(self.device, self.dtype).reshape(-1)
         return self.operator.matvec(v * self.scale).mul_(self.scale)
@@ -391,7 +421,7 @@ OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator}
 
 
 def curvature_operator(kind: str, model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                       method: str = "auto", preconditioner: Tensor | None = None,
+                       method="auto", preconditioner: Tensor | None = None,
                        cache_graph: bool = True):
     """The operator named ``kind`` ("hessian" or "ggn"), optionally preconditioned."""
     if kind not in OPERATORS:
@@ -402,14 +432,14 @@ def curvature_operator(kind: str, model: nn.Module, loss_fn: LossFn, data, bn_mo
 
 
 def hessian_operator(model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                     method: str = "auto", cache_graph: bool = True) -> HessianOperator:
+                     method="auto", cache_graph: bool = True) -> HessianOperator:
     """The Hessian of the mean loss over ``data`` (one batch or chunks)."""
     return HessianOperator(model, loss_fn, data, bn_mode=bn_mode, method=method,
                            cache_graph=cache_graph)
 
 
 def ggn_operator(model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                 method: str = "auto", cache_graph: bool = True) -> GGNOperator:
+                 method="auto", cache_graph: bool = True) -> GGNOperator:
     """The generalised Gauss-Newton matrix of the mean loss over ``data``."""
     return GGNOperator(model, loss_fn, data, bn_mode=bn_mode, method=method,
                        cache_graph=cache_graph)
