@@ -217,6 +217,9 @@ class Precision(Choice):
     bf16 = "bf16"
 
 
+TOGGLES = ("true", "false", "auto")
+
+
 @dataclass
 class TrainConfig:
     """How one trial trains and how it is judged (outcomes.py has the rules)."""
@@ -228,12 +231,20 @@ class TrainConfig:
     divergence_factor: float = 2.0   # diverged: smoothed loss above this x the initial (or not finite)
     stall_loss_margin: float = 0.1   # stalled unless the final loss ends this fraction below min(initial, ln C)
     stall_acc_margin: float = 0.05   # ... and test accuracy gets this fraction of the way from chance to 1
-    precision: Precision = Precision.auto
-    channels_last: bool | None = None   # null: on for CUDA
-    compile: bool = False        # torch.compile the model (pays off for long trials on a GPU)
+    precision: Precision = Precision.auto   # auto: fp32 or bf16 autocast, the faster timed on the point
+    channels_last: str = "auto"  # true | false | auto: the faster memory format, timed on the point
+    compile: str = "false"       # true | false | auto: compile once per point where it pays (fastpath.py)
     eval_batch_size: int = 500
     micro_batch: int | None = None   # accumulate gradients over pieces of this size when B does not fit;
                                  # BatchNorm statistics then come from each piece
+
+    def __post_init__(self):
+        # true/false/auto as strings: Hydra reads `true` as a bool, which an enum field refuses
+        for name in ("channels_last", "compile"):
+            value = str(getattr(self, name)).lower()
+            if value not in TOGGLES:
+                raise ValueError(f"train.{name} must be one of {', '.join(TOGGLES)}, got {getattr(self, name)!r}")
+            setattr(self, name, value)
 
     def budget(self, dataset: DatasetConfig) -> Budget:
         """The length of each trial: this config's when set, else the dataset's default."""

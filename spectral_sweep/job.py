@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import fastpath
 from .config import Config, check
 from .data import load_dataset
 from .learner import hooks_for, owns_lr
@@ -72,6 +73,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
     make_model = partial(build_model, config.model.name, data.num_classes, **config.model.options())
     settings = trial_settings(config, device)
+    settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir)   # auto: by timing
     identity = trial_identity(config)
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir))
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
