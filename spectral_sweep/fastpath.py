@@ -27,6 +27,7 @@ import torch
 
 from .autotune import ChoiceStore, device_clock, fastest, pick
 from .data import BatchLoader
+from .records import config_key
 from .train import CompiledForward, TrialSettings, _Device, _forward, _step, resolve_device
 
 MARGIN = 0.1
@@ -60,12 +61,23 @@ def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Mod
     compiled = None
     if train.compile == "auto":
         decision = _remember(store, key, "compile", lambda: tuner.compile_pays(tuned, planned_steps))
-        compiled = tuner.compiled if decision == "true" else None
-        if decision == "true" and compiled is None:   # decided by an earlier run: compile again
-            compiled = CompiledForward(device)
+        compiled = _shared(key, device, tuner.compiled) if decision == "true" else None
     elif train.compile == "true":
-        compiled = CompiledForward(device)
+        compiled = _shared(key, device, None)
     return dataclasses.replace(tuned, compiled=compiled)
+
+
+_COMPILED: dict[str, CompiledForward] = {}   # per process: the jobs of one sweep run one after another
+
+
+def _shared(key: dict, device: torch.device, fresh: CompiledForward | None) -> CompiledForward:
+    """The compiled forward of ``key`` (device, model, B) in this process: jobs of the same point
+    (sgd and adam at one B) share one compile, and a decision stored by an earlier run compiles
+    here once."""
+    name = config_key(key)
+    if name not in _COMPILED:
+        _COMPILED[name] = fresh or CompiledForward(device)
+    return _COMPILED[name]
 
 
 def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable[[], dict]) -> str:

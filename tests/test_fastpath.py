@@ -18,6 +18,12 @@ from spectral_sweep.train import TrialSettings, run_trial
 KEY = {"model": "small_cnn", "batch": 16}
 
 
+@pytest.fixture(autouse=True)
+def no_shared_compiles(monkeypatch):
+    """Each test starts without the compiled forwards an earlier test left in this process."""
+    monkeypatch.setattr(fastpath, "_COMPILED", {})
+
+
 @pytest.fixture(scope="module")
 def data():
     return load_dataset("synthetic", seed=0, train_size=256, test_size=64)
