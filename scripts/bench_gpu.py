@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import platform
 import subprocess
 import sys
@@ -65,7 +66,7 @@ class Sizes:
 QUICK = Sizes(train=("vgg16", 0.125, 32, 10), compile=("vgg11_bn", 0.125, 32, 10),
               products=(("preresnet", 0.25, 16), ("vgg16", 0.125, 32)), full=("preresnet", 0.125, 256, 32),
               top=("vgg16", 0.125, 64),
-              sweep=("model=vgg16", "model.width=0.0625", "batch=16,32,64", "train.steps=30",
+              sweep=("model=vgg16", "model.width=0.0625", "batch=16,32,64", "train.steps=20",
                      "dataset.train_size=2048", "dataset.test_size=256"),
               train_size=2048)
 
@@ -356,9 +357,12 @@ def bench_sweep(report: Report, sizes: Sizes, device) -> None:
         wall = time.perf_counter() - start
         if done.returncode:
             raise SystemExit(f"the sweep failed:\n{done.stderr[-2000:]}")
-        jobs = len(list(Path(out, "bench").rglob("record.json")))
+        records = [json.loads(p.read_text()) for p in Path(out, "bench").rglob("record.json")]
+    trials = sum(len(r["trials"]) for r in records)
+    steps = sum(r["steps"] for r in records)
     report.row(f"mission sweep ({' '.join(sizes.sweep)}, sgd and adam), wall time",
-               f"{wall:.0f} s for {jobs} jobs", "-", None, "6 jobs, 67 s (200-step trials, before this issue)")
+               f"{wall:.0f} s for {len(records)} jobs, {trials} trials, {steps} steps", "-", None,
+               "6 jobs, 67 s (200-step trials, before this issue)")
 
 
 # ----------------------------------------------------------------------------------------------
