@@ -114,3 +114,22 @@ def test_choice_store_first_writer_wins_and_reads_back(tmp_path):
     assert ChoiceStore(tmp_path / "autotune").get(key) == {"precision": "fp32"}
     assert store.get({**key, "batch": 64}) is None
     assert [p.name for p in (tmp_path / "autotune").iterdir() if p.name.startswith(".")] == []
+
+
+def test_auto_operators_of_one_network_share_their_choice(monkeypatch):
+    """Sharpness tracking and the learner measure the same network again and again: the two
+    methods are timed once per process, not at every measurement."""
+    monkeypatch.setattr("spectral_sweep.curvature.operators._CHOICES", {})
+    model = _mlp()
+    first = hessian_operator(model, LOSS, _batch(), method="auto")
+    for _ in range(6):
+        first.matvec(torch.ones(first.dim, dtype=torch.float64))
+    chosen = first.choice.chosen[10]
+    calls = _planted(monkeypatch, HessianOperator, {m: 0.0 for m in ("double_backward", "forward_over_reverse")},
+                     FakeClock())
+    later = hessian_operator(model, LOSS, _batch(), method="auto")
+    for _ in range(3):
+        later.matvec(torch.ones(later.dim, dtype=torch.float64))
+    assert later.choice is first.choice and calls[chosen] == 3 and sum(calls.values()) == 3
+    other = hessian_operator(_mlp(), LOSS, _batch(), method="auto", bn_mode="eval")
+    assert other.choice is not first.choice   # another mode (or network, or device): its own timing

@@ -185,7 +185,7 @@ class CurvatureOperator:
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
         self.choice = method if isinstance(method, ProductChoice) else (
-            ProductChoice() if method == "auto" else None)
+            _shared_choice(self) if method == "auto" else None)
         self.method = "auto" if self.choice is not None else method
         self.clock = (self.choice.clock or device_clock(self.device)) if self.choice else None
         self.cache_graph = cache_graph and self.single and self.method != "forward_over_reverse"
@@ -258,6 +258,17 @@ class CurvatureOperator:
         def outputs(params: dict[str, Tensor]) -> Tensor:
             return functional_call(self.model, params, (x,), strict=False)
         return outputs
+
+
+_CHOICES: dict[tuple, ProductChoice] = {}
+
+
+def _shared_choice(op: CurvatureOperator) -> ProductChoice:
+    """The product choice of ``method="auto"`` operators of one network on one device, kept for
+    the process: a measurement repeated during training (sharpness tracking, the learner's
+    refreshes) times the two methods once, not at every measurement."""
+    key = (type(op).__name__, type(op.model).__name__, op.dim, str(op.device), op.bn_mode)
+    return _CHOICES.setdefault(key, ProductChoice())
 
 
 class HessianOperator(CurvatureOperator):
