@@ -55,18 +55,23 @@ class Timed:
 
 
 def fastest(candidates: dict[str, Callable[[], object]], *, repeats: int = 2, warmup: int = 1,
-            clock: Clock = time.perf_counter, default: str | None = None, margin: float = 0.1) -> Timed:
+            clock: Clock = time.perf_counter, default: str | None = None, margin: float = 0.1,
+            prune: float = 2.0) -> Timed:
     """Time each candidate ``warmup`` untimed then ``repeats`` timed calls, interleaved, and
     return the fastest by its best call. ``default`` (when given) is kept unless another
-    candidate is faster by more than ``margin`` (a fraction of the default's time)."""
+    candidate is faster by more than ``margin`` (a fraction of the default's time). After the
+    first timed round a candidate slower than ``prune`` x the best is not timed again: a loser
+    by that much (bf16 autocast on a CPU: ~7x) costs one timed call, not ``repeats``."""
     if not candidates:
         raise ValueError("fastest needs at least one candidate")
     for run in candidates.values():
         for _ in range(warmup):
             run()
     best = {name: float("inf") for name in candidates}
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for name, run in candidates.items():
+            if round_ and best[name] > prune * min(best.values()):
+                continue
             start = clock()
             run()
             best[name] = min(best[name], clock() - start)

@@ -33,7 +33,7 @@ from .train import CompiledForward, TrialSettings, _Device, _forward, _step, res
 MARGIN = 0.1
 BEST_SPEEDUP = 3.0                        # above the 2.6x of CUDA graphs on VGG-16-BN (H200)
 COMPILE_GUESS_S = {"cuda": 10.0, "cpu": 7.0}   # the cheapest compiles measured (H200; 2-core CPU)
-STEPS = {"warmup": 1, "repeats": 3}       # calls of one training step per candidate
+STEPS = {"warmup": 1, "repeats": 2}       # calls of one training step per candidate
 
 
 def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Module], data,

@@ -35,7 +35,13 @@ def test_fastest_picks_the_cheapest_planted_candidate_and_keeps_a_near_default()
 
     timed = fastest({n: (lambda n=n: run(n)) for n in costs}, repeats=3, warmup=1, clock=clock)
     assert timed.choice == "bf16" and timed.seconds == costs
-    assert calls == {name: 4 for name in costs}   # one warm-up and three timed calls each
+    # one warm-up and three timed calls each, except fp32: more than 2x the best after the
+    # first timed round, it is not timed again
+    assert calls == {"fp32": 2, "bf16": 4, "fp16": 4}
+    calls = {name: 0 for name in costs}
+    costs["fp16"] = 9.0
+    assert fastest({n: (lambda n=n: run(n)) for n in costs}, repeats=3, clock=clock).choice == "bf16"
+    assert calls == {"fp32": 2, "bf16": 4, "fp16": 2}
     assert pick({"fp32": 1.0, "bf16": 0.95}, default="fp32", margin=0.1) == "fp32"   # within the margin
     assert pick({"fp32": 1.0, "bf16": 0.8}, default="fp32", margin=0.1) == "bf16"
 
