@@ -34,16 +34,20 @@ MARGIN = 0.1
 BEST_SPEEDUP = 3.0                        # above the 2.6x of CUDA graphs on VGG-16-BN (H200)
 COMPILE_GUESS_S = {"cuda": 10.0, "cpu": 7.0}   # the cheapest compiles measured (H200; 2-core CPU)
 STEPS = {"warmup": 1, "repeats": 2}       # calls of one training step per candidate
+MIN_PLANNED_STEPS = 200                   # fewer in all: timing (~10 steps) cannot pay back; keep the rule
 
 
 def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Module], data,
-                  store: ChoiceStore | None, key: dict, planned_steps: int = 0,
+                  store: ChoiceStore | None, key: dict, planned_steps: int | None = None,
                   clock: Callable[[], float] | None = None) -> TrialSettings:
-    """``settings`` with precision, channels_last and compile resolved (never ``auto``).
+    """``settings`` with precision, channels_last and compile resolved by timing.
 
     ``key`` names the point's model and batch size (the device is added); ``planned_steps`` is how
-    many training steps the point expects to run, for the compile decision.
+    many training steps the point expects to run (None: unknown, time anyway). A point planning
+    fewer than ``MIN_PLANNED_STEPS`` is not timed: ``auto`` keeps the device's rule (train.py).
     """
+    if planned_steps is not None and planned_steps < MIN_PLANNED_STEPS:
+        return settings
     device = resolve_device(settings.device)
     key = {**key, "device": _device_name(device), "micro_batch": settings.train.micro_batch}
     tuner = _Tuner(settings, make_model, data, device, clock or device_clock(device))
@@ -60,7 +64,7 @@ def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Mod
         train, precision=precision, channels_last=channels_last, compile="false"))
     compiled = None
     if train.compile == "auto":
-        decision = _remember(store, key, "compile", lambda: tuner.compile_pays(tuned, planned_steps))
+        decision = _remember(store, key, "compile", lambda: tuner.compile_pays(tuned, planned_steps or 0))
         compiled = _shared(key, device, tuner.compiled) if decision == "true" else None
     elif train.compile == "true":
         compiled = _shared(key, device, None)

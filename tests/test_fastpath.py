@@ -111,10 +111,10 @@ def test_explicit_values_win(monkeypatch, data, tmp_path):
 
 def test_compile_only_where_the_speedup_repays_the_compile(monkeypatch, data, tmp_path):
     costs = {("fp32", False, False): 1.0, ("fp32", False, True): 0.5}
-    short = Planted(monkeypatch, costs, compile_s=30.0)
+    short = Planted(monkeypatch, {("fp32", False, False): 0.01, ("fp32", False, True): 0.005}, compile_s=30.0)
     tuned = fastpath.tune_settings(settings(precision="fp32", channels_last="false", compile="auto"),
-                                   small_cnn, data, None, KEY, planned_steps=5, clock=short)
-    assert tuned.compiled is None and all(not c for _, _, c in short.steps)   # 5 s of training: never compiled
+                                   small_cnn, data, None, KEY, planned_steps=300, clock=short)
+    assert tuned.compiled is None and all(not c for _, _, c in short.steps)   # 3 s of training: never compiled
     long = Planted(monkeypatch, costs, compile_s=30.0)
     store = ChoiceStore(tmp_path)
     tuned = fastpath.tune_settings(settings(precision="fp32", channels_last="false", compile="auto"),
@@ -151,12 +151,22 @@ def test_a_compiled_trial_reaches_the_same_outcome_as_an_eager_one(data):
     assert first.test_acc == pytest.approx(eager.test_acc, abs=2 / len(data.test))
 
 
-def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(tmp_path):
+def test_a_point_too_small_to_repay_timing_keeps_the_rule(monkeypatch, data, tmp_path):
+    clock = Planted(monkeypatch, {("bf16", True, False): 0.1})
+    tuned = fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path), KEY,
+                                   planned_steps=fastpath.MIN_PLANNED_STEPS - 1, clock=clock)
+    assert clock.steps == [] and list(tmp_path.iterdir()) == []
+    record = run_trial(small_cnn, data, 0.05, dataclasses.replace(tuned, budget=Budget(steps=2)))
+    assert record.extra["fast_path"] == {"precision": "fp32", "channels_last": False, "compile": False}
+
+
+def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(monkeypatch, tmp_path):
     """Through run_point: the choices land in <sweep>/autotune and the trials name them; a stored
     choice (planted here as bf16) is what a later job of the same device, model and B uses."""
     from spectral_sweep.config import compose
     from spectral_sweep.job import run_point
 
+    monkeypatch.setattr(fastpath, "MIN_PLANNED_STEPS", 0)   # a 2-step point, timed all the same
     args = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=64", "dataset.test_size=32",
             "train.steps=2", "quiet=true", "search=fixed", "batch=16", "device=cpu"]
     first = run_point(compose(*args), tmp_path / "a", sweep_dir=tmp_path)
