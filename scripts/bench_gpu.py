@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -31,9 +32,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+# a cold compile, as a sweep's first point pays it: Inductor's caches in a fresh folder, not the
+# ones an earlier run (or the test suite) left under /tmp
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench-inductor-"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
