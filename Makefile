@@ -25,6 +25,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench_gpu.py $$($(BIN)/python -c "import torch; print('' if torch.cuda.is_available() else '--quick')")
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_search.py
 	$(BIN)/python scripts/bench_spectrum.py

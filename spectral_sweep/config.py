@@ -292,6 +292,9 @@ class Precision(Choice):
     bf16 = "bf16"
 
 
+TOGGLES = ("true", "false", "auto")
+
+
 @dataclass
 class TrainConfig:
     """How one trial trains and how it is judged (outcomes.py has the rules)."""
@@ -306,13 +309,21 @@ class TrainConfig:
     stall_loss_margin: float = knob(0.1, OPEN_FRACTION)
     # ... and test accuracy gets this fraction of the way from chance to 1
     stall_acc_margin: float = knob(0.05, OPEN_FRACTION)
-    precision: Precision = Precision.auto
-    channels_last: bool | None = None   # null: on for CUDA
-    compile: bool = False        # torch.compile the model (pays off for long trials on a GPU)
+    precision: Precision = Precision.auto   # auto: fp32 or bf16 autocast, the faster timed on the point
+    channels_last: str = "auto"  # true | false | auto: the faster memory format, timed on the point
+    compile: str = "false"       # true | false | auto: compile once per point where it pays (fastpath.py)
     eval_batch_size: int = knob(500, POSITIVE_INT)
     # accumulate gradients over pieces of this size when B does not fit; BatchNorm statistics
     # then come from each piece
     micro_batch: int | None = knob(None, maybe(POSITIVE_INT))
+
+    def __post_init__(self):
+        # true/false/auto as strings: Hydra reads `true` as a bool, which an enum field refuses
+        for name in ("channels_last", "compile"):
+            value = str(getattr(self, name)).lower()
+            if value not in TOGGLES:
+                raise ValueError(f"train.{name} must be one of {', '.join(TOGGLES)}, got {getattr(self, name)!r}")
+            setattr(self, name, value)
 
     def budget(self, dataset: DatasetConfig) -> Budget:
         """The length of each trial: this config's when set, else the dataset's default."""
@@ -433,7 +444,7 @@ class SpectrumConfig:
     noise_scale: bool = True     # gradient noise scale B_noise from the smallest and largest size ...
     noise_batch_sizes: list[int] | None = knob(None, maybe(each(POSITIVE_INT)))   # ... or from these two sizes
     warm_start: bool = True      # start each Lanczos from the previous run's extreme Ritz vectors
-    method: Product = Product.auto   # how a Hessian-vector product is computed
+    method: Product = Product.auto   # how a curvature product is computed; auto: the cheaper of both, timed
 
     def problems(self, config):
         """Sizes the data can hold and a checkpoint that loads; only when the spectrum is measured."""

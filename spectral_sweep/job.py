@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import fastpath
 from .adaptive import find_edges, priors_from
 from .config import Config, check
 from .data import load_dataset
@@ -76,6 +77,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
     make_model = partial(build_target, config.model._target_, data.num_classes, **config.model.options())
     settings = trial_settings(config, device)
+    settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir)   # auto: by timing
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1

@@ -138,6 +138,7 @@ class SpectrumRecord:
     cost_gradients: float | None = None
     seconds: float | None = None
     trained: dict | None = None           # at=trained: the training run before the measurement
+    product: dict | None = None           # the Hessian-vector product used (spectrum.method=auto: timed)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from spectral_sweep import seeds
+from spectral_sweep.autotune import ProductChoice
 from spectral_sweep.config import Budget, Config, SpectrumConfig
 from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
@@ -139,7 +140,8 @@ def measure_spectrum(model, data, device, spec: SpectrumConfig, batch_sizes: Seq
     cost_batch = int(cost_batch or max(batch_sizes))
     split = _split(data)
     start = time.perf_counter()
-    measure = _Extremes(model, loss_fn, operator, bn_mode, str(spec.method), preconditioner, iters, spec.tol,
+    method = ProductChoice() if str(spec.method) == "auto" else str(spec.method)   # one choice per measurement
+    measure = _Extremes(model, loss_fn, operator, bn_mode, method, preconditioner, iters, spec.tol,
                         spec.warm_start, seed, extremes)
     batches = _batch_extremes(measure, split, device, batch_sizes, n_batches, seed, progress)
     full_entry = None
@@ -163,6 +165,7 @@ def measure_spectrum(model, data, device, spec: SpectrumConfig, batch_sizes: Seq
         "full": full_entry,
         "density": density,
         "noise_scale": noise,
+        "product": method.summary() if isinstance(method, ProductChoice) else {"asked": method},
         "cost_gradients": (GRADIENTS_PER_PRODUCT[operator] * product_samples + gradient_samples) / cost_batch,
         "seconds": time.perf_counter() - start,
     }

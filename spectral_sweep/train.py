@@ -8,7 +8,9 @@ blowing up (the loss bounces around ln C): "did not diverge" is not "trained". D
 result, never an exception.
 
 GPU discipline: losses stay on the device and are read back every ``check_every`` steps, so the
-host does not wait on the GPU every step; bf16 autocast and channels_last are on by default there.
+host does not wait on the GPU every step. Precision, memory format and compilation are whatever
+``settings.train`` says; a sweep point resolves ``auto`` by timing (``fastpath.tune_settings``), and
+a trial run directly with ``auto`` falls back to bf16 + channels_last on CUDA, fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class TrialSettings:
     curve_points: int = 200
     smoothing: float = 0.1              # EMA weight of the newest loss in the divergence test
     quiet: bool = False
+    compiled: CompiledForward | None = None   # a compiled forward shared by the point's trials
 
     def __post_init__(self):
         check_judging(self.train.divergence_factor, self.train.stall_loss_margin, self.train.stall_acc_margin)
@@ -131,7 +134,7 @@ class _Device:
         device = resolve_device(settings.device)
         cuda = device.type == "cuda"
         opts = settings.train
-        channels_last = opts.channels_last if opts.channels_last is not None else cuda
+        channels_last = opts.channels_last == "true" or (opts.channels_last == "auto" and cuda)
         micro = opts.micro_batch or settings.batch_size
         if not 0 < micro <= settings.batch_size:
             raise UsageError(f"train.micro_batch must lie in [1, batch={settings.batch_size}], got {micro}")
@@ -231,7 +234,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
     per_epoch, checked = len(loader), run.step
     scheduled_elsewhere = any(hook.owns_lr for hook in hooks)
     warmup = round(settings.train.warmup * total)
-    step_fn = torch.compile(run.model) if settings.train.compile else run.model
+    step_fn = _forward(run.model, settings, where.device)
     bar = tqdm(total=total, initial=run.step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
     run.model.train()
@@ -258,6 +261,46 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
             _save(settings.checkpoint, run, run.seconds(), hooks)
     bar.close()
     return reason
+
+
+class CompiledForward:
+    """``torch.compile`` of a forward pass, made once and used by many models of one architecture.
+
+    The compiled function takes the module as an argument, so a fresh model of the same
+    architecture (the next trial's fresh weights) runs the same compiled code without compiling
+    again (dynamo guards on the module's structure, not on its identity). On CUDA the mode is
+    ``reduce-overhead`` (CUDA graphs), elsewhere the default.
+    """
+
+    def __init__(self, device: torch.device):
+        self.mode = "reduce-overhead" if torch.device(device).type == "cuda" else "default"
+        self.fn = torch.compile(_call, mode=self.mode)
+
+    def __call__(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        def forward(x):
+            if self.mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            return self.fn(model, x)
+        return forward
+
+
+def _call(model, x):
+    return model(x)
+
+
+def _forward(model: torch.nn.Module, settings: TrialSettings, device: torch.device):
+    """The forward pass a trial steps with: the point's compiled one, a compile of its own
+    (``train.compile=true`` without one), or the model itself."""
+    if settings.compiled is not None:
+        return settings.compiled(model)
+    return CompiledForward(device)(model) if settings.train.compile == "true" else model
+
+
+def fast_path(where: _Device, settings: TrialSettings) -> dict:
+    """What a trial computed with: its record's ``fast_path``."""
+    compiled = settings.compiled is not None or settings.train.compile == "true"
+    return {"precision": "bf16" if where.bf16 else "fp32",
+            "channels_last": where.memory_format == torch.channels_last, "compile": compiled}
 
 
 def _step(step_fn, opt, x, y, where: _Device) -> torch.Tensor:
@@ -294,7 +337,8 @@ def _result(run: _Progress, data: Data, lr, settings: TrialSettings, where: _Dev
                        budget_steps=total, seconds=seconds,
                        images_per_s=run.step * settings.batch_size / max(seconds, 1e-9),
                        loss_curve=_downsample(curve, settings.curve_points),
-                       hooks={hook.name: hook.log() for hook in hooks})
+                       hooks={hook.name: hook.log() for hook in hooks},
+                       extra={"fast_path": fast_path(where, settings)})
 
 
 def _save(path, run: _Progress, seconds: float, hooks=()) -> None:

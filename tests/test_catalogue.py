@@ -84,7 +84,7 @@ CATALOGUE = [
     (["train.stall_acc_margin=0"], "train.stall_acc_margin must be a number in (0, 1), got 0"),
     (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be a positive integer"),
-    (["train.compile=maybe"], "is not a valid bool"),
+    (["train.compile=maybe"], "train.compile must be one of true, false, auto, got 'maybe'"),
     # search
     (["search.blowup=maybe"], "is not a valid bool"),
     (["search.tolerance=abc"], "could not be converted to Float"),

@@ -46,7 +46,10 @@ def spectrum(data):
 
 def test_record_schema(spectrum):
     assert set(spectrum) == {"operator", "bn_mode", "extremes", "iters", "preconditioned", "batches",
-                             "full", "density", "noise_scale", "cost_gradients", "seconds"}
+                             "full", "density", "noise_scale", "product", "cost_gradients", "seconds"}
+    assert spectrum["product"]["asked"] == "auto"   # the default: timed, one choice per number of samples
+    assert set(spectrum["product"]["used"]) == {*map(str, SIZES), "512"}   # 512: the full-data chunks
+    assert set(spectrum["product"]["used"].values()) <= {"double_backward", "forward_over_reverse"}
     assert (spectrum["operator"], spectrum["bn_mode"], spectrum["iters"]) == ("hessian", "train", 100)
     assert spectrum["preconditioned"] is False
     assert [b["batch_size"] for b in spectrum["batches"]] == list(SIZES)

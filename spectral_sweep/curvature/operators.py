@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from spectral_sweep.autotune import ProductChoice, device_clock
 from spectral_sweep.config import BNMode, Product
 from spectral_sweep.errors import UsageError
 
@@ -160,13 +161,16 @@ class CurvatureOperator:
     pass (memory: one training step's activations, held until ``release()`` or the operator dies).
     The cached graph belongs to the parameters at the first product: an operator is a snapshot of
     one point in parameter space; build a new one after the parameters change.
+
+    ``method="auto"`` (or a shared ``autotune.ProductChoice``) times both methods on the first
+    products and keeps the cheaper for each number of samples; ``product`` says which was used.
     """
 
     kind = "curvature"
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                 method: str = "auto", cache_graph: bool = True):
-        if method not in METHODS:
+                 method: str | ProductChoice = "auto", cache_graph: bool = True):
+        if not isinstance(method, ProductChoice) and method not in METHODS:
             raise UsageError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
         if bn_mode not in BN_MODES:
             raise UsageError(f"bn_mode must be one of {', '.join(BN_MODES)}, got '{bn_mode}'")
@@ -175,14 +179,17 @@ class CurvatureOperator:
         self.chunks = as_chunks(data)
         self.single = _is_batch(data)
         self.bn_mode = bn_mode
-        self.method = "double_backward" if method == "auto" else method
-        self.cache_graph = cache_graph and self.single and self.method == "double_backward"
         self.params = trainable_parameters(model)
         if not self.params:
             raise UsageError("the model has no parameters with requires_grad=True")
         self.dim = sum(p.numel() for p in self.params)
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
+        self.choice = method if isinstance(method, ProductChoice) else (
+            _shared_choice(self) if method == "auto" else None)
+        self.method = "auto" if self.choice is not None else method
+        self.clock = (self.choice.clock or device_clock(self.device)) if self.choice else None
+        self.cache_graph = cache_graph and self.single and self.method != "forward_over_reverse"
         self.products = 0  # matrix-vector products (one per matvec)
         self.chunk_products = 0  # products of single chunks: the cost unit for chunked data
         self.samples = 0  # samples processed over all products (for costs across batch sizes)
@@ -220,7 +227,26 @@ class CurvatureOperator:
         """Drop a cached autograd graph (see ``cache_graph``)."""
         self._graph = None
 
+    @property
+    def product(self) -> dict:
+        """Which product this operator used: the method asked for, and with ``auto`` the method
+        chosen for each number of samples and the timings behind it."""
+        return self.choice.summary() if self.choice is not None else {"asked": self.method}
+
     def _chunk_product(self, x: Tensor, y: Tensor, vs: list[Tensor]) -> Sequence[Tensor]:
+        """One chunk's product by the fixed method, or by the one ``choice`` says (timed)."""
+        if self.choice is None:
+            return self._product(self.method, x, y, vs)
+        n = len(y)
+        method = self.choice.method(n)
+        start = self.clock()
+        out = self._product(method, x, y, vs)
+        self.choice.observe(n, method, self.clock() - start)
+        if self.choice.chosen.get(n) == "forward_over_reverse":
+            self._graph = None   # a cached double-backward graph will not be used again
+        return out
+
+    def _product(self, method: str, x: Tensor, y: Tensor, vs: list[Tensor]) -> Sequence[Tensor]:
         raise NotImplementedError
 
     def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
@@ -235,6 +261,17 @@ class CurvatureOperator:
         return outputs
 
 
+_CHOICES: dict[tuple, ProductChoice] = {}
+
+
+def _shared_choice(op: CurvatureOperator) -> ProductChoice:
+    """The product choice of ``method="auto"`` operators of one network on one device, kept for
+    the process: a measurement repeated during training (sharpness tracking, the learner's
+    refreshes) times the two methods once, not at every measurement."""
+    key = (type(op).__name__, type(op.model).__name__, op.dim, str(op.device), op.bn_mode)
+    return _CHOICES.setdefault(key, ProductChoice())
+
+
 class HessianOperator(CurvatureOperator):
     """The Hessian of the mean loss: products by double backward or forward-over-reverse.
 
@@ -245,8 +282,8 @@ class HessianOperator(CurvatureOperator):
 
     kind = "hessian"
 
-    def _chunk_product(self, x, y, vs):
-        if self.method == "forward_over_reverse":
+    def _product(self, method, x, y, vs):
+        if method == "forward_over_reverse":
             return self._forward_over_reverse(x, y, vs)
         graph = self._graph if self.cache_graph else None
         if graph is None:
@@ -291,8 +328,8 @@ class GGNOperator(CurvatureOperator):
 
     kind = "ggn"
 
-    def _chunk_product(self, x, y, vs):
-        if self.method == "forward_over_reverse":
+    def _product(self, method, x, y, vs):
+        if method == "forward_over_reverse":
             outputs = self._functional(x)
             primal = self._named([p.detach() for p in self.params])
             out, jv = jvp(outputs, (primal,), (self._named(vs),))
@@ -357,6 +394,10 @@ class PreconditionedOperator:
     def gradient_cost(self) -> float:
         return self.operator.gradient_cost
 
+    @property
+    def product(self) -> dict:
+        return self.operator.product
+
     def matvec(self, v: Tensor) -> Tensor:
         v = v.detach().to(self.device, self.dtype).reshape(-1)
         return self.operator.matvec(v * self.scale).mul_(self.scale)
@@ -392,7 +433,7 @@ OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator}
 
 
 def curvature_operator(kind: str, model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                       method: str = "auto", preconditioner: Tensor | None = None,
+                       method="auto", preconditioner: Tensor | None = None,
                        cache_graph: bool = True):
     """The operator named ``kind`` ("hessian" or "ggn"), optionally preconditioned."""
     if kind not in OPERATORS:
@@ -403,14 +444,14 @@ def curvature_operator(kind: str, model: nn.Module, loss_fn: LossFn, data, bn_mo
 
 
 def hessian_operator(model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                     method: str = "auto", cache_graph: bool = True) -> HessianOperator:
+                     method="auto", cache_graph: bool = True) -> HessianOperator:
     """The Hessian of the mean loss over ``data`` (one batch or chunks)."""
     return HessianOperator(model, loss_fn, data, bn_mode=bn_mode, method=method,
                            cache_graph=cache_graph)
 
 
 def ggn_operator(model: nn.Module, loss_fn: LossFn, data, bn_mode: str = "train",
-                 method: str = "auto", cache_graph: bool = True) -> GGNOperator:
+                 method="auto", cache_graph: bool = True) -> GGNOperator:
     """The generalised Gauss-Newton matrix of the mean loss over ``data``."""
     return GGNOperator(model, loss_fn, data, bn_mode=bn_mode, method=method,
                        cache_graph=cache_graph)
