@@ -131,7 +131,7 @@ CATALOGUE = [
     (["search.tolerance=1.2,1"], "search.tolerance must be a number above 1, got 1"),
     (["-m", "batch=8,0"], "batch must be a positive integer, got 0"),
     (['+hydra.sweeper.params.batch="8,0"'], "batch must be a positive integer, got 0"),
-    (["experiment=quickstart", "dataset.train_size=64"], "batch size 128 is larger than the training set (64 samples)"),
+    (["experiment=quickstart", "dataset.train_size=32"], "batch size 64 is larger than the training set (32 samples)"),
     (["optimizer=sgd,adam", "optimizer.momentum=0.5"], "Key 'momentum' not in 'AdamConfig'"),
     # reported as a failed job instead of bad input
     (["model.width=nan"], "model.width must be a positive number, got nan"),
