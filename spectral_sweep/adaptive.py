@@ -32,7 +32,7 @@ import numpy as np
 
 from . import edge
 from .errors import UsageError
-from .outcomes import DIVERGED, TRAINED, outcome_of
+from .outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 from .search import BRACKETED, LOWER_BOUND, NO_STABLE_LR, NOTHING_TRAINS, SearchResult
 
 Batch = Callable[[list[float]], Sequence[object]]   # lrs -> one result per lr, run as one round
@@ -126,7 +126,7 @@ def _locate(trials: _Trials, start: float, step: float, tolerance: float, k: int
         room = min(k, max_trials - len(trials.outcomes))
         if trained:
             top = trained[-1]
-            if any(lr > trained[0] for lr in trials.lrs("stalled", DIVERGED)):
+            if _failure_above(trials):
                 return BRACKETED
             if top >= trials.lr_max_cap:
                 return LOWER_BOUND
@@ -139,7 +139,13 @@ def _locate(trials: _Trials, start: float, step: float, tolerance: float, k: int
     trained = trials.lrs(TRAINED)
     if not trained:
         return NOTHING_TRAINS
-    return BRACKETED if any(lr > trained[0] for lr in trials.lrs("stalled", DIVERGED)) else LOWER_BOUND
+    return BRACKETED if _failure_above(trials) else LOWER_BOUND
+
+
+def _failure_above(trials: _Trials) -> bool:
+    """Whether some trial above the lowest trained lr failed: the upper edge is inside the trials."""
+    trained = trials.lrs(TRAINED)
+    return bool(trained) and any(lr > trained[0] for lr in trials.lrs(STALLED, DIVERGED))
 
 
 def _ceiling(trials: _Trials) -> float:
@@ -252,7 +258,7 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
     blow = _blowup(trials, priors)
     if reference and lr_max is not None:
         target = max(lr_max * reference, trials.lr_min)
-        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, "stalled")):
+        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
             trials.run([target])
     return SearchResult(lr_max, bracket, status, trials.made, *blow[:3], estimate=fit, blowup_estimate=blow[3])
 

@@ -108,9 +108,10 @@ class EdgePosterior:
         what this batch size tells the others about the nuisance parameters."""
         return logsumexp(self.loglik, axis=0) - math.log(self.mu.size)
 
-    def quantiles(self, levels) -> np.ndarray:
-        """mu at the given posterior levels (linear interpolation of the marginal's cdf)."""
-        pmf = self.mu_marginal()
+    def quantiles(self, levels, pmf: np.ndarray | None = None) -> np.ndarray:
+        """mu at the given posterior levels (linear interpolation of the marginal's cdf);
+        ``pmf``: mu's marginal when the caller has it already."""
+        pmf = self.mu_marginal() if pmf is None else pmf
         cdf = np.cumsum(pmf) - 0.5 * pmf
         return np.interp(np.asarray(levels, dtype=float), cdf, self.mu)
 
@@ -122,7 +123,7 @@ class EdgePosterior:
     def fit(self) -> EdgeFit:
         w = self.weights()
         marginal = w.sum(axis=(1, 2, 3))
-        q = self.quantiles([0.025, 0.5, 0.975])
+        q = self.quantiles([0.025, 0.5, 0.975], marginal)
         mean = float(marginal @ self.mu)
         se = math.sqrt(max(float(marginal @ (self.mu - mean) ** 2), 0.0))
         spread_cdf = np.cumsum(w.sum(axis=(0, 2, 3)))
@@ -197,7 +198,7 @@ def next_points(post: EdgePosterior, k: int, start: int = 0) -> list[float]:
     well as the location; the location's uncertainty spreads them further while it is large."""
     w = post.weights()
     marginal = w.sum(axis=(1, 2, 3))
-    mid = float(post.quantiles([0.5])[0])
+    mid = float(post.quantiles([0.5], marginal)[0])
     var = float(marginal @ (post.mu - mid) ** 2)
     spread = float(np.exp(np.log(SPREADS) @ w.sum(axis=(0, 2, 3))))
     width = math.sqrt(spread ** 2 + var)
