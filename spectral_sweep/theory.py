@@ -369,10 +369,16 @@ def expected_exponent(optimizer_name: str) -> float:
 
 def detect_saturation(batch_sizes, lrs, lo=None, hi=None, *, exponent: float | None = None,
                       resolution: float | None = None, tolerance: float | None = None,
-                      min_plateau: int = 2) -> int | None:
+                      min_plateau: int = 2, se=None, level: float = 0.95) -> int | None:
     """The batch size from which lr_max stops growing, or None.
 
-    Rule (in log space; repeated batch sizes are first averaged geometrically; with brackets
+    Measured errors. With ``se`` (each point's standard error of log lr, as the adaptive search
+    measures it) the rule is a test of curvature (``_knee_by_likelihood``): saturation is claimed
+    only where the data reject a straight line in log-log in favour of a line that bends flat at
+    B_k. ``exponent``, ``resolution`` and ``tolerance`` are then unused: a shallow law is a
+    finding about the exponent, not a plateau, and the verdict, not this detector, must say so.
+
+    Brackets or exact points: rule (in log space; repeated batch sizes are first averaged geometrically; with brackets
     each point is the geometric midpoint of its bracket):
 
     * ``resolution`` r is the factor to which one lr_max is known: the median bracket ratio
@@ -396,6 +402,8 @@ def detect_saturation(batch_sizes, lrs, lo=None, hi=None, *, exponent: float | N
     ~20% per point fakes a plateau at the last batch sizes in ~5% of non-saturating sweeps.
     """
     x, y, s = _points(batch_sizes, lrs, lo, hi)
+    if se is not None:
+        return _knee_by_likelihood(x, y, _measured_errors(se, x, lo), level, max(min_plateau, 2))
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     ux, inv = np.unique(x, return_inverse=True)
@@ -420,6 +428,47 @@ def detect_saturation(batch_sizes, lrs, lo=None, hi=None, *, exponent: float | N
             continue
         return int(round(math.exp(ux[k])))
     return None
+
+
+def _knee_by_likelihood(x, y, s, level: float, min_plateau: int) -> int | None:
+    """Where a flat plateau fits the points significantly better than a straight line, or None.
+
+    Repeated batch sizes are first pooled by inverse variance. For each knee B_k with at least
+    two points up to it and ``min_plateau`` from it, the model ``y = a + p min(x, x_k)`` is fitted
+    by weighted least squares; the best knee must (1) have p > 0 (lr_max grew up to it), (2) lower
+    chi^2 against the straight line by more than the chi^2(1) quantile at ``level``, Bonferroni-
+    corrected for the number of knees tried (so a straight line with measured noise is called
+    saturated in at most 1 - level of sweeps), and (3) have no significant rise of its own from
+    B_k on (the plateau's own weighted slope is not above zero at ``level``): a law that merely
+    bends shallower is not a plateau.
+    """
+    ux, inv = np.unique(x, return_inverse=True)
+    w = np.bincount(inv, weights=1.0 / s ** 2)
+    uy = np.bincount(inv, weights=y / s ** 2) / w
+    n = ux.size
+    knees = range(1, n - min_plateau + 1)
+    if len(knees) == 0:
+        return None
+
+    def chi2(design):
+        X = np.column_stack([np.ones(n), design])
+        beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], uy * np.sqrt(w), rcond=None)[0]
+        return float(np.sum(w * (uy - X @ beta) ** 2)), beta[1]
+
+    line, _ = chi2(ux)
+    fits = [(chi2(np.minimum(ux, ux[k])), k) for k in knees]
+    (best, slope), k = min(fits, key=lambda f: f[0][0])
+    threshold = stats.chi2.ppf(1 - (1 - level) / len(knees), 1)
+    if not slope > 0 or line - best <= threshold:
+        return None
+    tail = slice(k, n)
+    if n - k >= 3:
+        _, rise, cov, _ = _wls(ux[tail], uy[tail], w[tail])
+        if rise - stats.norm.ppf(level) * math.sqrt(cov[1, 1]) > 0:
+            return None
+    elif uy[-1] - uy[k] > stats.norm.ppf(level) * math.sqrt(1 / w[-1] + 1 / w[k]):
+        return None
+    return int(round(math.exp(ux[k])))
 
 
 # --------------------------------------------------------------------------------------------

@@ -399,3 +399,46 @@ def test_points_that_average_seeds_carry_less_scatter():
     ratio = (five.ci_high - five.ci_low) / (one.ci_high - one.ci_low)
     assert ratio == pytest.approx(math.sqrt((bracket2 + 0.25 ** 2 / 5) / (bracket2 + 0.25 ** 2)), rel=1e-6)
     assert five.scatter == pytest.approx(0.25 / math.sqrt(5))
+
+
+# ---------------------------------------------------------------- saturation from measured errors
+
+@pytest.mark.parametrize("p", [1.0, 0.5])
+def test_measured_saturation_is_found_at_its_knee(p):
+    """Planted plateaus with 0.1 measured noise per point are found, nearly always at the knee."""
+    for b0 in (128.0, 512.0):
+        found = []
+        for seed in range(200):
+            rng = np.random.default_rng(seed)
+            lr = 1e-3 * np.minimum(B, b0) ** p * np.exp(rng.normal(0, 0.1, B.size))
+            found.append(detect_saturation(B, lr, se=np.full(B.size, 0.1)))
+        hits = np.array([s == b0 for s in found])
+        near = np.array([s is not None and abs(math.log2(s / b0)) <= 1 for s in found])
+        assert hits.mean() >= 0.75 and near.mean() >= 0.85, (b0, hits.mean(), near.mean())
+
+
+@pytest.mark.parametrize("design", [B, np.array([8.0, 16, 32, 64]), np.array([128.0, 256, 512])])
+def test_measured_straight_line_is_rarely_called_saturated(design):
+    """The knee test is Bonferroni-corrected: pure power laws with measured noise are flagged in
+    at most 5% of sweeps, whatever the exponent (a shallow law is not a plateau)."""
+    for p in (1.0, 0.5, 0.3):
+        flagged = sum(detect_saturation(design, 1e-3 * design ** p * np.exp(
+            np.random.default_rng(seed).normal(0, 0.15, design.size)), se=np.full(design.size, 0.15))
+            is not None for seed in range(400))
+        assert flagged / 400 <= 0.05, (p, flagged)
+
+
+def test_measured_saturation_reads_the_intervals_not_the_points():
+    """The quickstart run that bisection-era rules called saturated from B=16: lr_max 0.123, 0.181,
+    0.194 at B = 16, 32, 64, each known to +-0.27 in log. Its rise from 16 to 64 is significant,
+    and one flat step cannot be told from a bend: no saturation. The same shape known 4x better
+    is a plateau from B=32."""
+    b = np.array([8.0, 16, 32, 64])
+    lr = np.array([0.0912, 0.123, 0.181, 0.194])
+    se = np.array([0.104, 0.137, 0.128, 0.136])
+    assert detect_saturation(b, lr, se=se) is None
+    tight = np.array([0.02, 0.04, 0.08, 0.16, 0.17, 0.165])
+    assert detect_saturation(2.0 ** np.arange(3, 9), tight, se=np.full(6, 0.03)) == 64
+    with pytest.raises(ValueError, match="not both"):
+        detect_saturation(b, lr, lr, lr * 1.1, se=se)
+    assert detect_saturation(b[:3], lr[:3], se=se[:3], min_plateau=3) is None   # no knee to try

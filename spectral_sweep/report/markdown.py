@@ -35,8 +35,10 @@ SCALING_NOTE = ("Exponent p of lr_max ~ B^p: weighted least squares of log lr_ma
                 "Verdict: inconclusive when the interval is wider than "
                 f"+-{theory.DECISIVE_HALF_WIDTH:g} or holds both laws (1 and 1/2), else consistent or "
                 "inconsistent as the expected exponent (1 for SGD, 1/2 for Adam) lies inside it or not; "
-                "'to decide' says what would make an inconclusive one decisive. When lr_max saturates "
-                "(theory.detect_saturation), the main fit uses only the batch sizes below the saturation and "
+                "'to decide' says what would make an inconclusive one decisive. lr_max saturates at B_k "
+                "(theory.detect_saturation) when a line that bends flat at B_k fits the measured errors "
+                "significantly better than a straight one (chi-squared, corrected for the knees tried); "
+                "then the main fit uses only the batch sizes below the saturation and "
                 "the fit on all points is shown for comparison. The blow-up edge's exponent (the curvature "
                 "theory's quantity) is shown beside it, fitted the same way. lower_bound and nothing_trains "
                 "points are never fitted.")

@@ -308,8 +308,7 @@ def analyse_group(points: pd.DataFrame) -> dict:
     mid = u["lr_max"].to_numpy(float)
     out["fit_all"] = _fit(B, mid, lo, hi, se)
     if len(u) >= 3:
-        out["saturation"] = theory.detect_saturation(
-            B, u["lr_max"].to_numpy(float), lo, hi, exponent=expected if math.isfinite(expected) else None)
+        out["saturation"] = _saturation(B, mid, lo, hi, se, expected)
     if out["saturation"] is None:
         out["fit"] = out["fit_all"]
         return out
@@ -322,6 +321,14 @@ def analyse_group(points: pd.DataFrame) -> dict:
         out["note"] = (f"saturated from B={out['saturation']}: only {int(below.sum())} point below it, "
                        "no fit of the growing regime")
     return out
+
+
+def _saturation(B, mid, lo, hi, se, expected):
+    """Where lr_max stops growing: tested on each point's measured error (search=adaptive), else
+    read off the brackets of single-seed bisections against the law under test."""
+    if np.all(np.isfinite(se)) and np.all(se > 0):
+        return theory.detect_saturation(B, mid, se=se)
+    return theory.detect_saturation(B, mid, lo, hi, exponent=expected if math.isfinite(expected) else None)
 
 
 def _fit(B, mid, lo, hi, se):
