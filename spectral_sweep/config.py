@@ -340,6 +340,9 @@ class TrainConfig:
     stall_loss_margin: float = knob(0.1, OPEN_FRACTION)
     # ... and test accuracy gets this fraction of the way from chance to 1
     stall_acc_margin: float = knob(0.05, OPEN_FRACTION)
+    # trained only if the final test accuracy also reaches this, else stalled ("steps to a target",
+    # Shallue et al. 2018); null: off
+    target_acc: float | None = knob(None, maybe(Range(0, 1, low_open=True)))
     precision: Precision = Precision.auto   # auto: fp32 or bf16 autocast, the faster timed on the point
     channels_last: str = "auto"  # true | false | auto: the faster memory format, timed on the point
     compile: str = "false"       # true | false | auto: compile once per point where it pays (fastpath.py)

@@ -134,6 +134,8 @@ def trial_identity(config: Config) -> dict:
     """Everything that decides a trial's result, apart from its lr: the key of the trial cache."""
     identity = {k: v for k, v in config.to_dict().items() if k not in NOT_TRIAL_IDENTITY}
     identity["optimizer"].pop("lr")
+    if identity["train"]["target_acc"] is None:   # off: the key a trial had before the knob, so older
+        del identity["train"]["target_acc"]        # sweeps still reuse their finished trials
     identity["budget"] = dataclasses.asdict(config.train.budget(config.dataset))
     return identity
 

@@ -83,6 +83,11 @@ CATALOGUE = [
     (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must be a number in (0, 1), got 1.5"),
     (["train.stall_acc_margin=0"], "train.stall_acc_margin must be a number in (0, 1), got 0"),
     (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
+    (["train.target_acc=0"], "train.target_acc must be a number in (0, 1] or null, got 0"),
+    (["train.target_acc=1.5"], "train.target_acc must be a number in (0, 1] or null, got 1.5"),
+    (["train.target_acc=-1"], "train.target_acc must be a number in (0, 1] or null, got -1"),
+    (["train.target_acc=0.9,1.5"], "train.target_acc must be a number in (0, 1] or null, got 1.5"),
+    (["train.target_acc=abc"], "could not be converted to Float"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be a positive integer"),
     (["train.compile=maybe"], "train.compile must be one of true, false, auto, got 'maybe'"),
     # search
