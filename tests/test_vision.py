@@ -178,6 +178,22 @@ def test_a_model_that_cannot_take_grey_images_is_refused_before_anything_is_writ
     assert plan.jobs[0].config.dataset.known_channels() == 1
 
 
+@pytest.mark.parametrize("args, message", [
+    (["dataset.std=[0]"], "dataset.std must be a positive number, got 0"),
+    (["dataset.mean=[1.5]"], "dataset.mean must be a number in [0, 1], got 1.5"),
+    (["dataset.mean=[0.1,0.2,0.3]"], "dataset.mean and dataset.std need a value per channel each, got 3 and 1"),
+    (["dataset.crop_padding=-1"], "dataset.crop_padding must be an integer >= 0, got -1"),
+    (["dataset.torchvision_class=EMNIST"], "expected one of [MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, SVHN]"),
+    (["batch=60001"], "batch size 60001 is larger than the training set (60000 samples)"),
+])
+def test_a_torchvision_presets_bad_values_are_refused_before_anything_is_written(tmp_path, args, message):
+    from spectral_sweep import preflight
+
+    with pytest.raises(UsageError) as error:
+        preflight.check_command(["dataset=fashion_mnist", "model=vgg11_bn", f"out_dir={tmp_path}", *args])
+    assert message in str(error.value) and "\n" not in str(error.value) and list(tmp_path.iterdir()) == []
+
+
 def test_a_whole_sweep_on_grey_28x28_data(tmp_path, no_debian, monkeypatch):
     """The notebook face of the CLI: preflight, the job, the trial and the record on tiny IDX files."""
     from spectral_sweep import sweep
