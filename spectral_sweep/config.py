@@ -51,7 +51,8 @@ def _config_dir() -> str:
 
 CONFIG_DIR = _config_dir()   # the built-in presets; a user's own come in through --config-dir
 DATA_ROOT = "${oc.env:SPECTRAL_SWEEP_DATA,data}"
-TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet32": 1_281_167}   # the published splits
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet32": 1_281_167, "fashion_mnist": 60_000,
+               "mnist": 60_000, "kmnist": 60_000, "svhn": 73_257}   # the published training splits
 
 
 class Choice(str, Enum):
@@ -134,10 +135,40 @@ class DatasetConfig:
         full = full if isinstance(full, int) and full > 0 else None
         return self.subset if self.subset is not None and (full is None or self.subset <= full) else full
 
+    def known_channels(self) -> int | None:
+        """Channels of the images, where known without reading the data: the model is built for them."""
+        return 3
+
+
+class VisionClass(Choice):
+    """The torchvision datasets that ``vision.torchvision_data`` reads (MNIST-style ones are grey)."""
+
+    MNIST = "MNIST"
+    FashionMNIST = "FashionMNIST"
+    KMNIST = "KMNIST"
+    CIFAR10 = "CIFAR10"
+    CIFAR100 = "CIFAR100"
+    SVHN = "SVHN"
+
 
 @dataclass
-class CifarConfig(DatasetConfig):
-    download: bool = False       # fetch the archive (CIFAR-100: 161 MB) when it is missing
+class TorchvisionConfig(DatasetConfig):
+    """One of torchvision's in-memory image datasets (vision.py): its preset names the class, the
+    normalisation and the augmentation; the defaults are CIFAR's augmentation."""
+
+    torchvision_class: VisionClass = MISSING
+    mean: list[float] = knob(MISSING, each(Range(0, 1)))   # per channel, of pixels in [0, 1]
+    std: list[float] = knob(MISSING, each(POSITIVE))   # per channel (one value: grey images)
+    crop_padding: int = knob(4, Range(0, integer=True))   # random crop after this many px of zero padding; 0: none
+    flip: bool = True            # random horizontal flip (off for digits: a mirrored digit is another glyph)
+    download: bool = False       # fetch the files when they are missing (CIFAR-100: 161 MB)
+
+    def known_channels(self) -> int | None:
+        return len(self.mean) if isinstance(self.mean, list) else None
+
+    def problems(self, config):
+        yield (None if len(self.mean) == len(self.std) else
+               f"dataset.mean and dataset.std need a value per channel each, got {len(self.mean)} and {len(self.std)}")
 
 
 @dataclass
@@ -309,6 +340,9 @@ class TrainConfig:
     stall_loss_margin: float = knob(0.1, OPEN_FRACTION)
     # ... and test accuracy gets this fraction of the way from chance to 1
     stall_acc_margin: float = knob(0.05, OPEN_FRACTION)
+    # trained only if the final test accuracy also reaches this, else stalled ("steps to a target",
+    # Shallue et al. 2018); null: off
+    target_acc: float | None = knob(None, maybe(Range(0, 1, low_open=True)))
     precision: Precision = Precision.auto   # auto: fp32 or bf16 autocast, the faster timed on the point
     channels_last: str = "auto"  # true | false | auto: the faster memory format, timed on the point
     compile: str = "false"       # true | false | auto: compile once per point where it pays (fastpath.py)
@@ -497,7 +531,7 @@ def _plain(x):
 SCHEMAS = {
     "model": {"vgg": VGGConfig, "preresnet": PreResNetConfig, "wide_resnet": WideResNetConfig,
               "plain": ModelConfig},
-    "dataset": {"cifar": CifarConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config,
+    "dataset": {"torchvision": TorchvisionConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config,
                 "synthetic": SyntheticConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lanczos_sgd": LanczosSGDConfig},
 }
@@ -566,6 +600,9 @@ class CustomDatasetConfig(DatasetConfig):
 
     def options(self) -> dict:
         return dict(self.kwargs)
+
+    def known_channels(self) -> int | None:
+        return None              # known once the target's data is read
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Datasets and batch loaders.
 
-Every dataset comes back as a ``Data`` with a train and a test split. Small datasets (CIFAR-10,
-CIFAR-100, ImageNet 32x32 and the embedded synthetic set) are one uint8 tensor ``[N, 3, 32, 32]``
-plus int64 labels; a loader moves them to its device once, so that on a GPU the whole set lives
-there and shuffling, augmentation and normalisation never touch the host. Full-size ImageNet is an
+Every dataset comes back as a ``Data`` with a train and a test split. Small datasets (torchvision's
+in-memory sets such as CIFAR or Fashion-MNIST, read by ``vision.py``; ImageNet 32x32; the embedded
+synthetic set) are one uint8 tensor ``[N, C, H, W]`` (C = 3, or 1 for grey images) plus int64
+labels; a loader moves them to its device once, so that on a GPU the whole set lives there and
+shuffling, augmentation and normalisation never touch the host. Full-size ImageNet is an
 ImageFolder tree decoded by DataLoader workers. ``BatchLoader`` gives both kinds one interface:
 
     data = load_dataset("cifar100", root="data")
@@ -25,7 +26,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +35,13 @@ import torch
 from torch import Tensor
 
 from spectral_sweep import seeds, targets
-from spectral_sweep.config import CifarConfig, ImageNet32Config, ImageNetConfig, SyntheticConfig
+from spectral_sweep.config import CONFIG_DIR, ImageNet32Config, ImageNetConfig, SyntheticConfig, TorchvisionConfig
 from spectral_sweep.errors import UsageError, unknown_choice
 from spectral_sweep.seeds import Stream
 
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-CROP_PADDING = 4  # pixels of zero padding around a 32x32 image before its random crop
+CROP_PADDING = 4  # pixels of zero padding around an image before its random crop (CIFAR's; a split may set its own)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,13 +49,16 @@ CROP_PADDING = 4  # pixels of zero padding around a 32x32 image before its rando
 
 
 class TensorSplit:
-    """A whole split held as uint8 images ``[N, 3, H, W]`` and int64 labels ``[N]``.
+    """A whole split held as uint8 images ``[N, C, H, W]`` and int64 labels ``[N]``, with the
+    augmentation a training loader applies to it (``augment``: crop after ``crop_padding`` pixels
+    of padding, 0 for none; mirror left-right where ``flip``).
 
     ``to(device)`` caches the copy per device, so the train loader, the eval loader and the
     curvature code share one resident copy instead of each uploading their own.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, mean, std):
+    def __init__(self, images: Tensor, labels: Tensor, mean, std, crop_padding: int = CROP_PADDING,
+                 flip: bool = True):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         if labels.shape != images.shape[:1]:
@@ -65,6 +66,7 @@ class TensorSplit:
         self.images = images
         self.labels = labels.to(torch.int64)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.crop_padding, self.flip = int(crop_padding), bool(flip)
         self._copies = {images.device: self}
 
     def __len__(self) -> int:
@@ -77,13 +79,15 @@ class TensorSplit:
     def to(self, device: torch.device | str) -> TensorSplit:
         device = _canonical(torch.device(device))
         if device not in self._copies:
-            copy_ = TensorSplit(self.images.to(device), self.labels.to(device), self.mean, self.std)
+            copy_ = TensorSplit(self.images.to(device), self.labels.to(device), self.mean, self.std,
+                                self.crop_padding, self.flip)
             copy_._copies = self._copies  # every copy knows all the others
             self._copies[device] = copy_
         return self._copies[device]
 
     def select(self, indices: Tensor) -> TensorSplit:
-        return TensorSplit(self.images[indices], self.labels[indices], self.mean, self.std)
+        return TensorSplit(self.images[indices], self.labels[indices], self.mean, self.std,
+                           self.crop_padding, self.flip)
 
 
 class FolderSplit:
@@ -138,29 +142,34 @@ class Data:
     image_size: int
     mean: tuple
     std: tuple
+    channels: int = 3            # of the images, as a model's in_channels (1: grey)
 
 
 # ----------------------------------------------------------------------------------------------
 # Device-side image operations
 
 
-def augment(images: Tensor, generator: torch.Generator) -> Tensor:
-    """Random crop with 4 px zero padding and random horizontal flip, per sample.
+def augment(images: Tensor, generator: torch.Generator, padding: int = CROP_PADDING, flip: bool = True) -> Tensor:
+    """Random crop with ``padding`` px zero padding and random horizontal flip, per sample.
 
-    The standard CIFAR augmentation done as one gather on whatever device ``images`` lives on:
-    sample b of the output is ``padded[b, :, dy:dy+H, dx:dx+W]``, mirrored left-right when its
-    coin says so. ``generator`` must live on the same device; it makes the result reproducible.
+    The standard CIFAR augmentation (4 px, flip) done as one gather on whatever device ``images``
+    lives on: sample b of the output is ``padded[b, :, dy:dy+H, dx:dx+W]``, mirrored left-right
+    when its coin says so (never, with ``flip=False``: digits). ``generator`` must live on the
+    same device; it makes the result reproducible.
     """
     n, c, h, w = images.shape
-    p = CROP_PADDING
+    p = padding
     device = images.device
     padded = torch.nn.functional.pad(images, (p, p, p, p))
     dy = torch.randint(0, 2 * p + 1, (n, 1), generator=generator, device=device)
     dx = torch.randint(0, 2 * p + 1, (n, 1), generator=generator, device=device)
-    flip = torch.rand((n, 1), generator=generator, device=device) < 0.5
+    if flip:
+        mirror = torch.rand((n, 1), generator=generator, device=device) < 0.5
+    else:
+        mirror = torch.zeros((n, 1), dtype=torch.bool, device=device)
     rows = dy + torch.arange(h, device=device)
     cols_forward = torch.arange(w, device=device)
-    cols = dx + torch.where(flip, w - 1 - cols_forward, cols_forward)
+    cols = dx + torch.where(mirror, w - 1 - cols_forward, cols_forward)
     batch = torch.arange(n, device=device).view(n, 1, 1, 1)
     channel = torch.arange(c, device=device).view(1, c, 1, 1)
     return padded[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
@@ -169,7 +178,7 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
 def normalise(images: Tensor, mean, std) -> Tensor:
     """uint8 images to float32, scaled to [0, 1] and standardised per channel.
 
-    ``mean`` and ``std`` are 3 floats, or tensors already on the images' device (loaders keep
+    ``mean`` and ``std`` are a float per channel, or tensors already on the images' device (loaders keep
     them there so that no batch waits for a host-to-device copy of six numbers).
     """
     mean_ = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
@@ -247,7 +256,7 @@ class TensorLoader(BatchLoader):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
             images = split.images[index]
             if self.augment:
-                images = augment(images, generator)
+                images = augment(images, generator, split.crop_padding, split.flip)
             yield normalise(images, self.mean, self.std), split.labels[index]
 
 
@@ -304,45 +313,6 @@ def _canonical(device: torch.device) -> torch.device:
 
 # ----------------------------------------------------------------------------------------------
 # The datasets
-
-
-def _cifar(cls, root: Path, download: bool, mean, std) -> Data:
-    """CIFAR through torchvision, turned into tensors; missing or corrupt files become UsageErrors."""
-    folder = root / cls.base_folder
-    if not download and not folder.is_dir():
-        raise UsageError(
-            f"no {cls.__name__} data in {folder}; pass dataset.download=true to fetch it "
-            f"from {cls.url}, or unpack {cls.filename} into {root}"
-        )
-    splits = []
-    for train in (True, False):
-        try:
-            raw = cls(str(root), train=train, download=download)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as error:
-            raise UsageError(
-                f"{cls.__name__} files in {folder} are missing or corrupt ({error}); delete the "
-                f"folder and pass dataset.download=true, or unpack a fresh {cls.filename} there"
-            ) from error
-        except OSError as error:  # the download itself failed (no network, bad URL, disk full)
-            raise UsageError(
-                f"could not download {cls.__name__} into {root} ({error}); fetch {cls.url} "
-                f"by hand and unpack it there"
-            ) from error
-        images = torch.from_numpy(np.ascontiguousarray(raw.data.transpose(0, 3, 1, 2)))
-        splits.append(TensorSplit(images, torch.tensor(raw.targets), mean, std))
-    return Data(splits[0], splits[1], len(raw.classes), 32, mean, std)
-
-
-def cifar10(root: Path, download: bool, seed: int) -> Data:
-    from torchvision.datasets import CIFAR10
-
-    return _cifar(CIFAR10, root, download, CIFAR10_MEAN, CIFAR10_STD)
-
-
-def cifar100(root: Path, download: bool, seed: int) -> Data:
-    from torchvision.datasets import CIFAR100
-
-    return _cifar(CIFAR100, root, download, CIFAR100_MEAN, CIFAR100_STD)
 
 
 def imagenet(root: Path, download: bool, seed: int, num_workers: int) -> Data:
@@ -544,15 +514,15 @@ def _soft_rectangles(n: int, generator: torch.Generator) -> Tensor:
 
 _BUILDERS = {
     "synthetic": synthetic,
-    "cifar10": cifar10,
-    "cifar100": cifar100,
     "imagenet": imagenet,
     "imagenet32": imagenet32,
 }
-DATASET_NAMES = tuple(_BUILDERS)
 # each dataset's own settings and their defaults: one home, the config schema
-_SCHEMAS = {"synthetic": SyntheticConfig, "cifar10": CifarConfig, "cifar100": CifarConfig,
-            "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config}
+_SCHEMAS = {"synthetic": SyntheticConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config}
+# torchvision's datasets, read by vision.py: the class, normalisation and augmentation of each are
+# its preset's (conf/dataset/<name>.yaml), their one home
+TORCHVISION_PRESETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "kmnist", "svhn")
+DATASET_NAMES = tuple(_BUILDERS) + TORCHVISION_PRESETS
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False, subset: int | None = None,
@@ -578,19 +548,35 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
 
 
 def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Data:
-    """A built-in dataset by its short name, its options' defaults those of its schema."""
-    if name not in _BUILDERS:
+    """A built-in dataset by its short name, its options' defaults those of its schema (a
+    torchvision dataset's: of its preset)."""
+    if name not in DATASET_NAMES:
         raise unknown_choice("dataset", name, DATASET_NAMES)
-    build = _BUILDERS[name]
-    accepted = [p for p in inspect.signature(build).parameters if p not in ("root", "download", "seed")]
+    if name in TORCHVISION_PRESETS:
+        target, defaults = _preset(name)
+    else:
+        target = _BUILDERS[name]
+        defaults = {k: v for k, v in _SCHEMAS[name]().options().items() if k != "download"}
+    accepted = [p for p in defaults if p not in ("root", "download", "seed")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise UsageError(
             f"dataset '{name}' has no option {', '.join(unknown)}; "
             f"its options are: {', '.join(accepted) or 'none'}"
         )
-    defaults = {k: v for k, v in _SCHEMAS[name]().options().items() if k != "download"}
-    return build(root=root, download=download, seed=seed, **{**defaults, **options})
+    if isinstance(target, str):
+        return from_target(target, root, download, seed, **{**defaults, **options})
+    return target(root=root, download=download, seed=seed, **{**defaults, **options})
+
+
+def _preset(name: str) -> tuple[str, dict]:
+    """A torchvision dataset's ``_target_`` and options as its preset sets them, over the defaults
+    of its schema (read as plain YAML: no Hydra, so a Python caller inside a Hydra job can too)."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "dataset" / f"{name}.yaml"))
+    defaults = {k: own.get(k, v) for k, v in TorchvisionConfig().options().items() if k != "download"}
+    return own["_target_"], defaults
 
 
 def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **options) -> Data:
@@ -639,7 +625,7 @@ def _in_memory(path: str, train, test) -> Data:
     classes = getattr(train, "classes", None)
     num_classes = len(classes) if classes else int(max(train_y.max(), test_y.max())) + 1
     return Data(TensorSplit(train_x, train_y, mean, std), TensorSplit(test_x, test_y, mean, std),
-                num_classes, int(train_x.shape[-1]), mean, std)
+                num_classes, int(train_x.shape[-1]), mean, std, channels=int(train_x.shape[1]))
 
 
 def _stack(path: str, dataset) -> tuple[Tensor, Tensor]:

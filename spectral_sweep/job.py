@@ -59,7 +59,8 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     job_dir = Path(job_dir)
     check(config)   # the CLI did this for every job already; a Python caller may not have
     with torch.device("meta"):   # the model's name and options, before anything is read or written
-        build_target(config.model._target_, 2, **config.model.options())
+        build_target(config.model._target_, 2, input_shape=(config.dataset.known_channels() or 3, None),
+                     **config.model.options())
     with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
                                                 f"({job_dir}); waiting for it")):
         return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)
@@ -75,7 +76,8 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     device = resolve_device(config.device, job_num or 0)
     data = load_dataset(config.dataset._target_, root=config.dataset.root, subset=config.dataset.subset,
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
-    make_model = partial(build_target, config.model._target_, data.num_classes, **config.model.options())
+    make_model = partial(build_target, config.model._target_, data.num_classes,
+                         input_shape=(data.channels, data.image_size), **config.model.options())
     settings = trial_settings(config, device)
     settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir)   # auto: by timing
     identity = trial_identity(config)
@@ -132,6 +134,8 @@ def trial_identity(config: Config) -> dict:
     """Everything that decides a trial's result, apart from its lr: the key of the trial cache."""
     identity = {k: v for k, v in config.to_dict().items() if k not in NOT_TRIAL_IDENTITY}
     identity["optimizer"].pop("lr")
+    if identity["train"]["target_acc"] is None:   # off: the key a trial had before the knob, so older
+        del identity["train"]["target_acc"]        # sweeps still reuse their finished trials
     identity["budget"] = dataclasses.asdict(config.train.budget(config.dataset))
     return identity
 

@@ -18,7 +18,10 @@ loads, and the search and the records can read outcomes without knowing how tria
   witness (augmentation, dropout, a batch of 16), while its test accuracy may already be far above
   chance, and the other way round.
 * ``trained``: neither. This is what "the network trains at this lr" means, and lr_max is the
-  largest lr whose trial trained.
+  largest lr whose trial trained. With ``target_acc`` set (``train.target_acc``, off by default),
+  a trial that learned counts as trained only if its final test accuracy reaches that target too;
+  short of it, it is ``stalled``: it did not get where the study asks within its budget (Shallue
+  et al. 2018, "steps to a target"). A trial that diverged stays diverged.
 """
 
 from __future__ import annotations
@@ -40,8 +43,21 @@ def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> fl
 
 
 def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
-          test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05) -> tuple[str, str | None]:
+          test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05,
+          target_acc: float | None = None) -> tuple[str, str | None]:
     """(outcome, reason) of a trial that did not diverge: ``trained`` or ``stalled`` (see module doc)."""
+    outcome, reason = _learned(initial_loss, final_loss, test_acc, num_classes, test_size, loss_margin, acc_margin)
+    if outcome == TRAINED and target_acc is not None:
+        if test_acc is None:
+            return STALLED, f"not evaluated, so short of train.target_acc {target_acc:g}"
+        if test_acc < target_acc:
+            return STALLED, f"test acc {test_acc:.4g} below train.target_acc {target_acc:g}"
+    return outcome, reason
+
+
+def _learned(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
+             test_size: int, loss_margin: float, acc_margin: float) -> tuple[str, str | None]:
+    """Whether a finite trial learned at all: its loss fell clearly, or its accuracy rose clearly."""
     reference = initial_loss
     if num_classes:
         reference = min(reference, math.log(num_classes))
@@ -57,7 +73,8 @@ def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_cl
     return STALLED, reason
 
 
-def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_margin: float) -> None:
+def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_margin: float,
+                  target_acc: float | None = None) -> None:
     """The rules' settings, or one line naming the bad one (``UsageError``); their valid ranges
     are declared beside the fields of ``config.TrainConfig``."""
     import dataclasses
@@ -66,7 +83,7 @@ def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_
 
     ranges = {f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if "range" in f.metadata}
     for name, value in (("divergence_factor", divergence_factor), ("stall_loss_margin", stall_loss_margin),
-                        ("stall_acc_margin", stall_acc_margin)):
+                        ("stall_acc_margin", stall_acc_margin), ("target_acc", target_acc)):
         problem = ranges[name].problem(f"train.{name}", value)
         if problem:
             raise UsageError(problem)

@@ -281,8 +281,9 @@ def _extra_keys(given: dict, typed: dict, prefix: str = "") -> str | None:
 
 def check_job(config: schema.Config) -> None:
     """One job's values and scaling law, then its model and optimizer built on the meta device
-    (no memory, no data): a target that does not import, rejects its arguments or returns the
-    wrong type is refused here, before any folder exists."""
+    (no memory, no data; for the images' channels where the dataset's preset tells them): a target
+    that does not import, rejects its arguments or returns the wrong type is refused here, before
+    any folder exists."""
     schema.check(config)
     config.optimizer.exponent()
     import torch
@@ -291,7 +292,8 @@ def check_job(config: schema.Config) -> None:
     from .optim import build_optimizer
 
     with torch.device("meta"):
-        model = build_target(config.model._target_, 2, **config.model.options())
+        model = build_target(config.model._target_, 2, input_shape=(config.dataset.known_channels() or 3, None),
+                             **config.model.options())
         build_optimizer(params=model.parameters(), lr=config.optimizer.lr, **config.optimizer.options())
     _check_dataset_target(config.dataset)
 

@@ -55,7 +55,8 @@ class TrialSettings:
     compiled: CompiledForward | None = None   # a compiled forward shared by the point's trials
 
     def __post_init__(self):
-        check_judging(self.train.divergence_factor, self.train.stall_loss_margin, self.train.stall_acc_margin)
+        check_judging(self.train.divergence_factor, self.train.stall_loss_margin, self.train.stall_acc_margin,
+                      self.train.target_acc)
 
 
 class TrainingHook:
@@ -329,7 +330,8 @@ def _result(run: _Progress, data: Data, lr, settings: TrialSettings, where: _Dev
                                       where.memory_format)
     if reason is None:
         outcome, reason = judge(run.watch.initial, final, acc, data.num_classes, len(data.test),
-                                settings.train.stall_loss_margin, settings.train.stall_acc_margin)
+                                settings.train.stall_loss_margin, settings.train.stall_acc_margin,
+                                settings.train.target_acc)
     else:
         outcome = DIVERGED
     return TrialRecord(lr=lr, outcome=outcome, reason=reason, initial_loss=run.watch.initial,

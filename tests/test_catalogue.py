@@ -17,7 +17,7 @@ CATALOGUE = [
     # unknown choices, keys and launchers
     (["model=vgg99"], "unknown model 'vgg99'; choose one of: preresnet110"),
     (["batch=16,32", "optimizer=sgd,lion"], "unknown optimizer 'lion'"),
-    (["dataset=mnist"], "unknown dataset 'mnist'"),
+    (["dataset=emnist"], "unknown dataset 'emnist'"),
     (["train=fast"], "unknown train 'fast'"),
     (["search=golden"], "unknown search 'golden'"),
     (["spectrum=fisher"], "unknown spectrum 'fisher'"),
@@ -37,7 +37,7 @@ CATALOGUE = [
     (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear is not a torch.optim.Optimizer"),
     (["optimizer._target_=torch.optim.RMSprop"], "RMSprop rejects its arguments (got an unexpected keyword"),
     (["dataset._target_=nope.make_data"], "dataset._target_=nope.make_data does not import"),
-    (["dataset._target_=spectral_sweep.data.cifar10"], "data.cifar10 rejects its arguments"),
+    (["dataset._target_=spectral_sweep.vision.torchvision_data"], "vision.torchvision_data rejects its arguments"),
     # the law under test
     (["optimizer.name=rmsprop"], "no scaling law is known for optimizer rmsprop"),
     (["optimizer.law=cubic"], "optimizer.law must be linear, sqrt or a number, got 'cubic'"),
@@ -83,6 +83,11 @@ CATALOGUE = [
     (["train.stall_loss_margin=1.5"], "train.stall_loss_margin must be a number in (0, 1), got 1.5"),
     (["train.stall_acc_margin=0"], "train.stall_acc_margin must be a number in (0, 1), got 0"),
     (["train.divergence_factor=0.5"], "train.divergence_factor must be a number above 1"),
+    (["train.target_acc=0"], "train.target_acc must be a number in (0, 1] or null, got 0"),
+    (["train.target_acc=1.5"], "train.target_acc must be a number in (0, 1] or null, got 1.5"),
+    (["train.target_acc=-1"], "train.target_acc must be a number in (0, 1] or null, got -1"),
+    (["train.target_acc=0.9,1.5"], "train.target_acc must be a number in (0, 1] or null, got 1.5"),
+    (["train.target_acc=abc"], "could not be converted to Float"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be a positive integer"),
     (["train.compile=maybe"], "train.compile must be one of true, false, auto, got 'maybe'"),
     # search
@@ -209,7 +214,8 @@ def test_the_catalogue_is_large_and_the_default_command_passes(tmp_path):
     assert [job.config.batch for job in plan.jobs] == [8, 16]
 
 
-@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet", "imagenet32", "synthetic_small"])
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet", "imagenet32", "synthetic_small",
+                                     "fashion_mnist", "mnist", "kmnist", "svhn"])
 def test_every_built_in_dataset_passes_the_checks_that_need_no_files(tmp_path, dataset):
     """Its target imports and takes the preset's options (download included); its files are
     looked for only when the job runs."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from spectral_sweep.errors import UsageError
-from spectral_sweep.models import MODEL_NAMES, MODELS, build_model
+from spectral_sweep.models import FROM_DATA, MODEL_NAMES, MODELS, build_model, build_target
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 CLASSES = 7  # not 10/100/1000, so a head hard-wired to a dataset would show
@@ -162,9 +162,96 @@ def test_config_mirrors_the_constructor_and_builds(path):
     model = model_config(path)
     name, options = model.name, model.options()
     parameters = inspect.signature(MODELS[name]).parameters.values()
-    defaults = {p.name: p.default for p in parameters if p.name != "num_classes"}
+    defaults = {p.name: p.default for p in parameters if p.name not in ("num_classes", *FROM_DATA)}
     assert path.read_text().startswith("# ")
     assert options.keys() == defaults.keys()
     assert options == defaults, "the config's values should be the constructor's defaults"
     model = build_on_meta(name, 10, **{**options, **small_options(name)})
     assert count(model) > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The data's image shape: grey 28x28 images (MNIST-style) in the paper's CIFAR models
+
+GREY = [("vgg11_bn", {"width": 0.125}), ("vgg11", {"width": 0.125}),
+        ("wide_resnet", {"depth": 10, "widen_factor": 1, "width": 0.25}),
+        ("preresnet", {"depth": 20, "block": "basic", "width": 0.25})]
+
+
+@pytest.mark.parametrize("name, options", GREY, ids=[name for name, _ in GREY])
+def test_grey_28x28_images_give_logits_and_finite_gradients(name, options):
+    torch.manual_seed(0)
+    shape = {"in_channels": 1, **({"image_size": 28} if name.startswith("vgg") else {})}
+    model = build_model(name, CLASSES, **shape, **options).train()
+    logits = model(torch.randn(3, 1, 28, 28))
+    assert logits.shape == (3, CLASSES)
+    F.cross_entropy(logits, torch.tensor([0, 1, CLASSES - 1])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    # only the first convolution sees the channels: 3 -> 1 removes 2 input planes of its kernels
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 1
+    assert count(build_model(name, CLASSES, **options)) - count(model) == 2 * first.out_channels * 9
+
+
+# Measured before in_channels, image_size and ceil_mode pools existed (commit 1227c85): parameter
+# count, the first four logits of sample 0 and the sum of all |logits|, eval mode, seed 0, a
+# fixed input of 2 x 3 x 32 x 32, 10 classes. 32x32 / 3-channel models must not move.
+BEFORE = {
+    "vgg11_bn": (154_218, [-0.046642, -0.024432, 0.058756, 0.011226], 1.26342),
+    "vgg11": (153_530, [-0.046639, -0.024435, 0.058755, 0.011228], 1.26342),
+    "wide_resnet": (5_166, [0.390977, -0.695992, -0.339563, 0.262401], 9.88619),
+    "preresnet": (17_486, [1.610226, 1.80919, -0.294196, 0.158184], 18.15655),
+}
+
+
+@pytest.mark.parametrize("name, options", GREY, ids=[name for name, _ in GREY])
+def test_32x32_three_channel_models_are_what_they_were(name, options):
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for shape in ({}, {"in_channels": 3, **({"image_size": 32} if name.startswith("vgg") else {})}):
+        torch.manual_seed(0)
+        model = build_model(name, 10, **shape, **options).eval()
+        with torch.no_grad():
+            outputs.append(model(x))
+        params, first, total = BEFORE[name]
+        assert count(model) == params
+        assert outputs[-1][0, :4].tolist() == pytest.approx(first, abs=1e-5)
+        assert float(outputs[-1].abs().sum()) == pytest.approx(total, rel=1e-5)
+    assert torch.equal(*outputs)          # the data's shape, passed explicitly, is the default
+
+
+def test_vgg_at_28x28_ends_on_a_1x1_map_and_larger_images_widen_the_head():
+    model = build_model("vgg11", 10, width=0.125, in_channels=1, image_size=28)
+    assert model.features(torch.zeros(1, 1, 28, 28)).shape[-2:] == (1, 1)
+    wide = build_model("vgg11", 10, width=0.125, image_size=64)   # 64 -> 2x2 after five pools
+    assert wide.classifier[1].in_features == 4 * model.classifier[1].in_features
+    assert wide(torch.zeros(2, 3, 64, 64)).shape == (2, 10)
+    with pytest.raises(UsageError, match="in_channels must be a positive integer"):
+        build_model("vgg11", 10, in_channels=0)
+
+
+class ThreeChannelNet(torch.nn.Module):
+    """A user's model from before in_channels existed: it takes num_classes and its own keys only."""
+
+    def __init__(self, num_classes: int, hidden: int = 4):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, hidden, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                        torch.nn.Flatten(), torch.nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_build_target_hands_the_data_shape_only_to_models_that_take_it():
+    vgg = build_target("spectral_sweep.models.vgg.vgg11", 10, input_shape=(1, 28), width=0.125)
+    assert vgg(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    resnet = build_target("spectral_sweep.models.preresnet.PreResNet", 10, input_shape=(1, 28), depth=8,
+                          block="basic", width=0.25)
+    assert resnet.stem.in_channels == 1     # no image_size in its signature, none passed
+    mine = build_target(f"{__name__}.ThreeChannelNet", 5, input_shape=(3, 28), hidden=6)
+    assert mine(torch.zeros(2, 3, 28, 28)).shape == (2, 5)       # 3 channels: built as always
+    with pytest.raises(UsageError, match="takes no in_channels, but the data's images have 1 channel;") as error:
+        build_target(f"{__name__}.ThreeChannelNet", 5, input_shape=(1, 28))
+    assert "\n" not in str(error.value)
+    with pytest.raises(UsageError, match="resnet18_imagenet takes no in_channels"):
+        build_target("spectral_sweep.models.imagenet.resnet18_imagenet", 10, input_shape=(1, 28))

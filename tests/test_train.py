@@ -112,9 +112,50 @@ def test_judge_known_answers(initial, final, acc, outcome, reason):
     assert judge(initial, final, acc, 10, 1000) == (outcome, reason)
 
 
+@pytest.mark.parametrize("initial, final, acc, target, outcome, reason", [
+    (2.30, 1.50, 0.60, 0.60, "trained", None),                   # at the target
+    (2.30, 1.50, 0.61, 0.60, "trained", None),
+    (2.30, 1.50, 0.59, 0.60, "stalled", "test acc 0.59 below train.target_acc 0.6"),
+    (2.30, 2.10, 0.60, 1.00, "stalled", "test acc 0.6 below train.target_acc 1"),
+    (2.30, 1.50, None, 0.50, "stalled", "not evaluated, so short of train.target_acc 0.5"),
+    # a trial that did not learn stays stalled for its own reason: the target is needed, not enough
+    (2.30, 2.20, None, 0.10, "stalled", "final loss 2.2 not 10% below initial 2.3"),
+    (2.30, 2.10, 0.12, 0.10, "stalled", "final loss 2.1 not 10% below initial 2.3, test acc 0.120 below 0.145 "
+                                        "(chance 0.1)"),
+])
+def test_a_target_accuracy_is_a_further_condition_of_trained(initial, final, acc, target, outcome, reason):
+    """train.target_acc: trained only if the trial learned and its final test accuracy reaches the
+    target; a miss is the stalled outcome (it did not get there within its budget)."""
+    assert judge(initial, final, acc, 10, 1000, target_acc=target) == (outcome, reason)
+
+
+def test_a_trial_short_of_target_acc_stalls_at_it_trains_and_a_blow_up_stays_diverged(data):
+    base = run_trial(small_cnn, data, 0.02, settings(steps=60))
+    assert base.outcome == "trained" and base.test_acc < 0.99, base.test_acc
+    at = run_trial(small_cnn, data, 0.02, settings(steps=60, target_acc=base.test_acc))
+    assert at.outcome == "trained" and at.test_acc == base.test_acc
+    short = run_trial(small_cnn, data, 0.02, settings(steps=60, target_acc=base.test_acc + 0.01))
+    assert short.outcome == "stalled" and short.stable and not short.trained
+    assert short.reason.startswith(f"test acc {base.test_acc:.4g} below train.target_acc")
+    blown = run_trial(small_cnn, data, 50.0, settings(steps=200, target_acc=0.5))
+    assert blown.outcome == "diverged" and blown.test_acc is None
+
+
+def test_target_acc_enters_the_trial_cache_key_only_when_set():
+    from spectral_sweep.config import check, compose
+    from spectral_sweep.job import trial_identity
+    from spectral_sweep.records import config_key
+
+    off, on, other = (trial_identity(compose(*o)) for o in ([], ["train.target_acc=0.8"], ["train.target_acc=0.9"]))
+    assert "target_acc" not in off["train"]       # off: the keys of trials made before the knob existed
+    assert on["train"]["target_acc"] == 0.8
+    assert len({config_key(off, 0.1), config_key(on, 0.1), config_key(other, 0.1)}) == 3
+    check(compose("train.target_acc=1"))          # (0, 1]: a perfect score is a valid target
+
+
 @pytest.mark.parametrize("key, value", [("stall_loss_margin", 0.0), ("stall_loss_margin", 1.0),
                                         ("stall_acc_margin", -0.1), ("stall_acc_margin", "x"),
-                                        ("divergence_factor", 1.0)])
+                                        ("divergence_factor", 1.0), ("target_acc", 0.0), ("target_acc", 1.5)])
 def test_margins_outside_their_range_are_usage_errors(key, value):
     with pytest.raises(UsageError, match=key):
         settings(**{key: value})

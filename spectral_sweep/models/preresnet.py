@@ -1,5 +1,8 @@
 """Pre-activation ResNets for 32x32 input (He et al. 2016, "Identity Mappings in Deep ResNets").
 
+Any other input size works too (the head pools globally); ``in_channels`` (1 for grey images)
+sets the stem convolution, the only layer that sees the image.
+
 Three stages of n blocks with 16, 32 and 64 base channels. Basic blocks (two 3x3 convs) give
 depth 6n+2; bottleneck blocks (1x1 - 3x3 - 1x1, four-fold expansion) give depth 9n+2. The paper's
 "PreResNet-110" is the SWA code base's PreResNet110, which switches to bottleneck blocks at depth
@@ -53,7 +56,7 @@ class PreResNet(nn.Module):
     """PreResNet-``depth``; ``block`` is auto (bottleneck from depth 44), basic or bottleneck."""
 
     def __init__(self, num_classes: int, depth: int = 110, block: str = "auto",
-                 width: float = 1.0):
+                 width: float = 1.0, in_channels: int = 3):
         super().__init__()
         if block not in BLOCKS:
             raise UsageError(f"PreResNet block must be one of {', '.join(BLOCKS)}, got {block!r}")
@@ -67,7 +70,7 @@ class PreResNet(nn.Module):
                              f"blocks must be {per_block}n+2 with n >= 1, got {depth}{hint}")
         blocks = (depth - 2) // per_block
         channels = scaled(16, width)
-        self.stem = nn.Conv2d(3, channels, 3, padding=1, bias=False)
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
         stages = []
         for base, stride in ((16, 1), (32, 2), (64, 2)):
             stage = []

@@ -1,5 +1,8 @@
 """Wide residual networks (Zagoruyko & Komodakis, 2016) for 32x32 input.
 
+Any other input size works too (the head pools globally); ``in_channels`` (1 for grey images)
+sets the stem convolution, the only layer that sees the image.
+
 WRN-depth-k has three stages of (depth - 4) / 6 pre-activation basic blocks with 16k, 32k and 64k
 channels. The block follows the authors' official code: BN-ReLU-conv3x3(stride)-BN-ReLU-dropout-
 conv3x3, bias-free convolutions, and where the shape changes a 1x1 projection of the block's
@@ -42,7 +45,7 @@ class WideResNet(nn.Module):
     """WRN-``depth``-``widen_factor``; ``width`` further multiplies every channel count."""
 
     def __init__(self, num_classes: int, depth: int = 28, widen_factor: int = 10,
-                 dropout: float = 0.0, width: float = 1.0):
+                 dropout: float = 0.0, width: float = 1.0, in_channels: int = 3):
         super().__init__()
         if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise UsageError("WideResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), "
@@ -52,7 +55,7 @@ class WideResNet(nn.Module):
                              f"got {widen_factor!r}")
         blocks = (depth - 4) // 6
         channels = scaled(16, width)
-        self.stem = nn.Conv2d(3, channels, 3, padding=1, bias=False)
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
         stages = []
         for base, stride in ((16, 1), (32, 2), (64, 2)):
             out = scaled(base * widen_factor, width)
