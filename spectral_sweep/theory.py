@@ -372,11 +372,9 @@ def detect_saturation(batch_sizes, lrs, lo=None, hi=None, *, exponent: float | N
                       min_plateau: int = 2, se=None, level: float = 0.95) -> int | None:
     """The batch size from which lr_max stops growing, or None.
 
-    Measured errors. With ``se`` (each point's standard error of log lr, as the adaptive search
-    measures it) the rule is a test of curvature (``_knee_by_likelihood``): saturation is claimed
-    only where the data reject a straight line in log-log in favour of a line that bends flat at
-    B_k. ``exponent``, ``resolution`` and ``tolerance`` are then unused: a shallow law is a
-    finding about the exponent, not a plateau, and the verdict, not this detector, must say so.
+    With ``se`` (each point's standard error of log lr, from the adaptive search) it is a test of
+    curvature, ``_knee_by_likelihood``; ``exponent``, ``resolution`` and ``tolerance`` are unused:
+    a shallow law is the verdict's finding, not a plateau.
 
     Brackets or exact points: rule (in log space; repeated batch sizes are first averaged geometrically; with brackets
     each point is the geometric midpoint of its bracket):
