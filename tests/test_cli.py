@@ -122,8 +122,11 @@ def test_the_sample_is_large_enough():
 
 def test_ctrl_c_mid_trial_is_one_line_and_exit_130(tmp_path):
     args = [*TINY, "search=fixed", "train.steps=100000", "batch=16", f"out_dir={tmp_path}", "name=i"]
+    # A process started with SIGINT ignored keeps ignoring it (Unix; pytest-xdist's workers ignore
+    # it), and so would the command: start it as a terminal would, with SIGINT at its default.
     proc = subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list((tmp_path / "i").rglob("config.json")) and time.time() < deadline:
         time.sleep(0.2)
