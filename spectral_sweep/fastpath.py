@@ -6,9 +6,10 @@ compiling but lost on CPU at B = 8. So ``train.precision=auto`` and ``train.chan
 time a few training steps of each candidate on the point's device, model and batch size, and
 ``train.compile=auto`` compiles only where the speed-up can pay for the compile:
 
-* precision first (fp32 against bf16 autocast, contiguous), then the memory format at the chosen
-  precision; plain (fp32, contiguous) stays unless a candidate is faster by ``MARGIN``, so timing
-  noise does not flip near-equal choices between runs;
+* precision first (fp32 against bf16 autocast, contiguous; timed only on ``PRECISION_TIMED_ON``
+  devices, fp32 elsewhere), then the memory format at the chosen precision; plain (fp32,
+  contiguous) stays unless a candidate is faster by ``MARGIN``, so timing noise does not flip
+  near-equal choices between runs;
 * compile: skipped when even ``BEST_SPEEDUP`` over the point's remaining eager training time would
   not repay a typical compile (``COMPILE_GUESS_S``); otherwise the forward is compiled once, timed,
   and kept where it is faster; the trials of the point then share it (fresh weights each).
@@ -35,6 +36,10 @@ BEST_SPEEDUP = 3.0                        # above the 2.6x of CUDA graphs on VGG
 COMPILE_GUESS_S = {"cuda": 10.0, "cpu": 7.0}   # the cheapest compiles measured (H200; 2-core CPU)
 STEPS = {"warmup": 1, "repeats": 2}       # calls of one training step per candidate
 MIN_PLANNED_STEPS = 200                   # fewer in all: timing (~10 steps) cannot pay back; keep the rule
+#: Devices on which bf16 autocast competes with fp32. Not the CPU: there it changes every trial's
+#: numerics and lost 0.12x on VGG-16 (results/bench/cpu.md), so a win in a two-step timing is noise,
+#: and noise that flips between sweep folders gave the same command different records.
+PRECISION_TIMED_ON = ("cuda",)
 
 
 def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Module], data,
@@ -53,6 +58,8 @@ def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Mod
     tuner = _Tuner(settings, make_model, data, device, clock or device_clock(device))
     train = settings.train
     precision = str(train.precision)
+    if precision == "auto" and device.type not in PRECISION_TIMED_ON:
+        precision = "fp32"
     if precision == "auto":
         precision = _remember(store, key, "precision", lambda: tuner.choose(
             {p: {"precision": p, "channels_last": "false"} for p in ("fp32", "bf16")}, "fp32"))

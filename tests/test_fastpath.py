@@ -24,6 +24,12 @@ def no_shared_compiles(monkeypatch):
     monkeypatch.setattr(fastpath, "_COMPILED", {})
 
 
+@pytest.fixture
+def bf16_timed(monkeypatch):
+    """The tests of the precision timing run on the CPU: let bf16 compete there, as on CUDA."""
+    monkeypatch.setattr(fastpath, "PRECISION_TIMED_ON", ("cuda", "cpu"))
+
+
 @pytest.fixture(scope="module")
 def data():
     return load_dataset("synthetic", seed=0, train_size=256, test_size=64)
@@ -72,7 +78,7 @@ class Planted:
         return self.now
 
 
-def test_planted_timings_pick_the_faster_precision_and_memory_format(monkeypatch, data, tmp_path):
+def test_planted_timings_pick_the_faster_precision_and_memory_format(bf16_timed, monkeypatch, data, tmp_path):
     clock = Planted(monkeypatch, {("fp32", False, False): 1.0, ("bf16", False, False): 0.5,
                                   ("bf16", True, False): 0.3})
     store = ChoiceStore(tmp_path)
@@ -87,7 +93,7 @@ def test_planted_timings_pick_the_faster_precision_and_memory_format(monkeypatch
     assert (plain.train.precision, plain.train.channels_last) == ("fp32", "false")
 
 
-def test_the_stored_choice_is_reused_on_resume_and_keyed_by_batch(monkeypatch, data, tmp_path):
+def test_the_stored_choice_is_reused_on_resume_and_keyed_by_batch(bf16_timed, monkeypatch, data, tmp_path):
     first = Planted(monkeypatch, {("bf16", False, False): 0.5, ("bf16", True, False): 2.0})
     fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path), KEY, clock=first)
     assert len(first.steps) == 9     # 3 candidates x (1 warm-up + 2 timed steps)
@@ -99,6 +105,16 @@ def test_the_stored_choice_is_reused_on_resume_and_keyed_by_batch(monkeypatch, d
     other_b = fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path),
                                      {**KEY, "batch": 32}, clock=second)
     assert other_b.train.precision == "fp32" and len(second.steps) == 8   # bf16, 10x slower: timed once
+
+
+def test_on_the_cpu_precision_auto_is_fp32_however_the_timing_falls(monkeypatch, data, tmp_path):
+    """bf16 on the CPU changes the numerics; a noisy timing must not pick it in one sweep folder
+    and not in the next. The memory format is still timed."""
+    clock = Planted(monkeypatch, {("bf16", False, False): 0.1, ("fp32", False, False): 1.0,
+                                  ("fp32", True, False): 0.5})
+    tuned = fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path), KEY, clock=clock)
+    assert (tuned.train.precision, tuned.train.channels_last) == ("fp32", "true")
+    assert {precision for precision, _, _ in clock.steps} == {"fp32"}     # bf16 never ran
 
 
 def test_explicit_values_win(monkeypatch, data, tmp_path):
@@ -160,7 +176,7 @@ def test_a_point_too_small_to_repay_timing_keeps_the_rule(monkeypatch, data, tmp
     assert record.extra["fast_path"] == {"precision": "fp32", "channels_last": False, "compile": False}
 
 
-def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(monkeypatch, tmp_path):
+def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(bf16_timed, monkeypatch, tmp_path):
     """Through run_point: the choices land in <sweep>/autotune and the trials name them; a stored
     choice (planted here as bf16) is what a later job of the same device, model and B uses."""
     from spectral_sweep.config import compose
