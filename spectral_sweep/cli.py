@@ -53,10 +53,10 @@ def fail(message: str, code: int = 2) -> None:
 def main() -> None:
     """Console script ``spectral-sweep``: every job checked first (preflight.py), then Hydra runs them."""
     try:
-        preflight.check_command(sys.argv[1:])
-    except UsageError as e:
-        fail(str(e))
-    try:
+        try:
+            preflight.check_command(sys.argv[1:])
+        except UsageError as e:
+            fail(str(e))
         _job()
     except KeyboardInterrupt:   # finished trials and jobs are on disk; the rerun picks them up
         fail("interrupted; rerun the same command to resume", code=130)
