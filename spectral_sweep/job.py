@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 
 from . import fastpath
 from .adaptive import find_edges, priors_from
-from .config import Config, check
+from .config import Config
 from .data import load_dataset
 from .learner import hooks_for, owns_lr
 from .models import build_target
 from .optim import momentum_of
 from .outcomes import TRAINED, best_trial
 from .parallel import trials_in_flight
+from .preflight import check_job
 from .records import (
     CorruptRecord,
     TrialCache,
@@ -57,10 +58,7 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     Python caller running points one by one): from every finished job of the sweep.
     """
     job_dir = Path(job_dir)
-    check(config)   # the CLI did this for every job already; a Python caller may not have
-    with torch.device("meta"):   # the model's name and options, before anything is read or written
-        build_target(config.model._target_, 2, input_shape=(config.dataset.known_channels() or 3, None),
-                     **config.model.options())
+    check_job(config)   # the CLI did this for every job already; a Python caller may not have
     with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
                                                 f"({job_dir}); waiting for it")):
         return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)

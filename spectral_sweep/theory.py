@@ -449,9 +449,8 @@ def _knee_by_likelihood(x, y, s, level: float, min_plateau: int) -> int | None:
         return None
 
     def chi2(design):
-        X = np.column_stack([np.ones(n), design])
-        beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], uy * np.sqrt(w), rcond=None)[0]
-        return float(np.sum(w * (uy - X @ beta) ** 2)), beta[1]
+        _, slope, _, residuals = _wls(design, uy, w)
+        return float(np.sum(w * residuals ** 2)), slope
 
     line, _ = chi2(ux)
     fits = [(chi2(np.minimum(ux, ux[k])), k) for k in knees]

@@ -323,10 +323,15 @@ def analyse_group(points: pd.DataFrame) -> dict:
     return out
 
 
+def _measured(se) -> bool:
+    """Whether every point carries its own measured error (search=adaptive), not only a bracket."""
+    return bool(np.all(np.isfinite(se)) and np.all(se > 0))
+
+
 def _saturation(B, mid, lo, hi, se, expected):
     """Where lr_max stops growing: tested on each point's measured error (search=adaptive), else
     read off the brackets of single-seed bisections against the law under test."""
-    if np.all(np.isfinite(se)) and np.all(se > 0):
+    if _measured(se):
         return theory.detect_saturation(B, mid, se=se)
     return theory.detect_saturation(B, mid, lo, hi, exponent=expected if math.isfinite(expected) else None)
 
@@ -334,7 +339,7 @@ def _saturation(B, mid, lo, hi, se, expected):
 def _fit(B, mid, lo, hi, se):
     """The power law on each point's measured error (search=adaptive), else through the brackets
     [lo, hi] of single-seed bisections, whose scatter the residuals alone must tell."""
-    if np.all(np.isfinite(se)) and np.all(se > 0):
+    if _measured(se):
         return theory.fit_power_law(B, mid, se=se)
     return theory.fit_power_law(B, lo, lo, hi)
 
