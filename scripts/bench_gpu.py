@@ -43,14 +43,16 @@ from torch import nn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spectral_sweep import fastpath  # noqa: E402
-from spectral_sweep.autotune import ProductChoice, device_clock  # noqa: E402
-from spectral_sweep.config import Budget, TrainConfig  # noqa: E402
+from spectral_sweep.config.dataset import Budget  # noqa: E402
+from spectral_sweep.config.train import TrainConfig  # noqa: E402
 from spectral_sweep.curvature import Chunks, curvature_operator, gradient, hessian_extremes  # noqa: E402
 from spectral_sweep.curvature.operators import CurvatureOperator  # noqa: E402
-from spectral_sweep.data import BatchLoader, load_dataset, random_batch  # noqa: E402
+from spectral_sweep.data.load import load_dataset  # noqa: E402
+from spectral_sweep.data.loaders import BatchLoader, random_batch  # noqa: E402
 from spectral_sweep.models import build_model  # noqa: E402
-from spectral_sweep.train import CompiledForward, TrialSettings, resolve_device, run_trial  # noqa: E402
+from spectral_sweep.trial import fastpath  # noqa: E402
+from spectral_sweep.trial.timing import ProductChoice, device_clock  # noqa: E402
+from spectral_sweep.trial.train import CompiledForward, TrialSettings, resolve_device, run_trial  # noqa: E402
 
 LOSS = nn.CrossEntropyLoss()
 

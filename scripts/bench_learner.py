@@ -25,11 +25,13 @@ from functools import partial
 
 import torch
 
-from spectral_sweep.config import Budget, LanczosSGDConfig, SGDConfig, SharpnessConfig, TrainConfig
-from spectral_sweep.data import load_dataset
-from spectral_sweep.learner import hooks_for
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.optimizer import LanczosSGDConfig, SGDConfig
+from spectral_sweep.config.train import SharpnessConfig, TrainConfig
+from spectral_sweep.curvature.learner import hooks_for
+from spectral_sweep.data.load import load_dataset
 from spectral_sweep.models import build_model
-from spectral_sweep.train import TrainingHook, TrialSettings, resolve_device, run_trial
+from spectral_sweep.trial.train import TrainingHook, TrialSettings, resolve_device, run_trial
 
 
 class Timed(TrainingHook):

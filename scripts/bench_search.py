@@ -17,11 +17,11 @@ from functools import partial
 
 import numpy as np
 
-from spectral_sweep.config import Budget
-from spectral_sweep.data import load_dataset
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.data.load import load_dataset
 from spectral_sweep.models import build_model
-from spectral_sweep.search import TOLERANCE, find_max_lr, grid_search
-from spectral_sweep.train import TrialSettings, run_trial
+from spectral_sweep.search.bisect import TOLERANCE, find_max_lr, grid_search
+from spectral_sweep.trial.train import TrialSettings, run_trial
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spectral_sweep.config import SpectrumConfig
+from spectral_sweep.config.spectrum import SpectrumConfig
 from spectral_sweep.curvature import (
     curvature_operator,
     gradient,
@@ -47,9 +47,10 @@ from spectral_sweep.curvature import (
     trainable_parameters,
     warm_start_vector,
 )
-from spectral_sweep.data import BatchLoader, load_dataset, random_batch
+from spectral_sweep.curvature.spectrum import measure_spectrum
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.data.loaders import BatchLoader, random_batch
 from spectral_sweep.models import build_model
-from spectral_sweep.spectrum import measure_spectrum
 
 LOSS = nn.CrossEntropyLoss()
 ACCURATE = 1e-3  # the bar: the top eigenvalue within 0.1% of the long-Lanczos reference

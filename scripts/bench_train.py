@@ -17,10 +17,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from spectral_sweep.config import Budget
-from spectral_sweep.data import BatchLoader, load_dataset
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.data.loaders import BatchLoader
 from spectral_sweep.models import build_model
-from spectral_sweep.train import TrialSettings, resolve_device, run_trial
+from spectral_sweep.trial.train import TrialSettings, resolve_device, run_trial
 
 
 def plain_loop(make_model, data, lr, batch, steps, device) -> float:

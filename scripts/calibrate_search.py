@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))      # runnable from a checkout without installing
 
-from spectral_sweep.calibration import calibrate  # noqa: E402
+from spectral_sweep.search.calibration import calibrate  # noqa: E402
 
 #: (name, batch sizes, planted exponent, law under test, search.precision, sweeps share)
 DESIGNS = [

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))      # runnable from a checkout without installing
 
-from spectral_sweep.records import load_records  # noqa: E402
+from spectral_sweep.point.store import load_records  # noqa: E402
 from spectral_sweep.report import tables  # noqa: E402
 
 

@@ -13,10 +13,11 @@ command line starts fast)::
 from importlib import import_module
 
 _PUBLIC = {
-    "sweep": "notebook", "compose": "config", "Config": "config",
-    "run_point": "job",
-    "find_max_lr": "search", "grid_search": "search", "find_edges": "adaptive", "fit_edge": "edge",
-    "load_records": "records", "JobRecord": "results", "TrialRecord": "results",
+    "sweep": "api", "compose": "config", "Config": "config",
+    "run_point": "point.run",
+    "find_max_lr": "search.bisect", "grid_search": "search.bisect", "find_edges": "search.adaptive",
+    "fit_edge": "search.edge",
+    "load_records": "point.store", "JobRecord": "point.record", "TrialRecord": "trial.record",
     "fit_power_law": "theory", "stability_limit": "theory",
     "lanczos": "curvature", "slq_density": "curvature", "hessian_extremes": "curvature",
     "write_report": "report",

@@ -1,7 +1,7 @@
 """The Hydra entry point: one job = one sweep point; the report runs when the sweep ends.
 
 With preflight.py, the only module that reads Hydra config objects: it turns the composed config
-into a typed ``config.Config`` and hands that to ``job.run_point``. Bad input becomes one line on
+into a typed ``config.Config`` and hands that to ``point.run.run_point``. Bad input becomes one line on
 stderr and exit 2: preflight.py checks every job of the command before Hydra creates a folder.
 Ctrl-C is one line and exit 130; the rerun resumes.
 """
@@ -16,9 +16,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from spectral_sweep.config.base import CONFIG_DIR
+
 from . import config as schema
 from . import preflight
-from .config import CONFIG_DIR
 from .errors import UsageError
 from .preflight import variant_suffix  # noqa: F401  (the folder names' resolver, registered there)
 
@@ -27,7 +28,7 @@ schema.register()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _job(cfg: DictConfig) -> None:
-    from .job import run_point  # torch and friends load only when a job really runs
+    from spectral_sweep.point.run import run_point  # torch and friends load only when a job really runs
 
     hc = HydraConfig.get()
     try:

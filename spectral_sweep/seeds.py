@@ -12,7 +12,7 @@ already a child seed.)
 A SeedSequence pads its entropy with zeros up to four 32-bit words, so for seed < 2^64 and
 stream, index < 2^32 (the only values accepted) ``[seed, stream, 0]`` and ``[seed, stream]``
 give the same state: ``child_seed(seed, stream)`` is what the older two-number helpers of
-data.py and spectrum.py gave, bit for bit, and the learner's three-number helper likewise.
+data/ and curvature/spectrum.py gave, bit for bit, and the learner's three-number helper likewise.
 
 The registry
 ------------
@@ -42,12 +42,12 @@ __all__ = ["FIRST_FREE", "Stream", "child_seed", "generator"]
 class Stream:
     """The named random streams (see the module docstring for which numbers coincide)."""
 
-    # data.py: a loader's epoch k draws from stream EPOCHS + k (shuffle, augmentation)
+    # data/loaders.py: a loader's epoch k draws from stream EPOCHS + k (shuffle, augmentation)
     EPOCHS = 0
-    # data.py: the synthetic dataset's two splits, from its data_seed
+    # data/synthetic.py: the synthetic dataset's two splits, from its data_seed
     SYNTHETIC_TRAIN = 1
     SYNTHETIC_TEST = 2
-    # spectrum.py: random batches, the full-data subset, density batches, noise-scale batches,
+    # curvature/spectrum.py: random batches, the full-data subset, density batches, noise-scale batches,
     # and the seeds of the Lanczos start vectors
     SPECTRUM_BATCHES = 0
     SPECTRUM_FULL = 1
@@ -56,12 +56,12 @@ class Stream:
     SPECTRUM_LANCZOS = 4
     # curvature/lanczos.py: SLQ start vector k draws from stream SLQ_VECTORS + k
     SLQ_VECTORS = 0
-    # learner.py: the fixed curvature batches and the Lanczos start vectors of its two hooks
+    # curvature/learner.py: the fixed curvature batches and the Lanczos start vectors of its two hooks
     LEARNER_BATCH = 10
     LEARNER_LANCZOS = 11
     SHARPNESS_BATCH = 12
     SHARPNESS_LANCZOS = 13
-    # runner.py: trial k of a sweep point under search=adaptive (its initialisation, data order and
+    # point/trials.py: trial k of a sweep point under search=adaptive (its initialisation, data order and
     # augmentation); from the point's seed and k alone, so batch sizes share random numbers
     TRIAL = 14
 

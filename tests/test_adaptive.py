@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from spectral_sweep import edge, theory
-from spectral_sweep.adaptive import find_edges, priors_from
-from spectral_sweep.calibration import calibrate, planted_trial
+from spectral_sweep import theory
+from spectral_sweep.search import edge
+from spectral_sweep.search.adaptive import find_edges, priors_from
+from spectral_sweep.search.calibration import calibrate, planted_trial
 
 
 def test_edge_interval_covers_a_planted_threshold_at_the_nominal_rate():

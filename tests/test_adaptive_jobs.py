@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spectral_sweep import job
-from spectral_sweep.config import compose
+from spectral_sweep.config.schema import compose
+from spectral_sweep.point import run as job
 from spectral_sweep.seeds import Stream, child_seed
 
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",

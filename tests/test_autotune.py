@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from spectral_sweep.autotune import ChoiceStore, ProductChoice, fastest, pick
 from spectral_sweep.curvature import HessianOperator, hessian_extremes, hessian_operator
 from spectral_sweep.curvature.operators import GGNOperator, curvature_operator
+from spectral_sweep.trial.timing import ChoiceStore, ProductChoice, fastest, pick
 
 LOSS = nn.CrossEntropyLoss()
 

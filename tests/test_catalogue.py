@@ -37,7 +37,8 @@ CATALOGUE = [
     (["optimizer._target_=torch.nn.Linear"], "optimizer._target_=torch.nn.Linear is not a torch.optim.Optimizer"),
     (["optimizer._target_=torch.optim.RMSprop"], "RMSprop rejects its arguments (got an unexpected keyword"),
     (["dataset._target_=nope.make_data"], "dataset._target_=nope.make_data does not import"),
-    (["dataset._target_=spectral_sweep.vision.torchvision_data"], "vision.torchvision_data rejects its arguments"),
+    (["dataset._target_=spectral_sweep.data.torchvision_sets.torchvision_data"],
+     "torchvision_sets.torchvision_data rejects its arguments"),
     # the law under test
     (["optimizer.name=rmsprop"], "no scaling law is known for optimizer rmsprop"),
     (["optimizer.law=cubic"], "optimizer.law must be linear, sqrt or a number, got 'cubic'"),

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from spectral_sweep import config as schema
-from spectral_sweep.config import CONFIG_DIR
+from spectral_sweep.config.base import CONFIG_DIR
 from spectral_sweep.errors import UsageError
 
 NAMES_THE_CHOICE = {"name", "method", "enabled", "operator"}   # a preset says what it is, even when a default
@@ -37,7 +37,7 @@ def test_every_preset_composes_into_its_typed_schema(group, option):
 
 @pytest.mark.parametrize("group, option", list(presets()))
 def test_no_preset_repeats_a_default(group, option):
-    """A preset sets only what differs from the schema: the default lives in config.py alone."""
+    """A preset sets only what differs from the schema: the default lives in config/ alone."""
     values = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml"))
     values.pop("defaults", None)
     node = getattr(schema.compose(f"{group}={option}"), group)
@@ -104,10 +104,10 @@ def test_the_default_config_passes_its_own_checks():
 
 
 def test_a_python_caller_gets_the_optimizer_the_command_line_gets():
-    """build_optimizer's defaults are the schema's: no second set of numbers in optim.py."""
+    """build_optimizer's defaults are the schema's: no second set of numbers in trial/optim.py."""
     import torch
 
-    from spectral_sweep.optim import build_optimizer
+    from spectral_sweep.trial.optim import build_optimizer
 
     p = [torch.nn.Parameter(torch.zeros(2))]
     for name in ("sgd", "adam", "adamw", "lanczos_sgd"):

@@ -12,19 +12,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from spectral_sweep.data import (
-    DATASET_NAMES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BatchLoader,
-    Data,
-    TensorSplit,
-    augment,
-    fixed_batch,
-    load_dataset,
-    normalise,
-    random_batch,
-)
+from spectral_sweep.data.load import DATASET_NAMES, load_dataset
+from spectral_sweep.data.loaders import BatchLoader, fixed_batch, random_batch
+from spectral_sweep.data.splits import IMAGENET_MEAN, IMAGENET_STD, Data, TensorSplit, augment, normalise
 from spectral_sweep.errors import UsageError
 from spectral_sweep.seeds import FIRST_FREE, Stream, child_seed, generator
 
@@ -318,8 +308,8 @@ def test_the_loaders_defaults_are_the_config_schemas():
     """One home for a dataset's defaults: its config schema; the loader has none of its own."""
     import inspect
 
-    from spectral_sweep.config import SyntheticConfig
-    from spectral_sweep.data import synthetic as _synthetic
+    from spectral_sweep.config.dataset import SyntheticConfig
+    from spectral_sweep.data.synthetic import synthetic as _synthetic
 
     assert all(p.default is inspect.Parameter.empty for p in inspect.signature(_synthetic).parameters.values())
     data = load_dataset("synthetic", train_size=40, test_size=20)
@@ -522,8 +512,8 @@ def test_unknown_dataset_and_option():
 def test_config_keys_are_load_dataset_arguments(name, tmp_path, monkeypatch):
     """Each dataset's typed config, minus its trial budget, is a valid set of keyword arguments,
     and the SPECTRAL_SWEEP_DATA variable moves its root."""
-    from spectral_sweep import vision
-    from spectral_sweep.config import compose
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.data import torchvision_sets as vision
 
     monkeypatch.setattr(vision, "SYSTEM_COPIES", {})   # an installed Debian Fashion-MNIST is data too
     monkeypatch.setenv("SPECTRAL_SWEEP_DATA", str(tmp_path))

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from spectral_sweep import fastpath
-from spectral_sweep.autotune import ChoiceStore
-from spectral_sweep.config import Budget, TrainConfig
-from spectral_sweep.data import load_dataset
-from spectral_sweep.train import TrialSettings, run_trial
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.train import TrainConfig
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.trial import fastpath
+from spectral_sweep.trial.timing import ChoiceStore
+from spectral_sweep.trial.train import TrialSettings, run_trial
 
 KEY = {"model": "small_cnn", "batch": 16}
 
@@ -179,8 +180,8 @@ def test_a_point_too_small_to_repay_timing_keeps_the_rule(monkeypatch, data, tmp
 def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(bf16_timed, monkeypatch, tmp_path):
     """Through run_point: the choices land in <sweep>/autotune and the trials name them; a stored
     choice (planted here as bf16) is what a later job of the same device, model and B uses."""
-    from spectral_sweep.config import compose
-    from spectral_sweep.job import run_point
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.point.run import run_point
 
     monkeypatch.setattr(fastpath, "MIN_PLANNED_STEPS", 0)   # a 2-step point, timed all the same
     args = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=64", "dataset.test_size=32",

@@ -30,7 +30,8 @@ def test_the_public_api_imports_from_the_package():
     from spectral_sweep import find_max_lr, fit_power_law, hessian_extremes, lanczos, load_records, slq_density
 
     assert find_max_lr(lambda lr: lr < 0.3, 0.01, step=2.0, blowup=False).bracket[0] < 0.3
-    from spectral_sweep import curvature, records, theory
+    from spectral_sweep import curvature, theory
+    from spectral_sweep.point import store as records
 
     assert (load_records, fit_power_law) == (records.load_records, theory.fit_power_law)
     assert (lanczos, slq_density, hessian_extremes) == (curvature.lanczos, curvature.slq_density,
@@ -110,3 +111,62 @@ def test_the_package_has_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+# The stages of a trial's path, lowest first: a module imports only its own stage or earlier ones.
+STAGES = (
+    ("spectral_sweep.errors", "spectral_sweep.seeds", "spectral_sweep.files", "spectral_sweep.theory"),
+    ("spectral_sweep.config",),
+    ("spectral_sweep.models",),
+    ("spectral_sweep.data",),
+    ("spectral_sweep.trial",),
+    ("spectral_sweep.search",),
+    ("spectral_sweep.curvature",),
+    ("spectral_sweep.point",),
+    ("spectral_sweep.report",),
+    ("spectral_sweep.preflight", "spectral_sweep.api", "spectral_sweep.cli", "spectral_sweep.callbacks",
+     "spectral_sweep"),
+)
+# the stages that take typed settings, not the whole job's Config
+BELOW_THE_JOB = ("spectral_sweep.models", "spectral_sweep.data", "spectral_sweep.trial", "spectral_sweep.search",
+                 "spectral_sweep.curvature")
+
+
+def _stage(module: str) -> int:
+    for i, prefixes in enumerate(STAGES):
+        if any(module == p or (p != "spectral_sweep" and module.startswith(p + ".")) for p in prefixes):
+            return i
+    raise AssertionError(f"{module} belongs to no stage: add it to STAGES in tests/test_layout.py")
+
+
+def test_every_module_has_a_stage_and_no_stage_imports_a_later_one():
+    graph = _module_imports()
+    # `from spectral_sweep import seeds` names the package, whose __init__ only points at modules lazily
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps - {"spectral_sweep"} if _stage(d) > _stage(m)]
+    assert not upward, "imports that run up a stage:\n" + "\n".join(sorted(upward))
+
+
+def test_the_stages_below_the_job_never_see_the_whole_config():
+    """``point/run.py`` turns the Config into each stage's settings; below it, only group schemas."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        if not module.startswith(BELOW_THE_JOB):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spectral_sweep.config") \
+                    and any(a.name == "Config" for a in node.names):
+                offenders.append(module)
+    assert not offenders, f"these import Config; give them their own settings instead: {offenders}"
+
+
+def test_folders_mirror_the_config_groups_and_no_two_siblings_share_a_name():
+    """A code folder per stage, and config/ holds one schema module per group of conf/."""
+    groups = {p.name for p in (PACKAGE.parent / "conf").iterdir() if p.is_dir()} - {"experiment"}
+    schemas = {p.stem for p in (PACKAGE / "config").glob("*.py")}
+    assert groups <= schemas, f"config groups without a schema module: {sorted(groups - schemas)}"
+    for folder in [PACKAGE, *[p for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()]]:
+        names = [p.stem for p in folder.glob("*.py")] + [p.name for p in folder.iterdir() if p.is_dir()]
+        assert len(names) == len(set(names)), f"{folder}: a module and a folder share a name"
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 10, f"the package's top holds {len(top)} modules: {top}; give them a stage folder"

@@ -12,20 +12,12 @@ import torch
 from test_train import Interrupt
 from torch import nn
 
-from spectral_sweep.config import (
-    AdamConfig,
-    Budget,
-    LanczosSGDConfig,
-    LearnerConfig,
-    Rule,
-    SGDConfig,
-    SharpnessConfig,
-    compose,
-)
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.optimizer import AdamConfig, LanczosSGDConfig, LearnerConfig, Rule, SGDConfig
+from spectral_sweep.config.schema import compose
+from spectral_sweep.config.train import SharpnessConfig
 from spectral_sweep.curvature import lanczos
-from spectral_sweep.data import load_dataset
-from spectral_sweep.errors import UsageError
-from spectral_sweep.learner import (
+from spectral_sweep.curvature.learner import (
     _RULE_FORMULAS,
     MU_FLOOR,
     LanczosLearner,
@@ -34,9 +26,11 @@ from spectral_sweep.learner import (
     hooks_for,
     learner_rule,
 )
-from spectral_sweep.optim import build_optimizer
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.errors import UsageError
 from spectral_sweep.theory import stability_limit
-from spectral_sweep.train import TrialSettings, run_trial
+from spectral_sweep.trial.optim import build_optimizer
+from spectral_sweep.trial.train import TrialSettings, run_trial
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -144,7 +138,7 @@ def explicit(eigenvalues, seed=0):
 def test_rules_on_lanczos_output_match_the_exact_eigenvalues():
     # a bulk of 450 eigenvalues in [0, 1e-4] and 10 outliers in [0.5, 20]. The bulk is one node
     # (carrying ~98% of the mass) while Lanczos has no more steps than outliers + 1; with more
-    # steps it splits the bulk into several light nodes and mu falls into it (see learner.py).
+    # steps it splits the bulk into several light nodes and mu falls into it (see curvature/learner.py).
     rng = np.random.default_rng(1)
     outliers = np.geomspace(0.5, 20.0, 10)
     eigenvalues = np.concatenate([rng.uniform(0, 1e-4, 450), outliers])
@@ -372,7 +366,7 @@ def test_hooks_for_reads_the_config(data):
 
 
 def test_a_lanczos_sgd_job_records_the_learner_and_sharpness_logs(tmp_path):
-    from spectral_sweep.job import run_point
+    from spectral_sweep.point.run import run_point
 
     job = ["optimizer=lanczos_sgd", "search=fixed", "optimizer.learner.every=3", "optimizer.learner.iters=4",
            "optimizer.learner.batch=16", "optimizer.learner.lr_cap=0.05", "sharpness.every=3"]
@@ -432,7 +426,7 @@ def compose_job(*overrides):
 
 
 def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp_path):
-    from spectral_sweep.job import run_point
+    from spectral_sweep.point.run import run_point
     from spectral_sweep.report import write_report
 
     learner = run_point(compose_job("optimizer=lanczos_sgd", "search=bisect", "optimizer.learner.every=3",
@@ -466,7 +460,7 @@ def test_the_report_sets_the_learner_against_the_best_fixed_lr_of_the_search(tmp
 
 
 def test_spectrum_after_training_with_the_learner_trains_with_the_learner(tmp_path):
-    from spectral_sweep.job import run_point
+    from spectral_sweep.point.run import run_point
 
     record = run_point(compose_job("optimizer=lanczos_sgd", "search=none", "spectrum=hessian",
                                    "spectrum.at=trained", "spectrum.train_steps=4", "spectrum.n_batches=1",

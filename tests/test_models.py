@@ -145,7 +145,7 @@ CONFIGS = sorted(CONF_DIR.glob("*.yaml"))
 
 
 def model_config(path):
-    from spectral_sweep.config import compose
+    from spectral_sweep.config.schema import compose
 
     return compose(f"model={path.stem}").model
 

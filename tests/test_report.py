@@ -16,10 +16,13 @@ import pandas as pd
 import pytest
 
 from spectral_sweep import report, theory
-from spectral_sweep.records import write_job_record, write_json_atomic
+from spectral_sweep.curvature.spectrum import SpectrumRecord
+from spectral_sweep.files import write_json_atomic
+from spectral_sweep.point.record import JobRecord
+from spectral_sweep.point.store import write_job_record
 from spectral_sweep.report.figures import plot_sharpness
 from spectral_sweep.report.tables import label_variants
-from spectral_sweep.results import JobRecord, SpectrumRecord, TrialRecord
+from spectral_sweep.trial.record import TrialRecord
 
 R = 2 ** 0.25
 SGD_B = [32, 64, 128, 256, 512, 1024, 2048]
@@ -356,7 +359,7 @@ def test_report_files_are_replaced_atomically(built, monkeypatch):
 
 
 def test_two_writers_never_share_a_temporary_name(tmp_path):
-    from spectral_sweep.records import replace_atomically
+    from spectral_sweep.files import replace_atomically
 
     with replace_atomically(tmp_path / "x.pt") as a, replace_atomically(tmp_path / "x.pt") as b:
         assert a != b

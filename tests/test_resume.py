@@ -15,11 +15,14 @@ import torch
 from test_cli import TINY, records
 from test_cli import cli as run_cli
 
-from spectral_sweep import job, preflight, runner
-from spectral_sweep.config import compose
+from spectral_sweep import preflight
+from spectral_sweep.config.schema import compose
 from spectral_sweep.errors import UsageError
-from spectral_sweep.records import TrialCache, read_json, write_json_atomic
-from spectral_sweep.results import TrialRecord
+from spectral_sweep.files import read_json, write_json_atomic
+from spectral_sweep.point import run as job
+from spectral_sweep.point import trials as runner
+from spectral_sweep.point.store import TrialCache
+from spectral_sweep.trial.record import TrialRecord
 
 GRID = ["search=grid", "search.lrs=[0.003,0.01,0.03]", "train.steps=25"]
 
@@ -191,7 +194,8 @@ def test_two_identical_commands_at_once_share_the_work_and_match_a_clean_run(tmp
 
 FAIL_AT_B16 = """
 import sys
-from spectral_sweep import cli, runner
+from spectral_sweep import cli
+from spectral_sweep.point import trials as runner
 real = runner.run_trial
 def planted(make_model, data, lr, settings, hooks=()):
     if settings.batch_size == 16:
@@ -218,7 +222,7 @@ def test_a_failed_job_stops_the_sweep_with_one_line_and_keeps_its_traceback(tmp_
 def test_a_write_removes_temp_files_left_by_a_killed_writer_but_not_a_live_ones(tmp_path):
     import os
 
-    from spectral_sweep.records import STALE_SECONDS
+    from spectral_sweep.files import STALE_SECONDS
 
     path = tmp_path / "lr_max.csv"
     stale, live = tmp_path / ".lr_max.csv.killed.tmp", tmp_path / ".lr_max.csv.writing.tmp"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from spectral_sweep.errors import UsageError
-from spectral_sweep.outcomes import outcome_of
-from spectral_sweep.search import TOLERANCE, bisections_needed, find_max_lr, grid_search
+from spectral_sweep.search.bisect import TOLERANCE, bisections_needed, find_max_lr, grid_search
+from spectral_sweep.trial.outcomes import outcome_of
 
 
 def bracketing_steps(start, edge, step):

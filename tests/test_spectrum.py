@@ -8,11 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from spectral_sweep.config import SpectrumConfig
+from spectral_sweep.config.spectrum import SpectrumConfig
 from spectral_sweep.curvature import gradient_sqnorms, noise_scale
-from spectral_sweep.data import load_dataset, random_batch
+from spectral_sweep.curvature.spectrum import measure_spectrum
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.data.loaders import random_batch
 from spectral_sweep.errors import UsageError
-from spectral_sweep.spectrum import measure_spectrum
 
 LOSS = nn.CrossEntropyLoss()
 SIZES = (4, 16, 64, 256)

@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from spectral_sweep.config import Budget, TrainConfig
-from spectral_sweep.data import load_dataset
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.train import TrainConfig
+from spectral_sweep.data.load import load_dataset
 from spectral_sweep.errors import UsageError
-from spectral_sweep.optim import build_optimizer, lr_factor, momentum_of
-from spectral_sweep.outcomes import accuracy_floor, judge
-from spectral_sweep.train import TrainingHook, TrialSettings, budget_steps, run_trial
+from spectral_sweep.trial.optim import build_optimizer, lr_factor, momentum_of
+from spectral_sweep.trial.outcomes import accuracy_floor, judge
+from spectral_sweep.trial.train import TrainingHook, TrialSettings, budget_steps, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +143,9 @@ def test_a_trial_short_of_target_acc_stalls_at_it_trains_and_a_blow_up_stays_div
 
 
 def test_target_acc_enters_the_trial_cache_key_only_when_set():
-    from spectral_sweep.config import check, compose
-    from spectral_sweep.job import trial_identity
-    from spectral_sweep.records import config_key
+    from spectral_sweep.config.schema import check, compose
+    from spectral_sweep.files import config_key
+    from spectral_sweep.point.run import trial_identity
 
     off, on, other = (trial_identity(compose(*o)) for o in ([], ["train.target_acc=0.8"], ["train.target_acc=0.9"]))
     assert "target_acc" not in off["train"]       # off: the keys of trials made before the knob existed

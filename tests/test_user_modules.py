@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from spectral_sweep import data as data_module
 from spectral_sweep import preflight
+from spectral_sweep.data import load as data_module
 from spectral_sweep.errors import UsageError
 
 MODULE = '''

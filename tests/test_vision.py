@@ -1,4 +1,4 @@
-"""torchvision's in-memory datasets through vision.py, read by the real loaders from tiny files in
+"""torchvision's in-memory datasets through data/torchvision_sets.py, read by the real loaders from tiny files in
 the real formats (IDX for the MNIST family, .mat for SVHN), and a whole sweep on grey 28x28 data."""
 
 import gzip
@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from spectral_sweep import vision
-from spectral_sweep.data import BatchLoader, augment, load_dataset
+from spectral_sweep.data import torchvision_sets as vision
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.data.loaders import BatchLoader
+from spectral_sweep.data.splits import augment
 from spectral_sweep.errors import UsageError
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -76,8 +78,8 @@ def test_fashion_mnist_from_root_in_torchvisions_layout(tmp_path, no_debian, pac
 
 def test_the_builder_by_its_target_path_reads_any_mnist_style_class(tmp_path):
     write_idx(tmp_path / "KMNIST" / "raw", packed=False)
-    data = load_dataset("spectral_sweep.vision.torchvision_data", root=str(tmp_path), torchvision_class="KMNIST",
-                        mean=[0.2], std=[0.3], crop_padding=0, flip=False, subset=20)
+    data = load_dataset("spectral_sweep.data.torchvision_sets.torchvision_data", root=str(tmp_path),
+                        torchvision_class="KMNIST", mean=[0.2], std=[0.3], crop_padding=0, flip=False, subset=20)
     assert len(data.train) == 20 and data.train.labels.bincount().tolist() == [2] * 10
     assert (data.num_classes, data.channels, data.train.crop_padding, data.train.flip) == (10, 1, 0, False)
 

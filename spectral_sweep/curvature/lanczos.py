@@ -15,7 +15,7 @@ bottom Ritz vectors (for warm starts) are formed before that.
 Arithmetic on the Lanczos vectors runs in ``dtype`` (float64 by default): the operator sees
 each vector in its own dtype and its product is promoted back.
 
-``extremes`` is what every measurement calls (spectrum.py, the learner's hooks,
+``extremes`` is what every measurement calls (curvature/spectrum.py, the learner's hooks,
 ``hessian_extremes``): it builds a curvature operator, runs ``lanczos`` on it and releases it.
 SLQ start vector k of ``slq_nodes`` draws from stream ``seeds.Stream.SLQ_VECTORS + k``.
 """

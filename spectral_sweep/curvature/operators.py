@@ -37,13 +37,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from spectral_sweep.autotune import ProductChoice, device_clock
-from spectral_sweep.config import BNMode, Product
+from spectral_sweep.config.spectrum import BNMode, Product
 from spectral_sweep.errors import UsageError
+from spectral_sweep.trial.timing import ProductChoice, device_clock
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-METHODS = tuple(Product.__members__)   # the choices live in config.py
+METHODS = tuple(Product.__members__)   # the choices live in config/spectrum.py
 BN_MODES = tuple(BNMode.__members__)
 
 # Nominal cost of one product in gradients (one forward + one backward pass = 1). A Hessian-vector

@@ -79,7 +79,7 @@ def build_target(path: str, num_classes: int, input_shape: tuple[int, int | None
     """The model that ``model._target_=path`` names, called with ``num_classes``, the data's
     ``input_shape`` (channels, image side; see ``data_inputs``) and ``options``; an import, its
     arguments or a result that is not an ``nn.Module`` is one ``UsageError`` line."""
-    from spectral_sweep import targets
+    from spectral_sweep.config import targets
 
     target = targets.locate(path, "model._target_")
     model = targets.call(target, "model._target_", path, num_classes=num_classes,
@@ -93,7 +93,7 @@ def data_inputs(target, path: str, in_channels: int, image_size: int | None, opt
     """``in_channels`` and ``image_size`` for a model ``target``, where its signature names them
     (a preset's own value wins). 3 channels are what every model before these arguments assumed,
     so a target without ``in_channels`` builds as it always did; any other number it must take."""
-    from spectral_sweep import targets
+    from spectral_sweep.config import targets
 
     try:
         named = set(inspect.signature(target).parameters)

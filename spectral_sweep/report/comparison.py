@@ -22,8 +22,9 @@ import math
 
 import pandas as pd
 
-from .. import outcomes
-from ..results import JobRecord, TrialRecord
+from spectral_sweep.point.record import JobRecord
+from spectral_sweep.trial import outcomes
+from spectral_sweep.trial.record import TrialRecord
 
 MATCH = ("model", "dataset", "batch_size", "seed")
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spectral_sweep.files import replace_atomically
+from spectral_sweep.point.record import JobRecord
+
 from .. import theory
-from ..records import replace_atomically
-from ..results import JobRecord
 from .comparison import best_trial, refreshes
 from .markdown import ci_text
 from .tables import as_number, label, lr_pred, select, sharpness_of, usable

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from spectral_sweep.point.record import JobRecord
+
 from .. import theory
-from ..results import JobRecord
 from .tables import GROUP, NOTHING_TRAINS, label
 
 LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). search=adaptive (the default): every "

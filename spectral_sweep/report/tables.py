@@ -17,10 +17,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .. import edge, theory
-from ..adaptive import blowup_data, upper_edge_data
-from ..records import load_records
-from ..results import JobRecord
+from spectral_sweep import theory
+from spectral_sweep.point.record import JobRecord
+from spectral_sweep.point.store import load_records
+from spectral_sweep.search import edge
+from spectral_sweep.search.adaptive import blowup_data, upper_edge_data
 
 GROUP = ["model", "dataset", "optimizer"]
 BRACKETED = "bracketed"

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spectral_sweep.files import replace_atomically, write_text_atomic
+from spectral_sweep.point.record import JobRecord
+from spectral_sweep.point.store import RECORD_FILE
+
 from ..errors import UsageError
-from ..records import RECORD_FILE, replace_atomically, write_text_atomic
-from ..results import JobRecord
 from . import figures, markdown, tables
 from .comparison import comparison_table, partners_of
 from .tables import label, point_of, slug

@@ -26,10 +26,10 @@ from collections.abc import Callable
 
 import torch
 
-from .autotune import ChoiceStore, device_clock, fastest, pick
-from .data import BatchLoader
-from .records import config_key
-from .train import CompiledForward, TrialSettings, _Device, _forward, _step, resolve_device
+from spectral_sweep.data.loaders import BatchLoader
+from spectral_sweep.files import config_key
+from spectral_sweep.trial.timing import ChoiceStore, device_clock, fastest, pick
+from spectral_sweep.trial.train import CompiledForward, TrialSettings, _Device, _forward, _step, resolve_device
 
 MARGIN = 0.1
 BEST_SPEEDUP = 3.0                        # above the 2.6x of CUDA graphs on VGG-16-BN (H200)
@@ -49,7 +49,7 @@ def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Mod
 
     ``key`` names the point's model and batch size (the device is added); ``planned_steps`` is how
     many training steps the point expects to run (None: unknown, time anyway). A point planning
-    fewer than ``MIN_PLANNED_STEPS`` is not timed: ``auto`` keeps the device's rule (train.py).
+    fewer than ``MIN_PLANNED_STEPS`` is not timed: ``auto`` keeps the device's rule (trial/train.py).
     """
     if planned_steps is not None and planned_steps < MIN_PLANNED_STEPS:
         return settings
@@ -174,7 +174,7 @@ def for_point(config, settings: TrialSettings, make_model, data, folder) -> Tria
     under ``folder``/autotune (the sweep folder: every job of the sweep shares them)."""
     from pathlib import Path
 
-    from .train import budget_steps
+    from spectral_sweep.trial.train import budget_steps
 
     method = str(config.search.method)
     trials = PLANNED_TRIALS.get(method, BISECT_TRIALS)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .errors import UsageError
+from spectral_sweep.errors import UsageError
 
 TRAINED, STALLED, DIVERGED = "trained", "stalled", "diverged"
 
@@ -79,7 +79,7 @@ def check_judging(divergence_factor: float, stall_loss_margin: float, stall_acc_
     are declared beside the fields of ``config.TrainConfig``."""
     import dataclasses
 
-    from .config import TrainConfig
+    from spectral_sweep.config.train import TrainConfig
 
     ranges = {f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if "range" in f.metadata}
     for name, value in (("divergence_factor", divergence_factor), ("stall_loss_margin", stall_loss_margin),

@@ -80,20 +80,20 @@ import math
 import numpy as np
 import torch.nn.functional as F
 
-from .config import LearnerConfig, Rule
-from .curvature import (
+from spectral_sweep.config.optimizer import LearnerConfig, Rule
+from spectral_sweep.config.ranges import field_problems
+from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
     adam_preconditioner,
     extremes,
     trainable_parameters,
     warm_start_vector,
 )
-from .data import fixed_batch
-from .errors import UsageError, unknown_choice
-from .ranges import field_problems
-from .seeds import Stream, child_seed
-from .theory import is_adaptive, stability_limit
-from .train import TrainingHook
+from spectral_sweep.data.loaders import fixed_batch
+from spectral_sweep.errors import UsageError, unknown_choice
+from spectral_sweep.seeds import Stream, child_seed
+from spectral_sweep.theory import is_adaptive, stability_limit
+from spectral_sweep.trial.train import TrainingHook
 
 #: mu's noise floor, relative to L = max |theta|: a Ritz value at or below 1e-6 L is taken for a
 #: zero eigenvalue (rounding of a float32 product is ~1e-7 L), not for the smallest curvature.
@@ -218,7 +218,7 @@ class LanczosLearner(TrainingHook):
         lr_cap, momentum_cap, tol, warm_weight = options.lr_cap, options.momentum_cap, options.tol, options.warm_weight
         if rule not in Rule.__members__:
             raise unknown_choice("learner rule", rule, Rule.__members__)
-        problem = next(field_problems(options, "optimizer.learner."), None)   # the ranges of config.py
+        problem = next(field_problems(options, "optimizer.learner."), None)   # the ranges of config/optimizer.py
         if problem:
             raise UsageError(problem)
         self.every, self.iters, self.rule, self.tol = every, iters, rule, tol

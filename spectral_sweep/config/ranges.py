@@ -1,8 +1,8 @@
-"""Valid values of a config field, declared beside the field in config.py (``knob``).
+"""Valid values of a config field, declared beside the field in config/ (``knob``).
 
 A ``Range`` says which numbers a field takes (open or closed ends, integer or not, null or not)
 and words its own one-line complaint, so every field's default and its valid range live in one
-place and every reader (the CLI's checks, ``job.run_point``, a Python caller) applies the same.
+place and every reader (the CLI's checks, ``point.run.run_point``, a Python caller) applies the same.
 Pure Python: the command line checks a config before torch loads.
 """
 

@@ -3,7 +3,7 @@ outcome, placed adaptively from trials with fresh seeds, with a measured interva
 
 Every trial draws its own seed, so the outcome at one lr is a sample of P(trained | lr), and the
 edge estimated is the population's, not one seed's (a single seed's edge is chaotic in the float
-summation order). ``edge.py`` models P(trained | log lr) as a sigmoid and gives each edge with its
+summation order). ``search/edge.py`` models P(trained | log lr) as a sigmoid and gives each edge with its
 95% interval. The search runs in synchronous rounds of ``parallel`` trials (so the records do not
 depend on which trial finished first):
 
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import edge
-from .errors import UsageError
-from .outcomes import DIVERGED, STALLED, TRAINED, outcome_of
-from .search import BRACKETED, LOWER_BOUND, NO_STABLE_LR, NOTHING_TRAINS, SearchResult
+from spectral_sweep.errors import UsageError
+from spectral_sweep.search import edge
+from spectral_sweep.search.result import BRACKETED, LOWER_BOUND, NO_STABLE_LR, NOTHING_TRAINS, SearchResult
+from spectral_sweep.trial.outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 
 Batch = Callable[[list[float]], Sequence[object]]   # lrs -> one result per lr, run as one round
 

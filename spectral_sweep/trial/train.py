@@ -27,13 +27,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import Budget, TrainConfig
-from .data import BatchLoader, Data
-from .errors import UsageError
-from .optim import build_optimizer, lr_factor
-from .outcomes import DIVERGED, check_judging, judge
-from .records import replace_atomically
-from .results import TrialRecord
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.train import TrainConfig
+from spectral_sweep.data.loaders import BatchLoader
+from spectral_sweep.data.splits import Data
+from spectral_sweep.errors import UsageError
+from spectral_sweep.files import replace_atomically
+from spectral_sweep.trial.optim import build_optimizer, lr_factor
+from spectral_sweep.trial.outcomes import DIVERGED, check_judging, judge
+from spectral_sweep.trial.record import TrialRecord
 
 
 @dataclass

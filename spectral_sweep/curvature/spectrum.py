@@ -31,14 +31,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from spectral_sweep import seeds
-from spectral_sweep.autotune import ProductChoice
-from spectral_sweep.config import Budget, Config, SpectrumConfig
+from spectral_sweep.config.dataset import Budget
+from spectral_sweep.config.spectrum import SpectrumConfig
 from spectral_sweep.curvature import (
     GRADIENTS_PER_PRODUCT,
     Chunks,
@@ -55,13 +56,13 @@ from spectral_sweep.curvature import (
     noise_scale as measure_noise_scale,
 )
 from spectral_sweep.curvature.lanczos import broadened_density
-from spectral_sweep.data import BatchLoader, random_batch
+from spectral_sweep.data.loaders import BatchLoader, random_batch
 from spectral_sweep.errors import UsageError
-from spectral_sweep.learner import hooks_for
-from spectral_sweep.results import SpectrumRecord
 from spectral_sweep.seeds import Stream
 from spectral_sweep.theory import is_adaptive
-from spectral_sweep.train import TrialSettings, train
+from spectral_sweep.trial.record import _known, _plain
+from spectral_sweep.trial.timing import ProductChoice
+from spectral_sweep.trial.train import TrialSettings, train
 
 
 def _split(data):
@@ -233,41 +234,67 @@ def _noise(measure: _Extremes, split, device, batch_sizes, n_batches: int, wante
 # one sweep point's spectrum, as its config asks
 
 
-def point_spectrum(config: Config, make_model, data, settings: TrialSettings, device) -> SpectrumRecord:
+def point_spectrum(spec: SpectrumConfig, make_model, data, settings: TrialSettings, device, *, batch: int,
+                   seed: int, lr: float, learner=lambda: [], progress: bool = True) -> SpectrumRecord:
     """The curvature of this sweep point (record.spectrum), at init, after training or at a checkpoint.
 
     ``spectrum.batch_sizes: null`` measures mini-batches of this job's own batch size, so that a
     sweep over B assembles lambda_max(B) across its jobs; a list measures every size in one job.
     After training with Adam/AdamW the operator is preconditioned by Adam's second moments.
+    ``learner()`` gives the hooks that set the lr while training for ``at=trained`` (lanczos_sgd).
     """
-    spec = config.spectrum
-    model, optimizer, trained = _spectrum_model(config, make_model, data, settings, device)
+    model, optimizer, trained = _spectrum_model(spec, make_model, data, settings, device, seed, lr, learner)
     preconditioner = None
     if optimizer is not None and is_adaptive(type(optimizer).__name__):
         preconditioner = adam_preconditioner(optimizer, trainable_parameters(model))
-    out = measure_spectrum(model, data, device, spec, spec.batch_sizes or [config.batch], seed=config.seed,
-                           preconditioner=preconditioner, progress=not config.quiet)
+    out = measure_spectrum(model, data, device, spec, spec.batch_sizes or [batch], seed=seed,
+                           preconditioner=preconditioner, progress=progress)
     return SpectrumRecord.from_dict({**out, "at": str(spec.at), "trained": trained})
 
 
-def _spectrum_model(config: Config, make_model, data, settings: TrialSettings, device):
-    """(model, optimizer or None, what training did or None) at the point ``spectrum.at`` names.
-
-    Training for ``at=trained`` runs the learner when the optimizer is lanczos_sgd."""
-    spec = config.spectrum
+def _spectrum_model(spec: SpectrumConfig, make_model, data, settings: TrialSettings, device, seed: int, lr: float,
+                    learner):
+    """(model, optimizer or None, what training did or None) at the point ``spectrum.at`` names."""
     if str(spec.at) == "trained":
         steps = dataclasses.replace(settings, budget=Budget(steps=spec.train_steps), evaluate=False)
-        hooks = hooks_for(config.optimizer, config.sharpness, config.batch, config.seed, data, device)
-        learner = [hook for hook in hooks if hook.owns_lr]
-        model, optimizer, result = train(make_model, data, config.optimizer.lr, steps, hooks=learner)
+        model, optimizer, result = train(make_model, data, lr, steps, hooks=learner())
         if not result.stable:
-            raise UsageError(f"spectrum.at=trained: training at optimizer.lr={config.optimizer.lr} "
+            raise UsageError(f"spectrum.at=trained: training at optimizer.lr={lr} "
                              f"diverged ({result.reason}); lower optimizer.lr")
         return model, optimizer, {"lr": result.lr, "steps": result.steps,
                                   "final_train_loss": result.final_train_loss, "hooks": result.hooks}
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     model = make_model().to(device)
     if str(spec.at) == "checkpoint":
         state = torch.load(spec.checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state.get("model", state))
     return model, None, None
+
+
+@dataclass
+class SpectrumRecord:
+    """The curvature of a sweep point (spectrum.measure_spectrum), where it was measured."""
+
+    operator: str                         # hessian | ggn
+    bn_mode: str
+    batches: list                         # per batch size: lambda_max / lambda_min over random batches
+    at: str = "init"                      # init | trained | checkpoint
+    extremes: str = "both"
+    iters: int | None = None
+    preconditioned: bool = False          # by Adam's second moments (after training with Adam)
+    full: dict | None = None              # the full-data operator's extremes
+    density: list = field(default_factory=list)   # SLQ densities
+    noise_scale: dict | None = None
+    cost_gradients: float | None = None
+    seconds: float | None = None
+    trained: dict | None = None           # at=trained: the training run before the measurement
+    product: dict | None = None           # the Hessian-vector product used (spectrum.method=auto: timed)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpectrumRecord:
+        known, extra = _known(cls, data)
+        return cls(**known, extra=extra)

@@ -16,31 +16,24 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import fastpath
-from .adaptive import find_edges, priors_from
-from .config import Config
-from .data import load_dataset
-from .learner import hooks_for, owns_lr
-from .models import build_target
-from .optim import momentum_of
-from .outcomes import TRAINED, best_trial
-from .parallel import trials_in_flight
-from .preflight import check_job
-from .records import (
-    CorruptRecord,
-    TrialCache,
-    config_key,
-    finished_job,
-    job_lock,
-    load_records,
-    write_job_record,
-    write_json_atomic,
-)
-from .results import LEARNER, JobRecord, SpectrumRecord, device_name, provenance
-from .runner import TrialRunner
-from .search import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult, locate
-from .spectrum import point_spectrum
-from .train import TrialSettings, resolve_device
+from spectral_sweep.config.schema import Config
+from spectral_sweep.curvature.learner import hooks_for, owns_lr
+from spectral_sweep.curvature.spectrum import SpectrumRecord, point_spectrum
+from spectral_sweep.data.load import load_dataset
+from spectral_sweep.files import CorruptRecord, config_key, write_json_atomic
+from spectral_sweep.models import build_target
+from spectral_sweep.point.check import check_job
+from spectral_sweep.point.pool import trials_in_flight
+from spectral_sweep.point.record import LEARNER, JobRecord, device_name, provenance
+from spectral_sweep.point.store import TrialCache, finished_job, job_lock, load_records, write_job_record
+from spectral_sweep.point.trials import TrialRunner
+from spectral_sweep.search.adaptive import find_edges, priors_from
+from spectral_sweep.search.bisect import locate
+from spectral_sweep.search.result import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
+from spectral_sweep.trial import fastpath
+from spectral_sweep.trial.optim import momentum_of
+from spectral_sweep.trial.outcomes import TRAINED, best_trial
+from spectral_sweep.trial.train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
 NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir")
@@ -96,7 +89,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     if owns_lr(config.optimizer) and str(config.search.method) not in ("fixed", "none"):
         _say(f"optimizer={config.optimizer.name} chooses its own lr: one trial instead of "
              f"search={config.search.method}")
-    spectrum = point_spectrum(config, make_model, data, settings, device) if config.spectrum.enabled else None
+    spectrum = _spectrum(config, make_model, data, settings, device) if config.spectrum.enabled else None
     record = make_record(config, outcome, settings, data, job_key, group_key, spectrum, device,
                          label=_label(config, model_label), variant=variant, reused=runner.cache.hits,
                          params=_count_parameters(make_model), start=_search_start(config, outcome, start),
@@ -104,6 +97,16 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     record.record_path = str(write_job_record(job_dir, record))
     _announce(record, outcome, runner.cache)
     return record
+
+
+def _spectrum(config: Config, make_model, data, settings: TrialSettings, device) -> SpectrumRecord:
+    """The point's curvature, measured with this job's settings (the learner trains for at=trained)."""
+    def learner():
+        hooks = hooks_for(config.optimizer, config.sharpness, config.batch, config.seed, data, device)
+        return [hook for hook in hooks if hook.owns_lr]
+
+    return point_spectrum(config.spectrum, make_model, data, settings, device, batch=config.batch, seed=config.seed,
+                          lr=config.optimizer.lr, learner=learner, progress=not config.quiet)
 
 
 def _finished(job_dir: Path, job_key: str) -> JobRecord | None:

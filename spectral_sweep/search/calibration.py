@@ -9,7 +9,7 @@ trials real sweeps show). A failure is a divergence, as for the BatchNorm networ
 quickstart, so both edges coincide.
 
 Points run in the sweep's order; each starts warm from the previous point's lr_max scaled by the
-law, with the previous points' nuisance evidence as its prior (as ``job.py`` does), and the
+law, with the previous points' nuisance evidence as its prior (as ``point/run.py`` does), and the
 exponent is fitted on the group's joint estimates (as the report does).
 """
 
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import edge, theory
-from .adaptive import Priors, find_edges
-from .search import BRACKETED
+from spectral_sweep import theory
+from spectral_sweep.search import edge
+from spectral_sweep.search.adaptive import Priors, find_edges
+from spectral_sweep.search.result import BRACKETED
 
 
 @dataclass(frozen=True)

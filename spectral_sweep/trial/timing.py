@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .records import config_key
+from spectral_sweep.files import config_key
 
 Clock = Callable[[], float]
 PRODUCTS = ("double_backward", "forward_over_reverse")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from .errors import UsageError
+from spectral_sweep.errors import UsageError
 
 
 def locate(path: str, key: str):

@@ -13,10 +13,11 @@ import math
 
 import torch
 
-from . import targets
-from .config import SCHEMAS, Schedule
-from .errors import UsageError, unknown_choice
-from .theory import is_adaptive
+from spectral_sweep.config import targets
+from spectral_sweep.config.schema import SCHEMAS
+from spectral_sweep.config.train import Schedule
+from spectral_sweep.errors import UsageError, unknown_choice
+from spectral_sweep.theory import is_adaptive
 
 
 def build_optimizer(name: str, params, lr: float, target: str | None = None, **options) -> torch.optim.Optimizer:
@@ -24,7 +25,7 @@ def build_optimizer(name: str, params, lr: float, target: str | None = None, **o
 
     From Python, ``build_optimizer("sgd", params, 0.1)`` names a built-in family: its class and
     the defaults of its options (momentum, weight decay, betas...) come from its schema in
-    config.py, so a Python caller and the command line get the same optimizer."""
+    config/, so a Python caller and the command line get the same optimizer."""
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise UsageError(f"learning rate must be positive, got {lr}")
     if target is None:

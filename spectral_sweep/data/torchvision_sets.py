@@ -5,7 +5,7 @@ A preset (``conf/dataset/fashion_mnist.yaml``, ...) names the torchvision class,
 (mean and std per channel) and its augmentation; ``torchvision_data`` reads both splits through
 that class into uint8 tensors ``[N, C, H, W]`` (a grey set's ``[N, H, W]`` gains a channel axis,
 CIFAR's ``[N, H, W, 3]`` is transposed, SVHN's is already so) and int64 labels: the same
-device-resident splits as every small dataset in data.py, augmented on the device.
+device-resident splits as every small dataset in data/, augmented on the device.
 
 The files are looked for, in order:
 
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spectral_sweep.data import Data, TensorSplit
+from spectral_sweep.data.splits import Data, TensorSplit
 from spectral_sweep.errors import UsageError
 
 # A dataset's gzipped IDX files as a system package installs them: (folder, Debian package). Read in

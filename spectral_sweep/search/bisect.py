@@ -39,35 +39,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from .errors import UsageError
-from .outcomes import DIVERGED, STALLED, TRAINED, outcome_of
+from spectral_sweep.errors import UsageError
+from spectral_sweep.search.result import (
+    BRACKETED,
+    CHOSEN_BY_LEARNER,
+    LOWER_BOUND,
+    NO_STABLE_LR,
+    NOT_SEARCHED,
+    NOTHING_TRAINS,
+    SearchResult,
+)
+from spectral_sweep.trial.outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 
 TOLERANCE = 2 ** 0.25
-
-BRACKETED, LOWER_BOUND, NOTHING_TRAINS = "bracketed", "lower_bound", "nothing_trains"
-NO_STABLE_LR, NOT_SEARCHED = "no_stable_lr", "not_searched"
-CHOSEN_BY_LEARNER = "chosen_by_learner"   # an optimizer that sets its own lr: one trial, no edge
-
-
-@dataclass
-class SearchResult:
-    lr_max: float | None          # the largest lr that trained (None: nothing trained)
-    bracket: tuple                # (lr_max, smallest lr above it that did not train); None where unknown
-    status: str                   # "bracketed" | "lower_bound" | "nothing_trains" | "not_searched"
-    trials: list = field(default_factory=list)   # [(lr, outcome)] in the order they ran
-    lr_blowup: float | None = None                # the largest lr that did not diverge
-    blowup_bracket: tuple = (None, None)          # (lr_blowup, smallest diverged lr above it)
-    blowup_status: str = NOT_SEARCHED             # "bracketed" | "lower_bound" | "no_stable_lr" | ...
-    non_monotone: list = field(default_factory=list)   # trials that contradict the expected shape
-    estimate: object = None                       # adaptive search: the upper edge's edge.EdgeFit
-    blowup_estimate: object = None                # ... and the blow-up edge's
-
-    @property
-    def ratio(self) -> float | None:
-        lo, hi = self.bracket
-        return hi / lo if lo and hi else None
 
 
 class _Trials:

@@ -2,7 +2,7 @@
 
 It builds the command line the CLI would get, lets ``preflight`` compose and check every job
 exactly as the CLI does (same folders, same configs, same refusals), runs each job with
-``job.run_point`` in this process, writes the same report, and hands back the lr_max and scaling
+``point.run.run_point`` in this process, writes the same report, and hands back the lr_max and scaling
 tables as DataFrames. ``model``, ``data`` and ``optimizer`` are a preset's name, or one preset
 with options (``model={"vgg11_bn": {"width": 0.125}}``). Keyword overrides are config groups or
 keys: ``search="fixed"`` picks a preset, ``train={"steps": 20}`` sets ``train.steps=20``.
@@ -30,11 +30,11 @@ def sweep(model="vgg11_bn", data="synthetic", batch_sizes=(128,), optimizer="sgd
     """Run (or resume) the sweep that ``spectral-sweep model=.. dataset=.. optimizer=..
     batch=B1,B2,.. OVERRIDES`` runs, and return its tables. Bad input raises ``UsageError``
     before anything is written; ``config_dir`` is ``--config-dir`` (your own presets)."""
-    from . import preflight
-    from .job import run_point
-    from .records import load_records
-    from .report import write_report
-    from .report.tables import label_variants, lr_max_table, scaling_table
+    from spectral_sweep import preflight
+    from spectral_sweep.point.run import run_point
+    from spectral_sweep.point.store import load_records
+    from spectral_sweep.report import write_report
+    from spectral_sweep.report.tables import label_variants, lr_max_table, scaling_table
 
     argv = ([] if config_dir is None else ["--config-dir", str(config_dir)])
     for group, choice in (("model", model), ("dataset", data), ("optimizer", optimizer)):
@@ -60,7 +60,7 @@ def _choice(group: str, choice) -> list[str]:
     if isinstance(choice, dict) and len(choice) == 1:
         ((preset, options),) = choice.items()
         return [f"{group}={preset}", *command_line(options or {}, f"{group}.")]
-    from .errors import UsageError
+    from spectral_sweep.errors import UsageError
 
     raise UsageError(f"{group} must be a preset's name or {{name: {{option: value}}}}, got {choice!r}")
 

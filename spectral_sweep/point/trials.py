@@ -7,7 +7,7 @@ becomes one line that says what to set.
 
 Two faces: ``runner(lr)`` trains at the point's own seed (search=bisect: one seed's edge), and
 ``runner.run_round(lrs)`` trains trial k of the point from its own seed
-``child_seed(seed, Stream.TRIAL, k)`` (search=adaptive), several at once (parallel.py). A trial's
+``child_seed(seed, Stream.TRIAL, k)`` (search=adaptive), several at once (point/pool.py). A trial's
 seed depends on the point's seed and k alone, so a rerun proposes and finds the same trials.
 """
 
@@ -19,12 +19,13 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .errors import UsageError
-from .parallel import Pool
-from .records import TrialCache, config_key
-from .results import TrialRecord
-from .seeds import Stream, child_seed
-from .train import TrainingHook, TrialSettings, run_trial
+from spectral_sweep.errors import UsageError
+from spectral_sweep.files import config_key
+from spectral_sweep.point.pool import Pool
+from spectral_sweep.point.store import TrialCache
+from spectral_sweep.seeds import Stream, child_seed
+from spectral_sweep.trial.record import TrialRecord
+from spectral_sweep.trial.train import TrainingHook, TrialSettings, run_trial
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 

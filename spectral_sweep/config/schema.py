@@ -1,0 +1,202 @@
+"""Every knob and its default, in one place: the typed schema of the Hydra config.
+
+Each config group (model, dataset, optimizer, train, search, spectrum, sharpness) is a dataclass
+here, registered in Hydra's ConfigStore; the YAML files under conf/ are presets on top that set
+only what differs (``conf/model/vgg16.yaml`` names the network, ``conf/optimizer/adamw.yaml`` its
+weight decay). A value of the wrong type or a key that does not exist is refused by OmegaConf before any
+job starts. The CLI turns the composed config into a ``Config`` object (``OmegaConf.to_object``)
+and hands that to ``point.run.run_point``; nothing below the CLI reads Hydra objects.
+
+Options that belong to one choice only (VGG's dropout, the embedded dataset's size, Adam's betas)
+live in a subclass whose fields are the constructor's keyword arguments: ``options()`` hands them
+over as they are.
+
+From Python, ``compose("model=vgg11", "batch=32")`` gives the same ``Config`` the CLI would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+from spectral_sweep.config.base import CONFIG_DIR
+from spectral_sweep.config.custom import CustomDatasetConfig, CustomModelConfig, CustomOptimizerConfig, _custom
+from spectral_sweep.config.dataset import ImageNet32Config, ImageNetConfig, SyntheticConfig, TorchvisionConfig
+from spectral_sweep.config.model import ModelConfig, PreResNetConfig, VGGConfig, WideResNetConfig
+from spectral_sweep.config.optimizer import AdamConfig, AdamWConfig, LanczosSGDConfig, SGDConfig
+from spectral_sweep.config.ranges import (
+    POSITIVE_INT,
+    Range,
+    field_problems,
+    knob,
+)
+from spectral_sweep.config.search import SearchConfig, _search_problems
+from spectral_sweep.config.spectrum import SpectrumConfig
+from spectral_sweep.config.train import SharpnessConfig, TrainConfig
+
+# ---------------------------------------------------------------------------------- the whole
+
+@dataclass
+class Config:
+    """One job = one sweep point (model, dataset, optimizer, batch size, seed)."""
+
+    model: Any = MISSING         # a ModelConfig: a built-in preset's schema, or a user's plain preset
+    dataset: Any = MISSING       # a DatasetConfig, likewise
+    optimizer: Any = MISSING     # an OptimizerConfig, likewise
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    spectrum: SpectrumConfig = field(default_factory=SpectrumConfig)
+    sharpness: SharpnessConfig = field(default_factory=SharpnessConfig)
+    batch: int = knob(128, POSITIVE_INT)   # the batch size B of this sweep point
+    seed: int = knob(0, Range(0, integer=True))   # model init, data order, augmentation
+    device: str = "auto"         # auto (CUDA when present) | cpu | cuda | cuda:1
+    name: str = "sweep"          # the sweep's folder under out_dir; rerun with the same name to resume
+    out_dir: str = "outputs"
+    quiet: bool = False          # no progress bars
+    report: bool = True          # write tables and plots when the sweep ends
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (enums as their strings)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x.value if isinstance(x, Enum) else x
+
+
+SCHEMAS = {
+    "model": {"vgg": VGGConfig, "preresnet": PreResNetConfig, "wide_resnet": WideResNetConfig,
+              "plain": ModelConfig},
+    "dataset": {"torchvision": TorchvisionConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config,
+                "synthetic": SyntheticConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "lanczos_sgd": LanczosSGDConfig},
+}
+
+
+def register() -> None:
+    """Put the schemas into Hydra's ConfigStore: ``config_schema`` for the whole, and
+    ``schema/<group>/<kind>`` that each preset YAML names in its defaults list, e.g.
+    ``/schema/model/vgg@_here_`` (its own group, so ``--help`` lists the presets apart)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for group, kinds in SCHEMAS.items():
+        for kind, schema in kinds.items():
+            store.store(group=f"schema/{group}", name=kind, node=schema)
+
+
+def compose(*overrides: str, config_dir: str | None = None) -> Config:
+    """The typed config that ``spectral-sweep OVERRIDES`` would give its first job."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=config_dir or CONFIG_DIR, version_base="1.3"):
+        cfg = hydra_compose("config", overrides=list(overrides))
+    return to_config(cfg)
+
+
+def to_config(cfg) -> Config:
+    """A composed DictConfig as a ``Config`` object, interpolations resolved."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = cfg.copy()
+    if "hydra" in cfg:   # compose() keeps Hydra's node; a job's config has none
+        with open_dict(cfg):
+            del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    config = OmegaConf.to_object(cfg)
+    for group, kind in (("model", CustomModelConfig), ("dataset", CustomDatasetConfig),
+                        ("optimizer", CustomOptimizerConfig)):
+        node = getattr(config, group)
+        if isinstance(node, dict):
+            setattr(config, group, _custom(kind, group, node))
+    return config
+
+
+def check(config: Config) -> None:
+    """Values that type right but mean nothing (a negative batch, an infinite lr, a checkpoint that
+    is not there): one ``UsageError`` naming the first, before any work is done."""
+    from spectral_sweep.errors import UsageError
+
+    problem = next(problems(config), None)
+    if problem is not None:
+        raise UsageError(problem)
+
+
+def problems(config: Config):
+    """Each bad value as a one-line message: first every field outside its declared range (the
+    top-level keys, then each group in order), then the relations between fields."""
+    top = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    scalars = [f for f in dataclasses.fields(config) if not dataclasses.is_dataclass(top[f.name])]
+    for f in scalars:
+        valid = f.metadata.get("range")
+        if valid is not None and (problem := valid.problem(f.name, top[f.name])):
+            yield problem
+    for name, node in top.items():
+        if dataclasses.is_dataclass(node):
+            yield from field_problems(node, f"{name}.")
+    yield from (p for p in _search_problems(config.search) if p)
+    for node in _nodes(config):
+        relations = getattr(node, "problems", None)
+        if relations is not None:
+            yield from (p for p in relations(config) if p)
+    yield from (p for p in _top_problems(config) if p)
+
+
+def _nodes(node):
+    """Every config dataclass inside ``node``, depth first."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield value
+            yield from _nodes(value)
+
+
+def _top_problems(config: Config):
+    """The point itself: a batch the data can hold, a device that exists, a folder inside out_dir."""
+    known = config.dataset.known_train_size()
+    yield (None if known is None or config.batch <= known
+           else f"batch size {config.batch} is larger than the training set ({known} samples)")
+    yield _device_problem(config.device)
+    yield from _folder_problems(config.out_dir, config.name)
+
+
+def _folder_problems(out_dir: str, name: str):
+    """``out_dir`` must say where; ``name`` must be a folder inside it (never out_dir itself or above)."""
+    from pathlib import PurePath
+
+    if not str(out_dir).strip():
+        yield "out_dir may not be empty; give a folder, e.g. out_dir=outputs"
+    if not str(name).strip():
+        yield "name may not be empty: it is the sweep's folder under out_dir, e.g. name=sweep"
+    elif PurePath(name).is_absolute() or ".." in PurePath(name).parts:
+        yield f"name must be a folder inside out_dir (not absolute, no '..'), got {name!r}"
+
+
+def _device_problem(device: str) -> str | None:
+    """A device spelled wrong, or one this machine does not have (torch loads only for cuda/mps)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        return f"device must be auto, cpu, mps, cuda or cuda:N, got {device!r}"
+    if device in ("auto", "cpu"):
+        return None
+    import torch
+
+    if device == "mps":
+        return None if torch.backends.mps.is_available() else "device=mps but this machine has no MPS device"
+    count = torch.cuda.device_count()
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        return f"device={device} but {count} CUDA device{'s' * (count != 1)} {'is' if count == 1 else 'are'} visible"
+    return None

@@ -1,0 +1,103 @@
+"""Files written so that a crash loses none, read back with a check, and the keys that name them."""
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+try:
+    import fcntl  # POSIX: file locks
+except ImportError:   # elsewhere jobs are not locked
+    fcntl = None
+
+
+
+try:
+    import fcntl  # POSIX: file locks
+except ImportError:   # elsewhere jobs are not locked
+    fcntl = None
+
+class CorruptRecord(ValueError):
+    """A record file that exists but cannot be used (truncated, not JSON, missing fields)."""
+
+
+@contextlib.contextmanager
+def replace_atomically(path: str | os.PathLike):
+    """Yield a fresh temporary path beside ``path``; on success it replaces ``path`` (atomic on
+    POSIX), on failure it is removed. Readers see the old file or the new one, never half of one,
+    and two writers never share a temporary name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _remove_stale(path)
+
+
+STALE_SECONDS = 3600   # a temp file this old belongs to a writer killed mid-write, not to a live one
+
+
+def _remove_stale(path: Path) -> None:
+    """Temp files of ``path`` left by a writer killed mid-write (kill -9 skips its cleanup). Only
+    old ones: a concurrent writer's temp file is fresh, and removing it would fail its rename."""
+    cutoff = time.time() - STALE_SECONDS
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):   # another process may remove it first
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically, fsynced before the rename: a record survives
+    a power loss, not only a kill."""
+    with replace_atomically(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=True, default=_jsonable)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def _jsonable(x):
+    """Numpy scalars and paths, which json does not know."""
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def read_json(path: str | os.PathLike, required: Iterable[str] = ()) -> dict:
+    """Read a record; raise ``CorruptRecord`` naming the file if it is unreadable or incomplete."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptRecord(f"{path}: {e}") from e
+    if not isinstance(obj, dict):
+        raise CorruptRecord(f"{path}: expected a JSON object")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise CorruptRecord(f"{path}: missing fields {', '.join(missing)}")
+    return obj
+
+
+def config_key(*parts) -> str:
+    """A short stable hash of JSON-able parts: the identity of a job or a trial for resuming."""
+    blob = json.dumps(parts, sort_keys=True, default=_jsonable, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
