@@ -12,7 +12,6 @@ them, so a sweep of dozens of jobs is checked in a second or two.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -24,7 +23,6 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from spectral_sweep.config.base import CONFIG_DIR
 from spectral_sweep.point.check import check_job
 
 from . import config as schema
@@ -98,7 +96,7 @@ def check_command(argv: list[str]) -> Plan | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    with _hydra(args.config_dir) as hydra:
+    with schema.hydra_instance(args.config_dir) as hydra:
         try:
             plan = _plan(hydra, args.overrides)
         except UsageError:
@@ -107,29 +105,6 @@ def check_command(argv: list[str]) -> Plan | None:
             raise UsageError(first_line(e) or f"the overrides do not compose ({type(e).__name__})") from None
     check_writable(plan.sweep_dir)
     return plan
-
-
-@contextlib.contextmanager
-def _hydra(config_dir: str | None):
-    """A Hydra instance with the search path the real command gets (the package's conf/, then
-    the user's --config-dir in front of it); cleared afterwards so the command can start its own."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.core.global_hydra import GlobalHydra
-
-    schema.register()
-    search_path = create_config_search_path(CONFIG_DIR)
-    if config_dir is not None:
-        folder = os.path.abspath(config_dir)
-        if not os.path.isdir(folder):
-            raise UsageError(f"--config-dir {folder} is not a folder")
-        search_path.prepend(provider="command-line", path=f"file://{folder}", anchor=SearchPathQuery(provider="schema"))
-    GlobalHydra.instance().clear()
-    try:
-        yield Hydra.create_main_hydra2(task_name="spectral-sweep", config_search_path=search_path)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _plan(hydra, overrides: list[str]) -> Plan:

@@ -512,16 +512,22 @@ def test_unknown_dataset_and_option():
 def test_config_keys_are_load_dataset_arguments(name, tmp_path, monkeypatch):
     """Each dataset's typed config, minus its trial budget, is a valid set of keyword arguments,
     and the SPECTRAL_SWEEP_DATA variable moves its root."""
+    from spectral_sweep.config.presets import presets
     from spectral_sweep.config.schema import compose
     from spectral_sweep.data import torchvision_sets as vision
 
     monkeypatch.setattr(vision, "SYSTEM_COPIES", {})   # an installed Debian Fashion-MNIST is data too
     monkeypatch.setenv("SPECTRAL_SWEEP_DATA", str(tmp_path))
     dataset = compose(f"dataset={name}").dataset
-    assert dataset.name == name and dataset.budget.is_set()   # the job's budget, not the loader's
+    # the plain-YAML reading that load_dataset uses agrees with Hydra's composition of the preset
+    preset = presets("dataset")[name]
+    assert dataset.name == preset.values["name"] and dataset._target_ == preset.target
+    own = {k: v for k, v in dataset.options().items() if k != "download"}
+    assert own == {k: v for k, v in preset.options().items() if k != "download"}
+    assert dataset.budget.is_set()   # the job's budget, not the loader's
     assert dataset.root.startswith(str(tmp_path)) and dataset.subset is None
     kwargs = dict(root=dataset.root, subset=dataset.subset, test_subset=dataset.test_subset, **dataset.options())
-    if name == "synthetic":
+    if dataset.name == "synthetic":
         kwargs.update(train_size=50, test_size=20)
         assert len(load_dataset(name, **kwargs).train) == 50
     else:  # the arguments are accepted; the empty root is what fails

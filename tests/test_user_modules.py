@@ -112,6 +112,37 @@ def test_a_user_module_is_swept_end_to_end_from_the_command_line(user):
     assert (user / "out" / "u" / "report.md").exists()
 
 
+def test_sweep_from_python_takes_the_users_config_dir_and_writes_what_the_command_writes(user, monkeypatch):
+    """``sweep(config_dir=...)`` is ``--config-dir``: the user's presets beside the package's."""
+    from spectral_sweep import sweep
+
+    monkeypatch.chdir(user)
+    found = sweep(model="mynet", data="mydata", optimizer="mysgd", batch_sizes=[8, 16], config_dir="myconf",
+                  name="py", out_dir=str(user / "out"), search="fixed", train={"steps": 5}, quiet=True)
+    assert list(found.lr_max["batch_size"]) == [8, 16] and found.sweep_dir == user / "out" / "py"
+    records = [json.loads(p.read_text()) for p in sorted((user / "out" / "py").rglob("record.json"))]
+    assert [r["model"] for r in records] == ["mynet", "mynet"] and records[0]["dataset"] == "make_data"
+    assert records[0]["config"]["model"]["kwargs"] == {"hidden": 12}
+    plan = preflight.check_command(["--config-dir", "myconf", "model=mynet", "dataset=mydata", "optimizer=mysgd",
+                                    "batch=8,16", "name=py", f"out_dir={user / 'out'}", "search=fixed",
+                                    "train.steps=5", "quiet=true"])
+    assert sorted(p.parent.name for p in (user / "out" / "py").rglob("record.json")) == \
+        sorted(job.folder for job in plan.jobs)
+
+
+def test_compose_sees_the_packages_presets_and_the_users_together(user):
+    from spectral_sweep.config import compose
+
+    config = compose("model=mynet", "dataset=synthetic", "optimizer=adam", config_dir=str(user / "myconf"))
+    assert config.model._target_ == "mynet.SmallNet" and config.model.kwargs == {"hidden": 12}
+    assert config.dataset.name == "synthetic" and config.optimizer.name == "adam"   # the package's presets
+    assert compose("model=vgg11").model.name == "vgg11"
+    with pytest.raises(Exception, match="mynet"):
+        compose("model=mynet")                       # without the folder, the user's preset is not there
+    with pytest.raises(UsageError, match="is not a folder"):
+        compose(config_dir=str(user / "nowhere"))
+
+
 def test_the_user_presets_are_choices_and_their_faults_are_one_line_before_any_work(user):
     base = ["--config-dir", str(user / "myconf"), f"out_dir={user / 'out'}", "model=mynet", "dataset=mydata"]
     plan = preflight.check_command([*base, "optimizer=mysgd", "batch=8,16"])

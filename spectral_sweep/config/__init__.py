@@ -29,7 +29,7 @@ from spectral_sweep.config.optimizer import (  # noqa: F401
     Rule,
     SGDConfig,
 )
-from spectral_sweep.config.schema import SCHEMAS, Config, check, compose, problems, register, to_config  # noqa: F401
+from spectral_sweep.config.schema import SCHEMAS, Config, check, compose, hydra_instance, problems, register, to_config  # noqa: F401
 from spectral_sweep.config.search import SEARCH_RANGES, Method, SearchConfig  # noqa: F401
 from spectral_sweep.config.spectrum import BNMode, Extremes, Operator, Product, SpectrumConfig, Where  # noqa: F401
 from spectral_sweep.config.train import TOGGLES, Precision, Schedule, SharpnessConfig, TrainConfig  # noqa: F401

@@ -16,7 +16,9 @@ From Python, ``compose("model=vgg11", "batch=32")`` gives the same ``Config`` th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -94,14 +96,39 @@ def register() -> None:
             store.store(group=f"schema/{group}", name=kind, node=schema)
 
 
-def compose(*overrides: str, config_dir: str | None = None) -> Config:
-    """The typed config that ``spectral-sweep OVERRIDES`` would give its first job."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+@contextlib.contextmanager
+def hydra_instance(config_dir: str | None = None):
+    """A Hydra instance with the search path the real command gets (the package's conf/, then
+    the user's --config-dir in front of it); cleared afterwards so the command can start its own."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    from spectral_sweep.errors import UsageError
 
     register()
-    with initialize_config_dir(config_dir=config_dir or CONFIG_DIR, version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides))
+    search_path = create_config_search_path(CONFIG_DIR)
+    if config_dir is not None:
+        folder = os.path.abspath(config_dir)
+        if not os.path.isdir(folder):
+            raise UsageError(f"--config-dir {folder} is not a folder")
+        search_path.prepend(provider="command-line", path=f"file://{folder}", anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    try:
+        yield Hydra.create_main_hydra2(task_name="spectral-sweep", config_search_path=search_path)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose(*overrides: str, config_dir: str | None = None) -> Config:
+    """The typed config that ``spectral-sweep [--config-dir DIR] OVERRIDES`` would give its first
+    job: the package's presets, and the user's ``config_dir`` in front of them."""
+    from hydra.types import RunMode
+
+    with hydra_instance(config_dir) as hydra:
+        cfg = hydra.compose_config("config", overrides=list(overrides), run_mode=RunMode.RUN,
+                                   with_log_configuration=False)
     return to_config(cfg)
 
 

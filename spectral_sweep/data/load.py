@@ -31,24 +31,11 @@ import torch
 from torch import Tensor
 
 from spectral_sweep.config import targets
-from spectral_sweep.config.base import CONFIG_DIR
-from spectral_sweep.config.dataset import ImageNet32Config, ImageNetConfig, SyntheticConfig, TorchvisionConfig
-from spectral_sweep.data.imagenet import imagenet, imagenet32
+from spectral_sweep.config.presets import presets
 from spectral_sweep.data.splits import Data, TensorSplit
-from spectral_sweep.data.synthetic import synthetic
 from spectral_sweep.errors import UsageError, unknown_choice
 
-_BUILDERS = {
-    "synthetic": synthetic,
-    "imagenet": imagenet,
-    "imagenet32": imagenet32,
-}
-# each dataset's own settings and their defaults: one home, the config schema
-_SCHEMAS = {"synthetic": SyntheticConfig, "imagenet": ImageNetConfig, "imagenet32": ImageNet32Config}
-# torchvision's datasets, read by torchvision_sets.py: the class, normalisation and augmentation of each are
-# its preset's (conf/dataset/<name>.yaml), their one home
-TORCHVISION_PRESETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "kmnist", "svhn")
-DATASET_NAMES = tuple(_BUILDERS) + TORCHVISION_PRESETS
+DATASET_NAMES = tuple(presets("dataset"))   # the built-in datasets: conf/dataset/'s presets, the one list
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False, subset: int | None = None,
@@ -74,15 +61,12 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
 
 
 def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Data:
-    """A built-in dataset by its short name, its options' defaults those of its schema (a
-    torchvision dataset's: of its preset)."""
+    """A built-in dataset by its preset's name: the preset's ``_target_``, called with its schema's
+    defaults as the preset sets them, and ``options`` on top."""
     if name not in DATASET_NAMES:
         raise unknown_choice("dataset", name, DATASET_NAMES)
-    if name in TORCHVISION_PRESETS:
-        target, defaults = _preset(name)
-    else:
-        target = _BUILDERS[name]
-        defaults = {k: v for k, v in _SCHEMAS[name]().options().items() if k != "download"}
+    preset = presets("dataset")[name]
+    defaults = {k: v for k, v in preset.options().items() if k != "download"}
     accepted = [p for p in defaults if p not in ("root", "download", "seed")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -90,19 +74,7 @@ def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Da
             f"dataset '{name}' has no option {', '.join(unknown)}; "
             f"its options are: {', '.join(accepted) or 'none'}"
         )
-    if isinstance(target, str):
-        return from_target(target, root, download, seed, **{**defaults, **options})
-    return target(root=root, download=download, seed=seed, **{**defaults, **options})
-
-
-def _preset(name: str) -> tuple[str, dict]:
-    """A torchvision dataset's ``_target_`` and options as its preset sets them, over the defaults
-    of its schema (read as plain YAML: no Hydra, so a Python caller inside a Hydra job can too)."""
-    from omegaconf import OmegaConf
-
-    own = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "dataset" / f"{name}.yaml"))
-    defaults = {k: own.get(k, v) for k, v in TorchvisionConfig().options().items() if k != "download"}
-    return own["_target_"], defaults
+    return from_target(preset.target, root, download, seed, **{**defaults, **options})
 
 
 def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **options) -> Data:

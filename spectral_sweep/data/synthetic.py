@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from spectral_sweep import seeds
+from spectral_sweep.config.dataset import SyntheticConfig
+from spectral_sweep.config.ranges import field_problems
 from spectral_sweep.data.splits import Data, TensorSplit
 from spectral_sweep.errors import UsageError
 from spectral_sweep.seeds import Stream
@@ -61,18 +63,14 @@ def synthetic(root: Path, download: bool, seed: int, num_classes: int, train_siz
 
 
 def _synthetic_seed(seed: int, num_classes, train_size, test_size, noise, data_seed) -> int:
-    """Check the synthetic dataset's options; the seed its data follow (``data_seed`` unless null)."""
-    for key, value, low in (("num_classes", num_classes, 2), ("train_size", train_size, 1),
-                            ("test_size", test_size, 1)):
-        if isinstance(value, bool) or int(value) != value or value < low:
-            raise UsageError(f"dataset.{key} must be an integer >= {low}, got {value}")
-    if not noise >= 0:
-        raise UsageError(f"dataset.noise must be >= 0, got {noise}")
-    if data_seed is None:
-        return seed
-    if isinstance(data_seed, bool) or not isinstance(data_seed, int) or data_seed < 0:
-        raise UsageError(f"dataset.data_seed must be an integer >= 0 or null, got {data_seed!r}")
-    return data_seed
+    """Check the synthetic dataset's options against the ranges its schema declares; the seed its
+    data follow (``data_seed`` unless null)."""
+    settings = SyntheticConfig(num_classes=num_classes, train_size=train_size, test_size=test_size, noise=noise,
+                               data_seed=data_seed)
+    problem = next(field_problems(settings, "dataset."), None)
+    if problem:
+        raise UsageError(problem)
+    return seed if data_seed is None else data_seed
 
 
 def _draw_synthetic(n: int, spectra: Tensor, colours: Tensor, noise: float,

@@ -1,4 +1,4 @@
-"""The model zoo: user-facing names mapped to constructors, and the one way to build them.
+"""The model zoo: the presets' names mapped to their constructors, and the one way to build them.
 
 ``build_model(name, num_classes, **options)`` is the entry point. The options are the
 constructor's keyword arguments, exactly the keys of ``conf/model/<choice>.yaml`` minus ``name``;
@@ -15,37 +15,40 @@ them, so the CIFAR-style models take 28x28 grey images as they are. A model that
 ``in_channels`` still gets 3-channel data unchanged; other data is one ``UsageError`` for it.
 """
 
+import dataclasses
 import inspect
-import numbers
 
 from torch import nn
 
 from spectral_sweep.errors import UsageError, unknown_choice
-from spectral_sweep.models import imagenet, vgg
-from spectral_sweep.models.preresnet import PreResNet
-from spectral_sweep.models.wide_resnet import WideResNet
 
-MODELS = {
-    "vgg11": vgg.vgg11,
-    "vgg13": vgg.vgg13,
-    "vgg16": vgg.vgg16,
-    "vgg19": vgg.vgg19,
-    "vgg11_bn": vgg.vgg11_bn,
-    "vgg13_bn": vgg.vgg13_bn,
-    "vgg16_bn": vgg.vgg16_bn,
-    "vgg19_bn": vgg.vgg19_bn,
-    "wide_resnet": WideResNet,
-    "preresnet": PreResNet,
-    "resnet18_imagenet": imagenet.resnet18_imagenet,
-    "resnet50_imagenet": imagenet.resnet50_imagenet,
-    "vgg16_imagenet": imagenet.vgg16_imagenet,
-}
-MODEL_NAMES = tuple(MODELS)
 FROM_DATA = ("in_channels", "image_size")   # the data's image shape, passed where a model names it
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _zoo() -> dict:
+    """The zoo's names: each built-in preset's ``name`` and the constructor its ``_target_`` names
+    (conf/model/ is the one list; ``model=wrn28_10`` is WideResNet's preset, named wide_resnet)."""
+    from spectral_sweep.config import targets
+    from spectral_sweep.config.presets import presets
+
+    zoo = {}
+    for preset in presets("model").values():
+        zoo.setdefault(preset.values["name"], (targets.locate(preset.target, "model._target_"), preset.schema))
+    return zoo
+
+
+ZOO = _zoo()                  # name -> (constructor, the schema that declares its options' ranges)
+MODELS = {name: constructor for name, (constructor, _) in ZOO.items()}
+MODEL_NAMES = tuple(sorted(MODELS))
+
+
+def _range_problem(schema, options: dict) -> str | None:
+    """The first option outside the range its schema declares (width > 0, dropout in [0, 1), ...)."""
+    for f in dataclasses.fields(schema):
+        valid = f.metadata.get("range")
+        if f.name in options and valid is not None and (problem := valid.problem(f"model.{f.name}", options[f.name])):
+            return problem
+    return None
 
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
@@ -65,12 +68,9 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
                          f"its options are: {', '.join(accepted)}")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise UsageError(f"num_classes must be a positive integer, got {num_classes!r}")
-    width = options.get("width", 1.0)
-    if not _is_real(width) or width <= 0:
-        raise UsageError(f"model width must be a positive number, got {width!r}")
-    dropout = options.get("dropout", 0.0)
-    if not _is_real(dropout) or not 0 <= dropout < 1:
-        raise UsageError(f"model dropout must lie in [0, 1), got {dropout!r}")
+    problem = _range_problem(ZOO[name][1], options)
+    if problem:
+        raise UsageError(problem)
     return constructor(num_classes, **options)
 
 
