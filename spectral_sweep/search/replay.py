@@ -1,0 +1,189 @@
+"""The search replayed on real trial outcomes: does its interval cover the edge that a brute force
+of many real trials puts there, and at what cost? (pure numpy; tests and scripts/replay_bank.py)
+
+A bank (scripts/outcome_bank.py) holds one point's real trials on a log grid of lrs, many fresh
+seeds at each. A replay runs the real ``find_edges`` against it: a proposed lr is answered by the
+nearest grid lr's next unused seed, in an order shuffled per replay, so each replay sees one
+possible sequence of real outcomes. The bank's own edge, fitted on all of its trials at once, is
+the truth a replay's interval should cover. Unlike the planted calibration (calibration.py), the
+outcomes here have whatever plateau, lapses and spread the real network has at that budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import ndtr
+from scipy.stats import chi2
+
+from spectral_sweep.search import edge
+from spectral_sweep.search.adaptive import blowup_data, find_edges, upper_edge_data
+from spectral_sweep.search.result import BRACKETED
+from spectral_sweep.trial.outcomes import DIVERGED, TRAINED
+
+
+@dataclass(frozen=True)
+class Bank:
+    """Real outcomes of one sweep point: ``outcomes[i]`` are the trials at ``lrs[i]``, one per seed."""
+
+    lrs: np.ndarray
+    outcomes: list                  # [[outcome, ...] per grid lr]
+    name: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict, name: str = "") -> Bank:
+        lrs = list(data["lrs"])
+        outcomes = [[] for _ in lrs]
+        for trial in data["trials"]:
+            outcomes[trial["grid"]].append(trial["outcome"])
+        return cls(np.asarray(lrs, dtype=float), outcomes, name)
+
+    def all_trials(self) -> list[tuple[float, str]]:
+        return [(float(lr), o) for lr, found in zip(self.lrs, self.outcomes) for o in found]
+
+    def truth(self) -> tuple[Truth | None, Truth | None]:
+        """The bank's own edges (training's upper edge, blow-up), from all of its trials at once, by a
+        model independent of the search's: ``fit_truth``. The upper edge's trials start where training
+        is at its plateau: grid lrs below the peak share of trained trials count while their share
+        stays above half the peak's (below them lies the too-small side, which a sigmoid falling in lr
+        does not describe)."""
+        trials = self.all_trials()
+        shares = [sum(o == TRAINED for o in found) / max(len(found), 1) for found in self.outcomes]
+        peak = int(np.argmax(shares))
+        floor = peak
+        while floor > 0 and shares[floor - 1] >= shares[peak] / 2:
+            floor -= 1
+        upper = [(lr, o) for lr, o in trials if lr >= self.lrs[floor] or o == DIVERGED]
+        fits = []
+        for lrs, ok in (upper_edge_data(upper), blowup_data(trials)):
+            fits.append(fit_truth(lrs, ok) if edge.has_edge(ok) else None)
+        return fits[0], fits[1]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A bank's edge by maximum likelihood: where the sigmoid is half way between its floor and
+    plateau, with a 95% profile-likelihood interval; the plateau's and floor's shares beside it."""
+
+    lr: float
+    lo: float
+    hi: float
+    spread: float
+    lapse: float          # failures far below the edge: 1 - the plateau
+    guess: float          # successes far above it
+
+
+def _nll(params, x, s) -> float:
+    """Binomial negative log likelihood of ``s`` = (successes, trials) at each distinct log lr ``x``."""
+    mu, log_spread, lapse, guess = params
+    p = guess + (1 - guess - lapse) * ndtr((mu - x) / math.exp(log_spread))
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    k, n = s
+    return -float(np.sum(k * np.log(p) + (n - k) * np.log1p(-p)))
+
+
+def _fit_at(x, s, mu: float | None, starts) -> tuple[float, np.ndarray]:
+    """The best (negative log likelihood, params) over ``starts``; ``mu`` fixed when given."""
+    bounds = [(x.min() - 3, x.max() + 3), (math.log(0.01), math.log(5.0)), (0.0, 0.5), (0.0, 0.5)]
+    best = (math.inf, None)
+    for start in starts:
+        if mu is None:
+            found = minimize(_nll, start, args=(x, s), bounds=bounds, method="L-BFGS-B")
+            value, params = found.fun, found.x
+        else:
+            found = minimize(lambda q: _nll([mu, *q], x, s), start[1:], bounds=bounds[1:], method="L-BFGS-B")
+            value, params = found.fun, np.r_[mu, found.x]
+        if value < best[0]:
+            best = (value, params)
+    return best
+
+
+def _profile_end(x, s, params, limit: float, direction: int, step: float = 0.02) -> float:
+    """Where mu's profile likelihood, walked from the optimum in ``direction`` (each fit started from
+    the last), leaves ``limit``; the edge of the 95% interval."""
+    mu, start = float(params[0]), list(params)
+    for _ in range(300):
+        value, found = _fit_at(x, s, mu + direction * step, [start])
+        if value > limit:
+            return mu
+        mu, start = mu + direction * step, list(found)
+    return mu
+
+
+def fit_truth(lrs, successes) -> Truth:
+    """The edge of many (lr, success) trials by maximum likelihood of guess + (1 - guess - lapse)
+    Phi((mu - log lr) / spread), lapse and guess free up to one half: nothing assumed that a search's
+    own prior might share. The interval is mu's profile likelihood within chi2(1)'s 95% quantile."""
+    x, where = np.unique(np.log(np.asarray(lrs, dtype=float)), return_inverse=True)
+    s = (np.bincount(where, weights=np.asarray(successes, dtype=float)), np.bincount(where).astype(float))
+    starts = [[m, math.log(0.3), lapse, 0.02] for m in np.linspace(x.min(), x.max(), 7) for lapse in (0.02, 0.3)]
+    best, params = _fit_at(x, s, None, starts)
+    limit = best + chi2.ppf(0.95, 1) / 2
+    ends = [_profile_end(x, s, params, limit, direction) for direction in (-1, 1)]
+    return Truth(math.exp(params[0]), math.exp(ends[0]), math.exp(ends[1]), math.exp(params[1]),
+                 float(params[2]), float(params[3]))
+
+
+class Replay:
+    """lrs -> outcomes from the bank: the nearest grid lr, its next unused seed (shuffled per replay)."""
+
+    def __init__(self, bank: Bank, rng: np.random.Generator):
+        self.bank, self.log_lrs = bank, np.log(bank.lrs)
+        self.order = [rng.permutation(len(found)) for found in bank.outcomes]
+        self.used = np.zeros(len(bank.lrs), dtype=int)
+        self.reused = 0              # draws past a grid lr's last seed (wrapped round: not fresh)
+
+    def __call__(self, lrs) -> list[str]:
+        out = []
+        for lr in lrs:
+            i = int(np.argmin(np.abs(self.log_lrs - math.log(lr))))
+            found = self.bank.outcomes[i]
+            k = self.used[i]
+            self.reused += k >= len(found)
+            out.append(found[self.order[i][k % len(found)]])
+            self.used[i] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    status: str
+    trials: int
+    covered: bool | None            # the 95% interval holds the bank's edge (None: no interval)
+    half_width: float | None
+    reused: int
+
+
+def replay_once(bank: Bank, truth: Truth, rng: np.random.Generator, *, start: float,
+                precision: float = 0.3, max_trials: int = 30, parallel: int = 2, **kwargs) -> ReplayOutcome:
+    """One search of the point against the bank's outcomes."""
+    run = Replay(bank, rng)
+    result = find_edges(run, start, precision=precision, max_trials=max_trials, parallel=parallel,
+                        reference=None, **kwargs)
+    fit = result.estimate
+    covered = None if fit is None else bool(fit.lo <= truth.lr <= fit.hi)
+    return ReplayOutcome(result.status, len(result.trials), covered,
+                         None if fit is None else fit.half_width, run.reused)
+
+
+def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict:
+    """Coverage, cost and statuses of ``n`` replays of the search against ``bank``."""
+    truth, _ = bank.truth()
+    if truth is None:
+        raise ValueError(f"bank {bank.name}: its trials show no upper edge of training")
+    rng = np.random.default_rng(seed)
+    runs = [replay_once(bank, truth, rng, start=start, **kwargs) for _ in range(n)]
+    judged = [r for r in runs if r.covered is not None and r.status == BRACKETED]
+    return {
+        "bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
+        "truth_spread": truth.spread, "truth_lapse": truth.lapse,
+        "coverage": float(np.mean([r.covered for r in judged])) if judged else float("nan"),
+        "bracketed": len(judged) / n,
+        "statuses": {s: sum(r.status == s for r in runs) / n for s in sorted({r.status for r in runs})},
+        "trials_per_point": float(np.mean([r.trials for r in runs])),
+        "half_width": float(np.median([r.half_width for r in judged])) if judged else float("nan"),
+        "reused_share": float(np.sum([r.reused for r in runs]) / max(1, np.sum([r.trials for r in runs]))),
+    }

@@ -1,0 +1,57 @@
+"""The replay harness: the real search against banks of outcomes, judged on the bank's own edge."""
+
+import math
+
+import numpy as np
+import pytest
+
+from spectral_sweep.search.replay import Bank, Replay, replay
+
+EDGE = 0.1
+
+
+def planted_bank(spread=0.3, seeds=30) -> Bank:
+    """A bank whose trials train below their own seed's edge, N(log EDGE, spread^2) in log lr."""
+    rng, mu = np.random.default_rng(0), math.log(EDGE)
+    lrs = np.exp(np.linspace(math.log(0.01), math.log(1.0), 15))
+    outcomes = [["trained" if math.log(lr) < rng.normal(mu, spread) else "diverged" for _ in range(seeds)]
+                for lr in lrs]
+    return Bank(lrs, outcomes, "planted")
+
+
+def test_a_proposal_gets_the_nearest_grid_lr_and_a_seed_not_used_before():
+    bank = Bank(np.array([0.01, 0.1, 1.0]), [["a0", "a1"], ["b0", "b1", "b2"], ["c0"]])
+    run = Replay(bank, np.random.default_rng(0))
+    first = run([0.012, 0.09, 0.11, 0.2])          # 0.2 lies nearer 0.1 than 1.0 in log
+    assert first[0] in ("a0", "a1") and first[1] != first[2] and {first[1], first[2]} <= {"b0", "b1", "b2"}
+    assert first[3] in ("b0", "b1", "b2") and len({first[1], first[2], first[3]}) == 3 and run.reused == 0
+    assert run([0.5, 0.5]) == ["c0", "c0"] and run.reused == 1     # one seed only: the second draw is a reuse
+
+
+def test_the_banks_own_edge_recovers_the_planted_one():
+    truth, blowup = planted_bank().truth()
+    assert truth.lo <= EDGE <= truth.hi and abs(math.log(truth.lr / EDGE)) < 0.1
+    assert 0.15 < truth.spread < 0.6 and truth.lapse < 0.05             # planted: spread 0.3, no lapse
+    assert blowup is not None and blowup.lo <= EDGE <= blowup.hi      # every failure diverged: the same edge
+
+
+def test_the_truth_admits_a_plateau_the_search_model_would_not():
+    """Half the seeds stall at every lr below a sharp edge (a budget that barely trains): the truth
+    is the edge of that plateau, with its lapse measured, not a wide sigmoid."""
+    rng = np.random.default_rng(3)
+    lrs = np.exp(np.linspace(math.log(0.01), math.log(1.0), 12))
+    outcomes = [["trained" if lr < EDGE and rng.random() < 0.5 else "stalled" for _ in range(30)] for lr in lrs]
+    truth, _ = Bank(lrs, outcomes).truth()
+    assert truth.lo <= EDGE * 1.1 and truth.hi >= EDGE / 1.5 and 0.35 < truth.lapse <= 0.5
+
+
+def test_replays_of_a_planted_bank_cover_its_edge_and_report_their_cost():
+    found = replay(planted_bank(), 40, start=0.05, seed=1, precision=0.3, step=4.0)
+    assert found["bracketed"] >= 0.95 and 0.85 <= found["coverage"] <= 1.0
+    assert 6 <= found["trials_per_point"] <= 30 and found["half_width"] <= 0.35
+    assert 0 <= found["reused_share"] < 0.2
+
+
+def test_a_bank_without_an_edge_is_refused():
+    with pytest.raises(ValueError, match="no upper edge"):
+        replay(Bank(np.array([0.1, 0.2]), [["stalled"] * 3, ["stalled"] * 3], "flat"), 2, start=0.1)
