@@ -456,3 +456,42 @@ def test_a_nesterov_record_is_predicted_with_the_nesterov_limit(tmp_path):
     for model in ("vgg11_bn", "old"):
         assert sat.loc[model, "lr_pred_full"] == pytest.approx(2 * 1.9 / (2.8 * sat.loc[model, "lambda_full"]))
     assert sat.loc["heavy", "lr_pred_full"] == pytest.approx(2 * 1.9 / sat.loc["heavy", "lambda_full"])
+
+
+def _point_of_bank(name: str, test_size: int | None) -> JobRecord:
+    """A record whose trials are a committed bank's (results/outcome_bank): real accuracies."""
+    import json
+
+    bank = json.loads((Path(__file__).resolve().parents[1] / "results" / "outcome_bank" / f"{name}.json").read_text())
+    trials = [TrialRecord.from_dict({k: v for k, v in t.items() if k != "grid"}) for t in bank["trials"]]
+    return JobRecord(model="vgg11_bn", dataset="synthetic", optimizer="sgd", batch_size=bank["batch"], trials=trials,
+                     num_classes=bank["num_classes"], test_size=test_size, config={"train": {"stall_acc_margin": 0.05}})
+
+
+def test_the_report_says_when_trials_are_judged_within_the_test_sets_noise():
+    """60 steps on 64 test images: most trials end within 2 binomial errors of the accuracy floor,
+    and the flag says so and what to raise; 200 steps on 1,000 images: no flag; an old record
+    without a test size: no claim either way."""
+    from spectral_sweep.report.markdown import flags, judge_noise
+
+    barely = judge_noise(_point_of_bank("barely_B8", 64))
+    assert barely is not None and "of the accuracy floor 0.25" in barely and "raise dataset.test_size" in barely
+    assert judge_noise(_point_of_bank("default_B8", 1000)) is None
+    assert judge_noise(_point_of_bank("barely_B8", None)) is None
+    assert "the judge's own noise" in flags([_point_of_bank("barely_B8", 64)])
+
+
+def test_an_inconclusive_point_is_flagged_with_its_reason_and_left_out_of_the_fit(tmp_path):
+    for B in (8, 16, 32, 64):
+        lo = 0.01 * B / 8
+        write_json_atomic(tmp_path / f"B{B}" / "record.json", _three_outcome_record(B, lo, lo * R, 0.5, 0.5 * R))
+    odd = _three_outcome_record(128, 0.5, 0.5 * R, 1.0, 1.0 * R)    # far off the law: it would drag the fit
+    odd.update(lr_max_status="inconclusive", lr_max_problem="the trials do not follow one edge (posterior "
+               "predictive p = 0.002): outcomes that alternate with lr, or two edges")
+    write_json_atomic(tmp_path / "B128" / "record.json", odd)
+    report.write_report(tmp_path, quiet=True)
+    sc = pd.read_csv(tmp_path / "scaling.csv").iloc[0]
+    assert sc.n_fit == 4 and "B=128 inconclusive" in sc.excluded
+    assert sc.exponent == pytest.approx(1.0, abs=1e-6)
+    md = (tmp_path / "report.md").read_text()
+    assert "B=128 seed 0: lr_max inconclusive**: the trials do not follow one edge" in md and "Not fitted" in md

@@ -38,7 +38,9 @@ class JobRecord:
     lr_max_se: float | None = None        # adaptive: the std of log lr_max (the point's error in a fit)
     lr_safe: float | None = None          # adaptive: where 90% of fresh-seed trials train
     edge_spread: float | None = None      # adaptive: how sharp the edge is (sigmoid's std, natural log)
-    lr_max_status: str | None = None      # bracketed | lower_bound | nothing_trains | not_searched | chosen_by_learner
+    lr_max_status: str | None = None      # bracketed | lower_bound | nothing_trains | inconclusive | not_searched
+                                          # | chosen_by_learner
+    lr_max_problem: str | None = None     # inconclusive: what its trials showed (search/edge.py, problem)
     acc_at_lr_max: float | None = None
     lr_blowup: float | None = None        # the largest lr that did not diverge
     lr_blowup_bracket: list = field(default_factory=lambda: [None, None])
@@ -53,6 +55,7 @@ class JobRecord:
     seconds: float = 0.0
     params: int | None = None
     train_size: int | None = None
+    test_size: int | None = None          # the images each trial is judged on
     num_classes: int | None = None
     budget: dict = field(default_factory=dict)   # {"steps", "epochs"}: the length of every trial
     job_key: str | None = None

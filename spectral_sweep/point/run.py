@@ -198,7 +198,8 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         momentum=momentum_of(**opt.options()), nesterov=bool(getattr(opt, "nesterov", False)),
         search=LEARNER if outcome.status == CHOSEN_BY_LEARNER else str(config.search.method),
         search_start=start, lr_max=outcome.lr_max, lr_max_bracket=list(outcome.bracket),
-        lr_max_status=outcome.status, acc_at_lr_max=at_max.test_acc if at_max else None,
+        lr_max_status=outcome.status, lr_max_problem=outcome.problem,
+        acc_at_lr_max=at_max.test_acc if at_max else None,
         lr_blowup=outcome.lr_blowup, lr_blowup_bracket=list(outcome.blowup_bracket),
         lr_blowup_status=outcome.blowup_status, non_monotone=outcome.non_monotone,
         lr_max_se=fit.log_se if fit else None, lr_safe=fit.lr_safe if fit else None,
@@ -206,8 +207,8 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
-        num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget), job_key=job_key,
-        group_key=group_key, spectrum=spectrum, device=device_name(device), config=config.to_dict(),
+        test_size=len(data.test), num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget),
+        job_key=job_key, group_key=group_key, spectrum=spectrum, device=device_name(device), config=config.to_dict(),
         **provenance())
 
 
@@ -243,6 +244,9 @@ def _announce(record: JobRecord, outcome: SearchResult, cache: TrialCache) -> No
         tried = [t.lr for t in record.trials]
         _say(f"B={b}: nothing trains: no lr in [{min(tried):.3g}, {max(tried):.3g}] learned in "
              f"{_budget_text(record.budget)}; raise the budget (train.steps or train.epochs)")
+    if outcome.problem:
+        _say(f"B={b}: lr_max inconclusive: {outcome.problem}; not fitted. Look at the trials: raise the budget "
+             "(train.steps) or the test set (dataset.test_size) until most seeds train at comfortable lrs")
     for line in outcome.non_monotone:
         _say(f"B={b}: not monotone in lr: {line}")
 

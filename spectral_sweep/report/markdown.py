@@ -14,6 +14,8 @@ import pandas as pd
 from spectral_sweep.point.record import JobRecord
 
 from .. import theory
+from ..search.result import INCONCLUSIVE
+from ..trial import outcomes
 from .tables import GROUP, NOTHING_TRAINS, label
 
 LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). search=adaptive (the default): every "
@@ -26,8 +28,10 @@ LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). search=adap
                "(half of the trials blow up). acc_at_lr_max: the test accuracy of the trained trial nearest to "
                "lr_max. search=bisect: one seed, lr_max the largest lr whose trial trained, in the bracket "
                "[lr_lo, lr_hi]. Status: bracketed; lower_bound = still trained at the search cap; nothing_trains "
-               "= no lr trained in the searched range (raise the trial budget). monotone = no trial contradicted "
-               "the shape stalled | trained | stalled | diverged (bisect only; see the record's non_monotone).")
+               "= no lr trained in the searched range (raise the trial budget); inconclusive = an edge whose "
+               "trials the sigmoid's own replicates do not resemble (see Flags; not fitted). monotone = no trial "
+               "contradicted the shape stalled | trained | stalled | diverged (bisect only; see the record's "
+               "non_monotone).")
 SCALING_NOTE = ("Exponent p of lr_max ~ B^p: weighted least squares of log lr_max against log B on each "
                 "point's own measured error (lr_max_se), normal quantile; when the residuals reject those "
                 "errors (chi-squared at 5%) the extra scatter they show is added (Paule-Mandel). Bisection "
@@ -164,8 +168,32 @@ def flags(records: list[JobRecord]) -> str:
         if r.lr_max_status == NOTHING_TRAINS:
             lines.append(f"- **{where}: nothing trains** in the searched range at this budget; raise the "
                          "trial budget (train.steps or train.epochs). Not fitted.")
+        if r.lr_max_status == INCONCLUSIVE:
+            why = r.lr_max_problem or "its trials reject the edge model"
+            lines.append(f"- **{where}: lr_max inconclusive**: {why}. Not fitted.")
         lines += [f"- **{where}: not monotone in lr**: {line}" for line in r.non_monotone or []]
+        noise = judge_noise(r)
+        if noise:
+            lines.append(f"- **{where}: the judge's own noise**: {noise}")
     return ("\n**Flags**\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def judge_noise(record: JobRecord) -> str | None:
+    """A point most of whose finite trials end within the test set's binomial noise (2 standard
+    errors) of the accuracy floor that decides trained from stalled: which side they fall is then
+    the test set's sampling, not the lr. None when the record cannot tell (old, or no test set)."""
+    if not (record.test_size and record.num_classes):
+        return None
+    margin = ((record.config or {}).get("train") or {}).get("stall_acc_margin", 0.05)
+    floor = outcomes.accuracy_floor(record.num_classes, record.test_size, margin)
+    band = 2 * math.sqrt(floor * (1 - floor) / record.test_size)
+    judged = [t.test_acc for t in record.trials if t.outcome != outcomes.DIVERGED and t.test_acc is not None]
+    near = sum(abs(acc - floor) < band for acc in judged)
+    if not judged or near <= len(judged) / 2:
+        return None
+    return (f"{near} of {len(judged)} finite trials end within +-{band:.3f} of the accuracy floor {floor:.3f} "
+            f"(2 binomial errors on {record.test_size} test images), so trained or stalled is decided by the "
+            "test set's noise there; raise dataset.test_size (or test_subset) and the budget (train.steps)")
 
 
 def _distinct(records: list[JobRecord], field: str) -> tuple[list[str], list[str]]:

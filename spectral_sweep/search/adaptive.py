@@ -16,6 +16,8 @@ depend on which trial finished first):
    made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
    its interval is wider; it is reported with the interval its trials give.
 3. reference: one trial at ``reference`` x lr_max, what a comfortable lr reaches (lr_best).
+4. check the fit (``edge.problem``): trials that the posterior's own replicates do not resemble
+   make the point ``inconclusive``, with the reason; its interval would rest on a model they reject.
 
 Trials below the lowest lr that trained are the too-small side of the trained window and do not
 inform the upper edge (diverged trials always do). ``prior`` carries the nuisance evidence of the
@@ -32,7 +34,14 @@ import numpy as np
 
 from spectral_sweep.errors import UsageError
 from spectral_sweep.search import edge
-from spectral_sweep.search.result import BRACKETED, LOWER_BOUND, NO_STABLE_LR, NOTHING_TRAINS, SearchResult
+from spectral_sweep.search.result import (
+    BRACKETED,
+    INCONCLUSIVE,
+    LOWER_BOUND,
+    NO_STABLE_LR,
+    NOTHING_TRAINS,
+    SearchResult,
+)
 from spectral_sweep.trial.outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 
 Batch = Callable[[list[float]], Sequence[object]]   # lrs -> one result per lr, run as one round
@@ -260,7 +269,9 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
         target = max(lr_max * reference, trials.lr_min)
         if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
             trials.run([target])
-    return SearchResult(lr_max, bracket, status, trials.made, *blow[:3], estimate=fit, blowup_estimate=blow[3])
+    problem = edge.problem(fit) if fit is not None else None
+    return SearchResult(lr_max, bracket, INCONCLUSIVE if problem else status, trials.made, *blow[:3], estimate=fit,
+                        blowup_estimate=blow[3], problem=problem)
 
 
 def _blowup(trials: _Trials, priors: Priors):

@@ -25,16 +25,30 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp, ndtr, ndtri
+from scipy.special import logsumexp, ndtr, ndtri, xlogy
 
 #: Spreads of the edge in log lr that the posterior considers (log-uniform prior between them).
 SPREADS = np.exp(np.linspace(math.log(0.03), math.log(1.0), 12))
-#: Rates of failure far below the edge, and of success far above it (uniform priors).
-LAPSES = np.array([0.0, 0.05])
+#: Rates of failure far below the edge (lapse), and of success far above it (guess). Lapses reach
+#: the plateaus real trials show near a budget's limit (up to half of the seeds stalling at every lr
+#: below the edge: results/outcome_bank), under psignifit's Beta(1, 10) prior, so that a clean edge
+#: needs no lapse to fit and a plateau is not read as a wide spread.
+LAPSES = np.array([0.0, 0.05, 0.2, 0.35, 0.5])
 GUESSES = np.array([0.0, 0.05])
 NUISANCE = (SPREADS.size, LAPSES.size, GUESSES.size)
 _SCALE = (1 - GUESSES[None, :] - LAPSES[:, None]).ravel()      # (lapse, guess) flattened
 _FLOOR = np.tile(GUESSES, LAPSES.size)
+
+
+def _beta_log_weights(values: np.ndarray, b: float = 10.0) -> np.ndarray:
+    """log prior mass of each grid value under Beta(1, b): the cdf's increment over its cell."""
+    edges = np.r_[0.0, (values[1:] + values[:-1]) / 2, 1.0]
+    mass = (1 - edges[:-1]) ** b - (1 - edges[1:]) ** b
+    return np.log(mass / mass.sum())
+
+
+#: The nuisance prior (log) over (spread, lapse, guess): log-uniform spread, Beta(1, 10) lapse, uniform guess.
+NUISANCE_PRIOR = np.broadcast_to(_beta_log_weights(LAPSES)[None, :, None], NUISANCE).copy()
 #: Resolution of the mu grid, in log lr.
 RESOLUTION = 0.025
 #: The predicted shares of successes at which successive proposals are placed: both sides of one
@@ -53,6 +67,8 @@ class EdgeFit:
     spread: float             # posterior median of the spread (natural log units)
     lr_safe: float            # where 90% of trials succeed (posterior median)
     n: int                    # trials fitted
+    lapse: float = 0.0        # posterior median share of failures far below the edge (1 - the plateau)
+    fit_p: float = 1.0        # posterior predictive p of the trials' deviance: small = not one sigmoid
 
     @property
     def half_width(self) -> float:
@@ -96,7 +112,7 @@ class EdgePosterior:
         self.loglik += self._term(math.log(lr), success)
 
     def weights(self) -> np.ndarray:
-        log_post = self.loglik + self.prior[None]
+        log_post = self.loglik + (self.prior + NUISANCE_PRIOR)[None]
         w = np.exp(log_post - log_post.max())
         return w / w.sum()
 
@@ -128,8 +144,30 @@ class EdgePosterior:
         se = math.sqrt(max(float(marginal @ (self.mu - mean) ** 2), 0.0))
         spread_cdf = np.cumsum(w.sum(axis=(0, 2, 3)))
         spread = float(SPREADS[min(np.searchsorted(spread_cdf, 0.5), SPREADS.size - 1)])
+        lapse_cdf = np.cumsum(w.sum(axis=(0, 1, 3)))
+        lapse = float(LAPSES[min(np.searchsorted(lapse_cdf, 0.5), LAPSES.size - 1)])
         return EdgeFit(lr=math.exp(q[1]), lo=math.exp(q[0]), hi=math.exp(q[2]), log_se=se,
-                       spread=spread, lr_safe=math.exp(self._safe(w, 0.9)), n=int(self.x.size))
+                       spread=spread, lr_safe=math.exp(self._safe(w, 0.9)), n=int(self.x.size),
+                       lapse=lapse, fit_p=self.predictive_p(w))
+
+    def predictive_p(self, w: np.ndarray, draws: int = 400, bins: int = 6) -> float:
+        """Posterior predictive check, as psignifit does: the share of trial sets replicated from the
+        posterior that fit their own draw worse than the real trials fit theirs, by the binomial
+        deviance of the trials' successes in ``bins`` groups of neighbouring lrs (so a band of
+        failures between successes counts as one misfit, not as scattered lapses). Near 0: the
+        trials are not one sigmoid (they alternate with lr, or show two edges)."""
+        rng = np.random.default_rng(0)               # the same trials always give the same p
+        flat = w.ravel()
+        m, s, lapse, guess = np.unravel_index(rng.choice(flat.size, size=draws, p=flat / flat.sum()), w.shape)
+        group = np.minimum(np.argsort(np.argsort(self.x, kind="stable")) * bins // self.x.size, bins - 1)
+        n = np.bincount(group, minlength=bins).astype(float)
+        phi = ndtr((self.mu[m][:, None] - self.x[None, :]) / SPREADS[s][:, None])
+        p = np.clip(GUESSES[guess][:, None] + (1 - GUESSES[guess] - LAPSES[lapse])[:, None] * phi, 1e-9, 1 - 1e-9)
+        replicated = rng.random(p.shape) < p
+        expected = _by_group(p, group, bins) / n
+        observed = np.bincount(group, weights=self.s.astype(float), minlength=bins)[None, :]
+        return float(np.mean(_deviance(_by_group(replicated, group, bins), n, expected)
+                             >= _deviance(observed, n, expected)))
 
     def _safe(self, w: np.ndarray, level: float) -> float:
         """Posterior median of the log lr at which P(success) = ``level`` (where the model reaches it)."""
@@ -149,6 +187,29 @@ class EdgePosterior:
         return m[:k].sum() > 0.02 or m[-k:].sum() > 0.02
 
 
+
+
+def _by_group(values: np.ndarray, group: np.ndarray, bins: int) -> np.ndarray:
+    """Per row of ``values`` (draws x trials), the sums over each group of trials: draws x bins."""
+    out = np.zeros((values.shape[0], bins))
+    np.add.at(out, (slice(None), group), values.astype(float))
+    return out
+
+
+def _deviance(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Binomial deviance of k successes in n trials against probabilities p, summed over groups."""
+    return 2 * (xlogy(k, k / (n * p)) + xlogy(n - k, (n - k) / (n * (1 - p)))).sum(axis=-1)
+
+
+MIN_FIT_P = 0.01   # trials whose deviance passes 99% of the posterior's own replicates are not one edge
+
+
+def problem(fit: EdgeFit) -> str | None:
+    """Why an edge's interval cannot be trusted (one line), or None: its trials reject the model."""
+    if fit.fit_p < MIN_FIT_P:
+        return (f"the trials do not follow one edge (posterior predictive p = {fit.fit_p:.3f}): outcomes that "
+                "alternate with lr, or two edges")
+    return None
 
 
 def posterior(lrs, successes, prior: np.ndarray | None = None) -> EdgePosterior:

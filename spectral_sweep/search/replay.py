@@ -176,7 +176,7 @@ def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict
         raise ValueError(f"bank {bank.name}: its trials show no upper edge of training")
     rng = np.random.default_rng(seed)
     runs = [replay_once(bank, truth, rng, start=start, **kwargs) for _ in range(n)]
-    judged = [r for r in runs if r.covered is not None and r.status == BRACKETED]
+    judged = [r for r in runs if r.covered is not None and r.status == BRACKETED]   # inconclusive: no claim
     return {
         "bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
         "truth_spread": truth.spread, "truth_lapse": truth.lapse,

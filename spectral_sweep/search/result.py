@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 BRACKETED, LOWER_BOUND, NOTHING_TRAINS = "bracketed", "lower_bound", "nothing_trains"
 NO_STABLE_LR, NOT_SEARCHED = "no_stable_lr", "not_searched"
 CHOSEN_BY_LEARNER = "chosen_by_learner"   # an optimizer that sets its own lr: one trial, no edge
+INCONCLUSIVE = "inconclusive"   # an edge was found, but its trials reject the model its interval rests on
 
 
 @dataclass
 class SearchResult:
     lr_max: float | None          # the largest lr that trained (None: nothing trained)
     bracket: tuple                # (lr_max, smallest lr above it that did not train); None where unknown
-    status: str                   # "bracketed" | "lower_bound" | "nothing_trains" | "not_searched"
+    status: str                   # "bracketed" | "lower_bound" | "nothing_trains" | "inconclusive" | ...
     trials: list = field(default_factory=list)   # [(lr, outcome)] in the order they ran
     lr_blowup: float | None = None                # the largest lr that did not diverge
     blowup_bracket: tuple = (None, None)          # (lr_blowup, smallest diverged lr above it)
@@ -21,6 +22,7 @@ class SearchResult:
     non_monotone: list = field(default_factory=list)   # trials that contradict the expected shape
     estimate: object = None                       # adaptive search: the upper edge's edge.EdgeFit
     blowup_estimate: object = None                # ... and the blow-up edge's
+    problem: str | None = None                    # inconclusive: what the trials showed (edge.problem)
 
     @property
     def ratio(self) -> float | None:
