@@ -51,13 +51,30 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _hide_schema_groups() -> None:
+    """--help lists the choices a user makes: the schemas that presets build on (ConfigStore's
+    ``schema/<group>``) are not among them, so Hydra's list of groups leaves them out."""
+    from hydra._internal.hydra import Hydra
+
+    original = Hydra.format_config_groups
+
+    def format_config_groups(self, predicate, compact=True):
+        return original(self, lambda group: predicate(group) and not group.startswith("schema"), compact)
+
+    Hydra.format_config_groups = format_config_groups
+
+
 def main() -> None:
     """Console script ``spectral-sweep``: every job checked first (preflight.py), then Hydra runs them."""
     try:
         try:
-            preflight.check_command(sys.argv[1:])
+            plan = preflight.check_command(sys.argv[1:])
         except UsageError as e:
             fail(str(e))
+        if plan is not None:
+            print(f"spectral-sweep: {plan.summary()}", file=sys.stderr, flush=True)
+        else:
+            _hide_schema_groups()
         _job()
     except KeyboardInterrupt:   # finished trials and jobs are on disk; the rerun picks them up
         fail("interrupted; rerun the same command to resume", code=130)

@@ -73,6 +73,38 @@ class Plan:
     sweep_dir: Path
     jobs: list[Job]
 
+    def summary(self) -> str:
+        """The plan in one line, before the first trial: the jobs, each trial's length, the trial cap
+        of a point, the device and the trials in flight, and where the sweep goes."""
+        from spectral_sweep.point.pool import trials_in_flight
+
+        first = self.jobs[0].config
+        groups = sorted({f"{j.label} {j.config.optimizer.name}" for j in self.jobs})
+        sizes = ", ".join(str(b) for b in sorted({j.config.batch for j in self.jobs}))
+        steps = sorted({s for s in (_trial_steps(j.config) for j in self.jobs) if s is not None})
+        length = (f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}") + " steps" if steps else "epochs"
+        device = _device_of(first.device)
+        cap = first.search.max_trials + (1 if first.search.reference else 0)
+        return (f"plan: {len(self.jobs)} job{'s' * (len(self.jobs) != 1)} ({'; '.join(groups)}; B = {sizes}), "
+                f"trials of {length}, at most {cap} trials a point, on {device} with "
+                f"{trials_in_flight(first.search.parallel, device)} in flight; sweep folder {self.sweep_dir}")
+
+
+def _trial_steps(config: schema.Config) -> int | None:
+    """Steps of one trial of this job, where its training set's size is known without reading it."""
+    budget, known = config.train.budget(config.dataset), config.dataset.known_train_size()
+    if budget.epochs is not None:
+        return None if known is None else max(1, round(budget.epochs * (known // config.batch)))
+    return budget.steps
+
+
+def _device_of(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Hydra's own reading of the command line; a bad flag is one line, not argparse's usage."""

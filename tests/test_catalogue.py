@@ -171,6 +171,15 @@ CATALOGUE = [
     (["name=a,b"], "name and out_dir cannot be comma lists"),
     # misleading messages
     (["dataset.train_size=-5"], "dataset.train_size must be a positive integer, got -5"),
+    # found only after the sweep folder was written (issue 30)
+    (["name=" + "n" * 300], "the filesystem allows at most 255: shorten name"),
+    (["name=team/" + "n" * 256], "name has a folder name of 256 bytes"),
+    (["optimizer.lr=1e300"], "optimizer.lr=1e+300 lies outside [search.lr_min, search.lr_max_cap]"),
+    (["search.start=1e-9"], "search.start=1e-09 lies outside"),
+    (["model.width=1000"], "lower model.width"),
+    (["train.epochs=1e-9", "train.steps=5"], "the trial budget comes to 0 steps: 1e-09 epochs"),
+    (["batch=8,128", "train.epochs=0.02"], "the trial budget comes to 0 steps: 0.02 epochs of 2 steps"),
+    (["dataset.subset=64", "batch=32", "train.epochs=0.2"], "the trial budget comes to 0 steps"),
 ]
 
 
@@ -218,8 +227,25 @@ def test_the_catalogue_is_large_and_the_default_command_passes(tmp_path):
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet", "imagenet32", "synthetic_small",
                                      "fashion_mnist", "mnist", "kmnist", "svhn"])
 def test_every_built_in_dataset_passes_the_checks_that_need_no_files(tmp_path, dataset):
-    """Its target imports and takes the preset's options (download included); its files are
-    looked for only when the job runs."""
-    plan = preflight.check_command([f"dataset={dataset}", "batch=8", f"out_dir={tmp_path}"])
+    """Its target imports and takes the preset's options; a torchvision preset's files are looked
+    for by name (here it may download them), the others' only when the job runs."""
+    vision = dataset not in ("imagenet", "imagenet32", "synthetic_small")
+    plan = preflight.check_command([f"dataset={dataset}", "batch=8", f"out_dir={tmp_path}",
+                                    *(["dataset.download=true"] if vision else [])])
     assert plan.jobs[0].config.dataset.name == dataset.removesuffix("_small")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dataset, message", [("cifar100", "no CIFAR100 data in /nonexistent/cifar-100-python"),
+                                              ("fashion_mnist", "no FashionMNIST data in /nonexistent/FashionMNIST"),
+                                              ("svhn", "no SVHN data in /nonexistent")])
+def test_a_torchvision_preset_without_its_files_is_refused_before_the_sweep_folder(tmp_path, dataset, message,
+                                                                                   monkeypatch):
+    from spectral_sweep.data import torchvision_sets
+
+    monkeypatch.setattr(torchvision_sets, "SYSTEM_COPIES", {})   # an installed Debian Fashion-MNIST is data too
+    out = tmp_path / "out"
+    found = refuse([f"dataset={dataset}", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+                    "train.steps=8", f"out_dir={out}"])
+    assert message in found and "dataset.download=true" in found
     assert list(tmp_path.iterdir()) == []

@@ -32,6 +32,54 @@ def test_help_lists_groups_and_options(tmp_path):
         assert word in out.stdout, word
 
 
+def test_help_shows_the_users_choices_and_not_the_schemas_behind_them(tmp_path):
+    out = cli("--help", cwd=tmp_path)
+    groups = out.stdout.split("== Configuration groups ==", 1)[1].split("== Config ==", 1)[0]
+    assert "schema" not in groups and "model:" in groups and "experiment:" in groups
+
+
+def test_a_sweep_says_its_plan_and_each_points_cost_before_it_is_done(tmp_path):
+    """The plan before the first trial; after a point's first round, seconds a step, minutes a trial
+    and the point's worst case."""
+    out = cli(*TINY, "batch=16,32", "search.max_trials=2", "search.parallel=2", f"out_dir={tmp_path}", "name=p",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    plan = out.stderr.splitlines()[0]            # before Hydra launches the first job
+    assert plan.startswith("spectral-sweep: plan: 2 jobs (vgg11_bn sgd; B = 16, 32)") and "trials of 8 steps" in plan
+    assert "at most 3 trials a point" in plan and "on cpu with 2 in flight" in plan and str(tmp_path / "p") in plan
+    cost = [line for line in (out.stdout + out.stderr).splitlines() if " s a step, " in line]
+    assert len(cost) == 2 and "min a trial; this point takes at most 3 trials" in cost[0]
+
+
+def test_a_round_in_flight_reports_its_steps_while_it_trains():
+    """The workers' steps reach the parent's one bar while their trials still run."""
+    from spectral_sweep.point.pool import Pool
+
+    class Bar:
+        n, updates = 0, []
+
+        def update(self, k):
+            self.n += k
+            self.updates.append((time.monotonic(), self.n))
+
+    def work(chunks):
+        from spectral_sweep.trial import train
+
+        for _ in range(chunks):
+            time.sleep(0.4)
+            train.on_steps(10)
+        return chunks
+
+    pool, bar = Pool(work, 2), Bar()
+    try:
+        assert pool.map([(4,), (4,)], bar) == [4, 4]
+        finished = time.monotonic()
+    finally:
+        pool.close()
+    assert bar.n == 80
+    assert any(n > 0 and when < finished - 0.5 for when, n in bar.updates)
+
+
 def test_cfg_job_prints_the_composed_config(tmp_path):
     out = cli("batch=64", "--cfg", "job", cwd=tmp_path)
     assert out.returncode == 0
@@ -134,7 +182,8 @@ def test_ctrl_c_mid_trial_is_one_line_and_exit_130(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    lines = [line for line in stderr.splitlines() if line.strip() and "it/s" not in line and "%|" not in line]
+    lines = [line for line in stderr.splitlines() if line.strip() and "it/s" not in line and "%|" not in line
+             and not line.startswith("spectral-sweep: plan:")]
     assert lines == ["spectral-sweep: error: interrupted; rerun the same command to resume"], stderr
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from spectral_sweep.config.dataset import Budget
 from spectral_sweep.config.optimizer import AdamConfig, LanczosSGDConfig, LearnerConfig, Rule, SGDConfig
 from spectral_sweep.config.schema import compose
-from spectral_sweep.config.train import SharpnessConfig
+from spectral_sweep.config.train import SharpnessConfig, TrainConfig
 from spectral_sweep.curvature import lanczos
 from spectral_sweep.curvature.learner import (
     _RULE_FORMULAS,
@@ -402,7 +402,7 @@ def test_a_learner_trial_resumes_with_its_lr_momentum_and_refresh_history(data, 
 
     def trial(checkpoint=None, extra=()):
         settings = TrialSettings(batch_size=32, optimizer=optimizer.options(), budget=Budget(epochs=3), quiet=True,
-                                 evaluate=False, checkpoint=checkpoint)
+                                 evaluate=False, checkpoint=checkpoint, train=TrainConfig(checkpoint_every=0))
         hooks = learner_hooks(optimizer, data)
         return run_trial(small_cnn, data, optimizer.lr, settings, hooks=[*hooks, *extra])
 

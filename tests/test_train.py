@@ -262,7 +262,7 @@ def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp
     long = settings(steps=None, epochs=3, evaluate=False)
     whole = run_trial(small_cnn, data, 0.05, long)
     ckpt = tmp_path / "trial.pt"
-    resumable = settings(steps=None, epochs=3, evaluate=False, checkpoint=str(ckpt))
+    resumable = settings(steps=None, epochs=3, evaluate=False, checkpoint=str(ckpt), checkpoint_every=0)
     with pytest.raises(KeyboardInterrupt):
         run_trial(small_cnn, data, 0.05, resumable, hooks=[Interrupt(40)])
     assert torch.load(ckpt, weights_only=True)["step"] == 32       # the last finished epoch
@@ -271,6 +271,20 @@ def test_an_interrupted_long_trial_resumes_from_its_last_epoch_exactly(data, tmp
     assert resumed.steps == whole.steps == 48
     assert resumed.loss_curve == whole.loss_curve and resumed.stable == whole.stable
     assert not ckpt.exists()                                        # the record holds the result now
+
+
+def test_a_checkpoint_is_written_only_once_its_interval_has_passed(data, tmp_path):
+    """train.checkpoint_every: a trial shorter than the interval writes no checkpoint (a kill loses
+    at most that long); at 0 every epoch end writes one."""
+    ckpt = tmp_path / "trial.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(small_cnn, data, 0.05, settings(steps=None, epochs=3, evaluate=False, checkpoint=str(ckpt)),
+                  hooks=[Interrupt(40)])                     # the default: 300 s, far more than this trial
+    assert not ckpt.exists()
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(small_cnn, data, 0.05, settings(steps=None, epochs=3, evaluate=False, checkpoint=str(ckpt),
+                                                  checkpoint_every=0), hooks=[Interrupt(40)])
+    assert torch.load(ckpt, weights_only=True)["step"] == 32
 
 
 @pytest.mark.parametrize("garbage", [b"", b"PK\x03\x04 truncated zip", b"not a checkpoint at all"])

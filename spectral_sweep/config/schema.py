@@ -195,7 +195,35 @@ def _top_problems(config: Config):
     yield (None if known is None or config.batch <= known
            else f"batch size {config.batch} is larger than the training set ({known} samples)")
     yield _device_problem(config.device)
+    yield _budget_problem(config)
+    yield _start_problem(config)
     yield from _folder_problems(config.out_dir, config.name)
+
+
+def _budget_problem(config: Config) -> str | None:
+    """A trial budget in epochs that rounds to no step at this batch size (epochs win over steps),
+    where the training set's size is known before reading it (a trial drops the last partial batch)."""
+    budget, known = config.train.budget(config.dataset), config.dataset.known_train_size()
+    if budget.epochs is None or known is None:
+        return None
+    per_epoch = known // config.batch
+    steps = round(budget.epochs * per_epoch)
+    if steps >= 1:
+        return None
+    return (f"the trial budget comes to {steps} steps: {budget.epochs:g} epochs of {per_epoch} steps "
+            f"({known} samples in batches of {config.batch}); raise train.epochs or set train.steps alone")
+
+
+def _start_problem(config: Config) -> str | None:
+    """An lr a search would start from outside [lr_min, lr_max_cap] (search=fixed trains at any lr)."""
+    search = config.search
+    if str(search.method) not in ("adaptive", "bisect"):
+        return None
+    start, key = (search.start, "search.start") if search.start is not None else (config.optimizer.lr, "optimizer.lr")
+    if search.lr_min <= start <= search.lr_max_cap:
+        return None
+    return (f"{key}={start:g} lies outside [search.lr_min, search.lr_max_cap] = [{search.lr_min:g}, "
+            f"{search.lr_max_cap:g}], the learning rates a search may try; give an lr inside it")
 
 
 def _folder_problems(out_dir: str, name: str):
@@ -208,6 +236,14 @@ def _folder_problems(out_dir: str, name: str):
         yield "name may not be empty: it is the sweep's folder under out_dir, e.g. name=sweep"
     elif PurePath(name).is_absolute() or ".." in PurePath(name).parts:
         yield f"name must be a folder inside out_dir (not absolute, no '..'), got {name!r}"
+    else:
+        longest = max(PurePath(name).parts, key=lambda part: len(part.encode()), default="")
+        if len(longest.encode()) > NAME_MAX:
+            yield (f"name has a folder name of {len(longest.encode())} bytes; the filesystem allows at most "
+                   f"{NAME_MAX}: shorten name")
+
+
+NAME_MAX = 255   # bytes in one file name on ext4, XFS, APFS and NTFS alike
 
 
 def _device_problem(device: str) -> str | None:

@@ -8,6 +8,7 @@ from spectral_sweep.config.base import Choice
 from spectral_sweep.config.dataset import Budget, DatasetConfig
 from spectral_sweep.config.ranges import (
     FRACTION,
+    NON_NEGATIVE,
     OPEN_FRACTION,
     POSITIVE,
     POSITIVE_INT,
@@ -54,6 +55,9 @@ class TrainConfig:
     channels_last: str = "auto"  # true | false | auto: the faster memory format, timed on the point
     compile: str = "false"       # true | false | auto: compile once per point where it pays (trial/fastpath.py)
     eval_batch_size: int = knob(500, POSITIVE_INT)
+    # seconds between a trial's checkpoints, written at epoch ends (0: every epoch): a kill loses at most
+    # this much of a trial, and a short trial of a big model does not write one every epoch
+    checkpoint_every: float = knob(300.0, NON_NEGATIVE)
     # accumulate gradients over pieces of this size when B does not fit; BatchNorm statistics
     # then come from each piece
     micro_batch: int | None = knob(None, maybe(POSITIVE_INT))

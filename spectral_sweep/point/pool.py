@@ -37,8 +37,16 @@ def trials_in_flight(parallel: int | None, device: str) -> int:
     return max(1, min(MAX_AUTO, torch.get_num_threads()))
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, steps) -> None:
+    from spectral_sweep.trial import train
+
     torch.set_num_threads(threads)
+
+    def count(n: int) -> None:
+        with steps.get_lock():
+            steps.value += n
+
+    train.on_steps = count
 
 
 def _call(args):
@@ -53,10 +61,19 @@ class Pool:
         _WORK = work
         self.k = k
         threads = max(1, torch.get_num_threads() // k)
-        self.pool = multiprocessing.get_context("fork").Pool(k, initializer=_start_worker, initargs=(threads,))
+        context = multiprocessing.get_context("fork")
+        self.steps = context.Value("q", 0)       # steps trained by the workers, for the round's bar
+        self.pool = context.Pool(k, initializer=_start_worker, initargs=(threads, self.steps))
 
-    def map(self, args: list[tuple]) -> list:
-        return self.pool.map(_call, args, chunksize=1)
+    def map(self, args: list[tuple], bar=None) -> list:
+        """``work(*a)`` for each ``a``, in order; ``bar`` (a tqdm) advances with the workers' steps."""
+        pending = self.pool.map_async(_call, args, chunksize=1)
+        start = self.steps.value
+        while not pending.ready():
+            pending.wait(0.5)
+            if bar is not None:
+                bar.update(self.steps.value - start - bar.n)
+        return pending.get()
 
     def close(self) -> None:
         self.pool.terminate()

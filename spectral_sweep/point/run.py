@@ -76,6 +76,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
                          in_flight=in_flight)
+    runner.cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
     earlier = earlier_points(config, sweep_dir, group_key, job_num)
     start = warm_start(config, earlier)
@@ -135,6 +136,7 @@ def trial_identity(config: Config) -> dict:
     """Everything that decides a trial's result, apart from its lr: the key of the trial cache."""
     identity = {k: v for k, v in config.to_dict().items() if k not in NOT_TRIAL_IDENTITY}
     identity["optimizer"].pop("lr")
+    identity["train"].pop("checkpoint_every")   # when a trial saves decides nothing of its result
     if identity["train"]["target_acc"] is None:   # off: the key a trial had before the knob, so older
         del identity["train"]["target_acc"]        # sweeps still reuse their finished trials
     identity["budget"] = dataclasses.asdict(config.train.budget(config.dataset))

@@ -25,9 +25,13 @@ from spectral_sweep.point.pool import Pool
 from spectral_sweep.point.store import TrialCache
 from spectral_sweep.seeds import Stream, child_seed
 from spectral_sweep.trial.record import TrialRecord
-from spectral_sweep.trial.train import TrainingHook, TrialSettings, run_trial
+from spectral_sweep.trial.train import TrainingHook, TrialSettings, budget_steps, run_trial
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def in_hours(minutes: float) -> str:
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
 class TrialRunner:
@@ -39,6 +43,8 @@ class TrialRunner:
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
+        self.cap: int | None = None   # the point's trial cap, for the cost line after its first round
+        self.timed = False
         self.bar = tqdm(desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
                         disable=True if settings.quiet else None)   # None: off when not a terminal
 
@@ -63,15 +69,41 @@ class TrialRunner:
         todo = [job for job in jobs if found[job[1]] is None]
         if len(todo) > 1 and self.in_flight > 1:
             self.pool = self.pool or Pool(self._train_and_keep, self.in_flight)
-            done = self.pool.map(todo)
+            with self._round_bar(len(todo)) as bar:
+                done = self.pool.map(todo, bar)
         else:
             done = [self._train_and_keep(*job) for job in todo]
         found.update({key: result for (_, key, _), result in zip(todo, done)})
+        if done and not self.timed:
+            self._say_cost(done)
         results = [found[key] for _, key, _ in jobs]
         for result in results:
             self.bar.update()
             self.bar.set_postfix(lr=f"{result.lr:.3g}", outcome=result.outcome)
         return results
+
+    def _say_cost(self, done: list[TrialRecord]) -> None:
+        """Once, after the first trials trained here: what a step, a trial and this point cost."""
+        steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
+        if not steps or self.cap is None:
+            return
+        self.timed = True
+        per_step = seconds / steps
+        budget = budget_steps(self.settings.budget, max(1, len(self.data.train) // self.settings.batch_size))
+        trial = per_step * budget / 60
+        worst = trial * self.cap / self.in_flight
+        tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step, {trial:.3g} min a trial; this point "
+                   f"takes at most {self.cap} trials, {in_hours(worst)} with {self.in_flight} in flight "
+                   f"(most points stop at 15-25 trials)")
+        if worst > 60 and self.settings.device == "cpu":
+            tqdm.write("  that is long for a CPU: for a first look use experiment=quickstart, or make trials cheaper "
+                       "(model.width=0.125, train.steps=100, a smaller dataset.subset), or run on a GPU")
+
+    def _round_bar(self, trials: int):
+        """One bar for a round's steps across its trials in flight (the workers show none)."""
+        steps = budget_steps(self.settings.budget, max(1, len(self.data.train) // self.settings.batch_size))
+        return tqdm(total=trials * steps, desc=f"B={self.settings.batch_size}: {trials} trials in flight",
+                    unit="step", leave=False, disable=True if self.settings.quiet else None)
 
     def _train_and_keep(self, lr: float, key: str, seed: int) -> TrialRecord:
         """One trial from its own seed, written to the cache (in a worker, too) before it returns."""

@@ -165,6 +165,11 @@ class _DivergenceWatch:
         return None
 
 
+#: Called with the steps a trial has just trained, in a worker of point/pool.py: the parent shows one
+#: bar for a round of trials in flight (None in a process that shows its own bar).
+on_steps: Callable[[int], None] | None = None
+
+
 @dataclass
 class _Progress:
     """A trial in flight: what a checkpoint holds and a resume restores."""
@@ -176,6 +181,7 @@ class _Progress:
     step: int = 0
     seconds_before: float = 0.0           # training time of the runs before a resume
     started: float = 0.0                  # perf_counter when this run's loop began
+    saved: float = 0.0                    # perf_counter of the last checkpoint (or the loop's start)
 
     def seconds(self) -> float:
         """Training time so far, across resumes."""
@@ -241,7 +247,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
     bar = tqdm(total=total, initial=run.step, desc=f"lr={lr:.3g} B={settings.batch_size}", leave=False,
                disable=True if settings.quiet else None, unit="step")
     run.model.train()
-    run.started = time.perf_counter()
+    run.started = run.saved = time.perf_counter()
     reason = None
     for x, y in _batches(loader, total - run.step, first_epoch=run.step // per_epoch):
         if not scheduled_elsewhere:
@@ -257,13 +263,21 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
             checked = run.step
             reason = run.watch.see(seen)
             bar.update(len(seen))
+            if on_steps is not None:
+                on_steps(len(seen))
             bar.set_postfix(loss=f"{seen[-1]:.3g}", lr=f"{run.opt.param_groups[0]['lr']:.3g}")
             if reason:
                 break
-        if epoch_end and settings.checkpoint and run.step < total:
+        if epoch_end and settings.checkpoint and run.step < total and _checkpoint_due(run, settings):
             _save(settings.checkpoint, run, run.seconds(), hooks)
+            run.saved = time.perf_counter()
     bar.close()
     return reason
+
+
+def _checkpoint_due(run: _Progress, settings: TrialSettings) -> bool:
+    """An epoch checkpoint pays once ``train.checkpoint_every`` seconds have passed since the last."""
+    return time.perf_counter() - run.saved >= settings.train.checkpoint_every
 
 
 class CompiledForward:
