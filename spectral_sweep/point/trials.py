@@ -14,6 +14,7 @@ seed depends on the point's seed and k alone, so a rerun proposes and finds the 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 from collections.abc import Callable
 
 import torch
@@ -107,7 +108,8 @@ class TrialRunner:
 
     def _train_and_keep(self, lr: float, key: str, seed: int) -> TrialRecord:
         """One trial from its own seed, written to the cache (in a worker, too) before it returns."""
-        quiet = self.settings.quiet or self.in_flight > 1   # bars of parallel workers would interleave
+        in_worker = multiprocessing.parent_process() is not None   # the round's bar is the parent's
+        quiet = self.settings.quiet or in_worker
         result = self._train(lr, key, dataclasses.replace(self.settings, seed=seed, quiet=quiet))
         result.seed = seed
         self.cache.put(key, result)
