@@ -159,6 +159,7 @@ class EdgePosterior:
         rng = np.random.default_rng(0)               # the same trials always give the same p
         flat = w.ravel()
         m, s, lapse, guess = np.unravel_index(rng.choice(flat.size, size=draws, p=flat / flat.sum()), w.shape)
+        bins = min(bins, self.x.size)                # every group holds a trial
         group = np.minimum(np.argsort(np.argsort(self.x, kind="stable")) * bins // self.x.size, bins - 1)
         n = np.bincount(group, minlength=bins).astype(float)
         phi = ndtr((self.mu[m][:, None] - self.x[None, :]) / SPREADS[s][:, None])
