@@ -22,9 +22,11 @@ trial's record names what it ran with (``fast_path``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from spectral_sweep.data.loaders import BatchLoader
 from spectral_sweep.files import config_key
@@ -96,6 +98,8 @@ def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable
     where = {**key, "knob": knob}
     found = store.get(where) if store is not None else None
     if found is None:
+        tqdm.write(f"B={key.get('batch', '?')}: timing {knob} on a few training steps of each choice, once "
+                   "per sweep", file=sys.stderr)
         found = measure()
         if store is not None:
             found = store.put(where, found)
