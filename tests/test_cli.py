@@ -62,8 +62,7 @@ def test_a_points_cost_line_from_a_timed_step(tmp_path, capsys, in_flight, devic
 
     data = type("Data", (), {"train": [0] * 10_000})
     settings = TrialSettings(batch_size=128, optimizer={"name": "sgd"}, budget=Budget(steps=300), device=device)
-    runner = TrialRunner(None, data, settings, list, {}, TrialCache(tmp_path), in_flight=in_flight)
-    runner.cap = 31
+    runner = TrialRunner(None, data, settings, list, {}, TrialCache(tmp_path), in_flight=in_flight, cap=31)
     runner.say_cost(2.0 * in_flight, "timed before the first trial")
     runner.say_cost(1.0, "measured on its first round")          # once a point
     lines = capsys.readouterr().out.splitlines()

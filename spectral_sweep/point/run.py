@@ -76,9 +76,9 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
+    cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
-                         in_flight=in_flight)
-    runner.cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
+                         in_flight=in_flight, cap=cap)
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
         runner.say_cost(timed[0] * in_flight, "timed before the first trial")
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})

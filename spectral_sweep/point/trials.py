@@ -44,13 +44,13 @@ class TrialRunner:
 
     def __init__(self, make_model: Callable[[], torch.nn.Module], data, settings: TrialSettings,
                  hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache,
-                 in_flight: int = 1):
+                 in_flight: int = 1, cap: int | None = None):
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
-        self.cap: int | None = None   # the point's trial cap, for its cost line (say_cost)
+        self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
         self.said = False
-        self.bar = tqdm(desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
+        self.bar = tqdm(total=cap, desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
                         disable=True if settings.quiet else None)   # None: off when not a terminal
 
     def __call__(self, lr: float) -> TrialRecord:
