@@ -176,7 +176,7 @@ CATALOGUE = [
     (["name=team/" + "n" * 256], "name has a folder name of 256 bytes"),
     (["optimizer.lr=1e300"], "optimizer.lr=1e+300 lies outside [search.lr_min, search.lr_max_cap]"),
     (["search.start=1e-9"], "search.start=1e-09 lies outside"),
-    (["model.width=1000"], "lower model.width"),
+    (["model.width=1000"], "the model has 1.52e+13 parameters: weights, gradients and optimizer state alone need"),
     (["train.epochs=1e-9", "train.steps=5"], "the trial budget comes to 0 steps: 1e-09 epochs"),
     (["batch=8,128", "train.epochs=0.02"], "the trial budget comes to 0 steps: 0.02 epochs of 2 steps"),
     (["dataset.subset=64", "batch=32", "train.epochs=0.2"], "the trial budget comes to 0 steps"),
@@ -248,4 +248,20 @@ def test_a_torchvision_preset_without_its_files_is_refused_before_the_sweep_fold
     found = refuse([f"dataset={dataset}", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
                     "train.steps=8", f"out_dir={out}"])
     assert message in found and "dataset.download=true" in found
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_each_trial_in_flight_needs_its_own_model_in_memory(tmp_path, monkeypatch):
+    """A machine with room for one VGG-16's weights, gradients and optimizer state and a half
+    (planted): one trial at a time passes, two in flight are refused before anything is written."""
+    from spectral_sweep.models import build_target
+    from spectral_sweep.point import check
+
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_target("spectral_sweep.models.vgg.vgg16", 10).parameters())
+    monkeypatch.setattr(check, "device_memory", lambda device: (int(1.5 * 16 * parameters), "this machine"))
+    argv = ["model=vgg16", "device=cpu", "batch=8", f"out_dir={tmp_path / 'out'}"]
+    assert "2 trials in flight, each with a model of 1.52e+07 parameters" in refuse([*argv, "search.parallel=2"])
+    assert "set search.parallel=1" in refuse([*argv, "search.parallel=2"])
+    preflight.check_command([*argv, "search.parallel=1"])
     assert list(tmp_path.iterdir()) == []
