@@ -176,7 +176,7 @@ CATALOGUE = [
     (["name=team/" + "n" * 256], "name has a folder name of 256 bytes"),
     (["optimizer.lr=1e300"], "optimizer.lr=1e+300 lies outside [search.lr_min, search.lr_max_cap]"),
     (["search.start=1e-9"], "search.start=1e-09 lies outside"),
-    (["model.width=1000"], "the model has 1.52e+13 parameters: weights, gradients and optimizer state alone need"),
+    (["model.width=1000"], "the model has 9.74e+12 parameters: weights, gradients and optimizer state alone need"),
     (["train.epochs=1e-9", "train.steps=5"], "the trial budget comes to 0 steps: 1e-09 epochs"),
     (["batch=8,128", "train.epochs=0.02"], "the trial budget comes to 0 steps: 0.02 epochs of 2 steps"),
     (["dataset.subset=64", "batch=32", "train.epochs=0.2"], "the trial budget comes to 0 steps"),
