@@ -180,6 +180,10 @@ CATALOGUE = [
     (["train.epochs=1e-9", "train.steps=5"], "the trial budget comes to 0 steps: 1e-09 epochs"),
     (["batch=8,128", "train.epochs=0.02"], "the trial budget comes to 0 steps: 0.02 epochs of 2 steps"),
     (["dataset.subset=64", "batch=32", "train.epochs=0.2"], "the trial budget comes to 0 steps"),
+    (["train.steps=null", "dataset.budget.epochs=0.01"], "0.01 epochs of 2 steps (256 samples in batches of 128); "
+                                                         "raise dataset.budget.epochs or set train.steps alone"),
+    (["train.steps=null", "dataset.subset=100", "batch=64", "dataset.budget.epochs=0.4"],
+     "the trial budget comes to 0 steps: 0.4 epochs of 1 steps"),
 ]
 
 

@@ -161,7 +161,7 @@ SAMPLE = ["model=vgg99", "batch=8,0", "seed=abc", "search.tolerance=1.2,1", "-m 
           '+hydra.sweeper.params.batch="8,0"', "hydra.sweep.dir=/proc/nope", "hydra/sweeper=nope", "hydra.mode=RUN",
           "out_dir=", "name=../../x", "optimizer=adam optimizer.betas=[0.9]", "model.width=nan",
           "optimizer=lanczos_sgd optimizer.learner.lr_cap=-1", "+new.key=1", "model=preresnet110 model.depth=5",
-          "--bogus"]
+          "--bogus", "optimizer.lr=1e300", "train.epochs=1e-9 train.steps=5", "model.width=1000", "name=" + "n" * 300]
 
 
 def tree(root: Path) -> dict:
@@ -183,6 +183,14 @@ def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_writt
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("spectral-sweep: error:") and message in errors[0], out.stderr
     assert tree(tmp_path) == before
+
+
+def test_a_torchvision_preset_without_its_files_is_exit_2_before_the_sweep_folder(tmp_path):
+    out = cli("dataset=cifar100", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+              "train.steps=8", f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "no CIFAR100 data in /nonexistent/cifar-100-python" in out.stderr and "dataset.download=true" in out.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_sample_is_large_enough():
