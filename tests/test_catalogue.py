@@ -255,6 +255,26 @@ def test_a_torchvision_preset_without_its_files_is_refused_before_the_sweep_fold
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_system_copy_of_fashion_mnist_or_a_download_counts_as_its_files(tmp_path, monkeypatch):
+    """Checked by name only: the Debian package's four gzipped files (planted, empty) pass, as does
+    dataset.download=true; nothing is read or written."""
+    from spectral_sweep.data import torchvision_sets
+
+    system = tmp_path / "system"
+    system.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (system / name).touch()
+    monkeypatch.setattr(torchvision_sets, "SYSTEM_COPIES", {"FashionMNIST": (system, "dataset-fashion-mnist")})
+    argv = ["dataset=fashion_mnist", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+            "train.steps=8", f"out_dir={tmp_path / 'out'}"]
+    preflight.check_command(argv)
+    (system / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert "no FashionMNIST data in /nonexistent/FashionMNIST" in refuse(argv)
+    preflight.check_command([*argv, "dataset.download=true"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["system"]
+
+
 def test_each_trial_in_flight_needs_its_own_model_in_memory(tmp_path, monkeypatch):
     """A machine with room for one VGG-16's weights, gradients and optimizer state and a half
     (planted): one trial at a time passes, two in flight are refused before anything is written."""
