@@ -49,7 +49,7 @@ def test_a_sweep_says_its_plan_and_each_points_cost_before_it_is_done(tmp_path):
     assert "at most 3 trials a point" in plan and "on cpu with 2 in flight" in plan and str(tmp_path / "p") in plan
     cost = [line for line in (out.stdout + out.stderr).splitlines() if " s a step (" in line]
     assert len(cost) == 2 and "(measured on its first round)" in cost[0] and "at most" in cost[0]
-    assert "min a trial of 8 steps; this point takes about" in cost[0] and "(3 trials), 2 in flight" in cost[0]
+    assert " s a trial of 8 steps; this point takes about " in cost[0] and "(3 trials), 2 in flight" in cost[0]
 
 
 @pytest.mark.parametrize("in_flight, device, hint", [(1, "cpu", True), (2, "cpu", True), (1, "cuda", False)])
@@ -66,7 +66,7 @@ def test_a_points_cost_line_from_a_timed_step(tmp_path, capsys, in_flight, devic
     runner.say_cost(2.0 * in_flight, "timed before the first trial")
     runner.say_cost(1.0, "measured on its first round")          # once a point
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"B=128: {2 * in_flight:g} s a step (timed before the first trial), {10 * in_flight:g} min a "
+    assert lines[0] == (f"B=128: {2 * in_flight:g} s a step (timed before the first trial), {10 * in_flight} min a "
                         f"trial of 300 steps; this point takes about 4.0 h (24 trials), at most 5.2 h (31 trials), "
                         f"{in_flight} in flight")
     assert len(lines) == 1 + hint and (not hint or "experiment=quickstart" in lines[1])

@@ -36,6 +36,9 @@ EXPECTED_TRIALS = 24
 
 
 def in_hours(minutes: float) -> str:
+    """A duration as a person reads it: seconds under a minute, minutes under 90, else hours."""
+    if minutes < 1:
+        return f"{minutes * 60:.2g} s"
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
@@ -100,7 +103,7 @@ class TrialRunner:
         trial = per_step * steps / 60
         typical = min(EXPECTED_TRIALS, self.cap)
         expected, worst = (trial * n / self.in_flight for n in (typical, self.cap))
-        tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step ({source}), {trial:.3g} min a trial of "
+        tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step ({source}), {in_hours(trial)} a trial of "
                    f"{steps} steps; this point takes about {in_hours(expected)} ({typical} trials), at most "
                    f"{in_hours(worst)} ({self.cap} trials), {self.in_flight} in flight")
         if worst > 60 and self.settings.device == "cpu":
