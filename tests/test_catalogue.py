@@ -176,10 +176,14 @@ CATALOGUE = [
     (["name=team/" + "n" * 256], "name has a folder name of 256 bytes"),
     (["optimizer.lr=1e300"], "optimizer.lr=1e+300 lies outside [search.lr_min, search.lr_max_cap]"),
     (["search.start=1e-9"], "search.start=1e-09 lies outside"),
-    (["model.width=1000"], "lower model.width"),
+    (["model.width=1000"], "the model has 9.74e+12 parameters: weights, gradients and optimizer state alone need"),
     (["train.epochs=1e-9", "train.steps=5"], "the trial budget comes to 0 steps: 1e-09 epochs"),
     (["batch=8,128", "train.epochs=0.02"], "the trial budget comes to 0 steps: 0.02 epochs of 2 steps"),
     (["dataset.subset=64", "batch=32", "train.epochs=0.2"], "the trial budget comes to 0 steps"),
+    (["train.steps=null", "dataset.budget.epochs=0.01"], "0.01 epochs of 2 steps (256 samples in batches of 128); "
+                                                         "raise dataset.budget.epochs or set train.steps alone"),
+    (["train.steps=null", "dataset.subset=100", "batch=64", "dataset.budget.epochs=0.4"],
+     "the trial budget comes to 0 steps: 0.4 epochs of 1 steps"),
 ]
 
 
@@ -248,4 +252,40 @@ def test_a_torchvision_preset_without_its_files_is_refused_before_the_sweep_fold
     found = refuse([f"dataset={dataset}", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
                     "train.steps=8", f"out_dir={out}"])
     assert message in found and "dataset.download=true" in found
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_system_copy_of_fashion_mnist_or_a_download_counts_as_its_files(tmp_path, monkeypatch):
+    """Checked by name only: the Debian package's four gzipped files (planted, empty) pass, as does
+    dataset.download=true; nothing is read or written."""
+    from spectral_sweep.data import torchvision_sets
+
+    system = tmp_path / "system"
+    system.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (system / name).touch()
+    monkeypatch.setattr(torchvision_sets, "SYSTEM_COPIES", {"FashionMNIST": (system, "dataset-fashion-mnist")})
+    argv = ["dataset=fashion_mnist", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+            "train.steps=8", f"out_dir={tmp_path / 'out'}"]
+    preflight.check_command(argv)
+    (system / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert "no FashionMNIST data in /nonexistent/FashionMNIST" in refuse(argv)
+    preflight.check_command([*argv, "dataset.download=true"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["system"]
+
+
+def test_each_trial_in_flight_needs_its_own_model_in_memory(tmp_path, monkeypatch):
+    """A machine with room for one VGG-16's weights, gradients and optimizer state and a half
+    (planted): one trial at a time passes, two in flight are refused before anything is written."""
+    from spectral_sweep.models import build_target
+    from spectral_sweep.point import check
+
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in build_target("spectral_sweep.models.vgg.vgg16", 10).parameters())
+    monkeypatch.setattr(check, "device_memory", lambda device: (int(1.5 * 16 * parameters), "this machine"))
+    argv = ["model=vgg16", "device=cpu", "batch=8", f"out_dir={tmp_path / 'out'}"]
+    assert "2 trials in flight, each with a model of 1.52e+07 parameters" in refuse([*argv, "search.parallel=2"])
+    assert "set search.parallel=1" in refuse([*argv, "search.parallel=2"])
+    preflight.check_command([*argv, "search.parallel=1"])
     assert list(tmp_path.iterdir()) == []

@@ -47,8 +47,29 @@ def test_a_sweep_says_its_plan_and_each_points_cost_before_it_is_done(tmp_path):
     plan = out.stderr.splitlines()[0]            # before Hydra launches the first job
     assert plan.startswith("spectral-sweep: plan: 2 jobs (vgg11_bn sgd; B = 16, 32)") and "trials of 8 steps" in plan
     assert "at most 3 trials a point" in plan and "on cpu with 2 in flight" in plan and str(tmp_path / "p") in plan
-    cost = [line for line in (out.stdout + out.stderr).splitlines() if " s a step, " in line]
-    assert len(cost) == 2 and "min a trial; this point takes at most 3 trials" in cost[0]
+    cost = [line for line in (out.stdout + out.stderr).splitlines() if " s a step (" in line]
+    assert len(cost) == 2 and "(measured on its first round)" in cost[0] and "at most" in cost[0]
+    assert " s a trial of 8 steps; this point takes about " in cost[0] and "(3 trials), 2 in flight" in cost[0]
+
+
+@pytest.mark.parametrize("in_flight, device, hint", [(1, "cpu", True), (2, "cpu", True), (1, "cuda", False)])
+def test_a_points_cost_line_from_a_timed_step(tmp_path, capsys, in_flight, device, hint):
+    """Known answer: 2 s a step, 300-step trials: 10 min a trial; 24 trials expected, 31 at most."""
+    from spectral_sweep.config.dataset import Budget
+    from spectral_sweep.point.store import TrialCache
+    from spectral_sweep.point.trials import TrialRunner
+    from spectral_sweep.trial.train import TrialSettings
+
+    data = type("Data", (), {"train": [0] * 10_000})
+    settings = TrialSettings(batch_size=128, optimizer={"name": "sgd"}, budget=Budget(steps=300), device=device)
+    runner = TrialRunner(None, data, settings, list, {}, TrialCache(tmp_path), in_flight=in_flight, cap=31)
+    runner.say_cost(2.0 * in_flight, "timed before the first trial")
+    runner.say_cost(1.0, "measured on its first round")          # once a point
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"B=128: {2 * in_flight:g} s a step (timed before the first trial), {10 * in_flight} min a "
+                        f"trial of 300 steps; this point takes about 4.0 h (24 trials), at most 5.2 h (31 trials), "
+                        f"{in_flight} in flight")
+    assert len(lines) == 1 + hint and (not hint or "experiment=quickstart" in lines[1])
 
 
 def test_a_round_in_flight_reports_its_steps_while_it_trains():
@@ -140,7 +161,7 @@ SAMPLE = ["model=vgg99", "batch=8,0", "seed=abc", "search.tolerance=1.2,1", "-m 
           '+hydra.sweeper.params.batch="8,0"', "hydra.sweep.dir=/proc/nope", "hydra/sweeper=nope", "hydra.mode=RUN",
           "out_dir=", "name=../../x", "optimizer=adam optimizer.betas=[0.9]", "model.width=nan",
           "optimizer=lanczos_sgd optimizer.learner.lr_cap=-1", "+new.key=1", "model=preresnet110 model.depth=5",
-          "--bogus"]
+          "--bogus", "optimizer.lr=1e300", "train.epochs=1e-9 train.steps=5", "model.width=1000", "name=" + "n" * 300]
 
 
 def tree(root: Path) -> dict:
@@ -162,6 +183,14 @@ def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_writt
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("spectral-sweep: error:") and message in errors[0], out.stderr
     assert tree(tmp_path) == before
+
+
+def test_a_torchvision_preset_without_its_files_is_exit_2_before_the_sweep_folder(tmp_path):
+    out = cli("dataset=cifar100", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+              "train.steps=8", f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "no CIFAR100 data in /nonexistent/cifar-100-python" in out.stderr and "dataset.download=true" in out.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_sample_is_large_enough():

@@ -200,3 +200,17 @@ def test_a_sweep_point_stores_its_choice_and_the_next_job_reuses_it(bf16_timed, 
     assert len(list((tmp_path / "autotune").glob("*.json"))) == 2
     run_point(compose(*args, "batch=8"), tmp_path / "c", sweep_dir=tmp_path)
     assert len(list((tmp_path / "autotune").glob("*.json"))) == 4   # another B: timed anew
+
+
+def test_the_timed_step_of_the_pick_is_handed_on_now_and_from_the_store(monkeypatch, data, tmp_path):
+    """What a point's trials will cost is known once its fast path is timed, before the first trial;
+    a rerun reads it from the store without timing again."""
+    heard = []
+    clock = Planted(monkeypatch, {("fp32", False, False): 1.0, ("fp32", True, False): 0.5})
+    fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path), KEY, clock=clock, on_timed=heard.append)
+    again = Planted(monkeypatch, {})
+    fastpath.tune_settings(settings(), small_cnn, data, ChoiceStore(tmp_path), KEY, clock=again, on_timed=heard.append)
+    assert heard == [0.5, 0.5] and again.steps == []
+    fastpath.tune_settings(settings(precision="fp32", channels_last="false"), small_cnn, data, None, KEY,
+                           clock=again, on_timed=heard.append)
+    assert heard == [0.5, 0.5]            # nothing timed: nothing said (the first round will tell)

@@ -2,7 +2,11 @@
 the same trial."""
 
 import dataclasses
+import io
 import math
+import re
+import sys
+import time
 
 import pytest
 import torch
@@ -300,3 +304,38 @@ def test_an_unreadable_checkpoint_is_trained_afresh_with_one_warning(data, tmp_p
                                                           checkpoint=str(ckpt)))
     assert again.loss_curve == whole.loss_curve and again.outcome == whole.outcome
     assert not ckpt.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class Glance(TrainingHook):
+    """Slows each step past the bar's refresh interval and keeps what the terminal showed before step ``at``."""
+
+    def __init__(self, screen, at):
+        self.screen, self.at, self.seen = screen, at, ""
+
+    def before_step(self, step, model, optimizer):
+        time.sleep(0.12)
+        if step == self.at:
+            self.seen = self.screen.getvalue()
+
+
+def test_a_long_trial_shows_its_steps_lr_smoothed_loss_and_eta_before_it_ends(data, monkeypatch):
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    glance = Glance(screen, at=8)
+    r = run_trial(small_cnn, data, 0.02, settings(steps=12, quiet=False, evaluate=False), hooks=[glance])
+    assert r.steps == 12
+    shown = glance.seen.split("\r")[-1]
+    assert re.search(r"lr=0.02 B=32: +\d+%.* [78]/12 \[\d\d:\d\d<\d\d:\d\d", shown), shown
+    assert re.search(r"loss=\d[.\d]*, lr=0.02\]", shown), shown
+
+
+def test_a_quiet_trial_or_one_off_a_terminal_shows_no_bar(data, monkeypatch):
+    for screen, quiet in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", screen)
+        run_trial(small_cnn, data, 0.02, settings(steps=4, quiet=quiet, evaluate=False))
+        assert screen.getvalue() == ""

@@ -210,8 +210,9 @@ def _budget_problem(config: Config) -> str | None:
     steps = round(budget.epochs * per_epoch)
     if steps >= 1:
         return None
+    key = "train.epochs" if config.train.epochs is not None else "dataset.budget.epochs"
     return (f"the trial budget comes to {steps} steps: {budget.epochs:g} epochs of {per_epoch} steps "
-            f"({known} samples in batches of {config.batch}); raise train.epochs or set train.steps alone")
+            f"({known} samples in batches of {config.batch}); raise {key} or set train.steps alone")
 
 
 def _start_problem(config: Config) -> str | None:

@@ -24,7 +24,7 @@ def check_job(config: schema.Config) -> None:
         model = build_target(config.model._target_, 2, input_shape=(config.dataset.known_channels() or 3, None),
                              **config.model.options())
         build_optimizer(params=model.parameters(), lr=config.optimizer.lr, **config.optimizer.options())
-    _check_fits_in_memory(sum(p.numel() for p in model.parameters()), config.device)
+    _check_fits_in_memory(sum(p.numel() for p in model.parameters()), config.device, _in_flight(config))
     _check_dataset_target(config.dataset)
     _check_dataset_files(config.dataset)
 
@@ -32,21 +32,39 @@ def check_job(config: schema.Config) -> None:
 BYTES_PER_PARAMETER = 16   # fp32 weights, gradients and two optimizer states (Adam's; SGD's momentum is one)
 
 
-def _check_fits_in_memory(parameters: int, device: str) -> None:
-    """A model whose weights, gradients and optimizer state alone pass the device's memory cannot
-    train there: refused from its parameter count on meta, before any folder (activations not counted)."""
+def _in_flight(config: schema.Config) -> int:
+    """Trials of a round trained at once, each with its own model (point/pool.py)."""
+    from spectral_sweep.point.pool import trials_in_flight
+
+    return trials_in_flight(config.search.parallel, config.device) if str(config.search.method) == "adaptive" else 1
+
+
+def _check_fits_in_memory(parameters: int, device: str, in_flight: int = 1) -> None:
+    """A model whose weights, gradients and optimizer state alone (one copy per trial in flight)
+    pass the device's memory cannot train there: refused from its parameter count on meta, before
+    any folder (activations not counted). The memory is the device's whole (the machine's RAM),
+    not what is free now: a refusal must hold whatever else runs."""
+    total, where = device_memory(device)
+    in_flight = 1 if where.startswith("cuda") else in_flight   # on a GPU one trial at a time
+    one = parameters * BYTES_PER_PARAMETER
+    if one > total:
+        raise UsageError(f"the model has {parameters:.3g} parameters: weights, gradients and optimizer state "
+                         f"alone need {one / 2**30:.0f} GiB, more than the {total / 2**30:.0f} GiB of {where}; "
+                         "lower model.width")
+    if one * in_flight > total:
+        raise UsageError(f"{in_flight} trials in flight, each with a model of {parameters:.3g} parameters, need "
+                         f"{one * in_flight / 2**30:.0f} GiB for weights, gradients and optimizer state alone, more "
+                         f"than the {total / 2**30:.0f} GiB of {where}; set search.parallel=1 or lower model.width")
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """(bytes, name) of the memory a job on ``device`` trains in: the GPU's, else the machine's RAM."""
     import torch
 
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         index = int(device.partition(":")[2] or 0)
-        total, where = torch.cuda.get_device_properties(index).total_memory, f"cuda:{index}"
-    else:
-        total, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
-    need = parameters * BYTES_PER_PARAMETER
-    if need > total:
-        raise UsageError(f"the model has {parameters / 1e9:.3g}B parameters: weights, gradients and optimizer "
-                         f"state alone need {need / 2**30:.0f} GiB, more than the {total / 2**30:.0f} GiB of "
-                         f"{where}; lower model.width")
+        return torch.cuda.get_device_properties(index).total_memory, f"cuda:{index}"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
 
 
 def _check_dataset_files(dataset) -> None:

@@ -70,13 +70,17 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     make_model = partial(build_target, config.model._target_, data.num_classes,
                          input_shape=(data.channels, data.image_size), **config.model.options())
     settings = trial_settings(config, device)
-    settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir)   # auto: by timing
+    timed: list[float] = []   # seconds a step of the fast path, where it was timed
+    settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir,   # auto: by timing
+                                  on_timed=timed.append)
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
+    cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
-                         in_flight=in_flight)
-    runner.cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
+                         in_flight=in_flight, cap=cap)
+    if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
+        runner.say_cost(timed[0] * in_flight, "timed before the first trial")
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
     earlier = earlier_points(config, sweep_dir, group_key, job_num)
     start = warm_start(config, earlier)

@@ -31,7 +31,14 @@ from spectral_sweep.trial.train import TrainingHook, TrialSettings, budget_steps
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
+#: Trials a point typically takes: 24.4 on the mission's design in planted sweeps (results/calibration).
+EXPECTED_TRIALS = 24
+
+
 def in_hours(minutes: float) -> str:
+    """A duration as a person reads it: seconds under a minute, minutes under 90, else hours."""
+    if minutes < 1:
+        return f"{minutes * 60:.2g} s"
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
@@ -40,13 +47,13 @@ class TrialRunner:
 
     def __init__(self, make_model: Callable[[], torch.nn.Module], data, settings: TrialSettings,
                  hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache,
-                 in_flight: int = 1):
+                 in_flight: int = 1, cap: int | None = None):
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
-        self.cap: int | None = None   # the point's trial cap, for the cost line after its first round
-        self.timed = False
-        self.bar = tqdm(desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
+        self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
+        self.said = False
+        self.bar = tqdm(total=cap, desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
                         disable=True if settings.quiet else None)   # None: off when not a terminal
 
     def __call__(self, lr: float) -> TrialRecord:
@@ -75,35 +82,40 @@ class TrialRunner:
         else:
             done = [self._train_and_keep(*job) for job in todo]
         found.update({key: result for (_, key, _), result in zip(todo, done)})
-        if done and not self.timed:
-            self._say_cost(done)
+        if done and not self.said:   # the fast path timed nothing: the first round's trials tell
+            steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
+            if steps:
+                self.say_cost(seconds / steps, "measured on its first round")
         results = [found[key] for _, key, _ in jobs]
         for result in results:
             self.bar.update()
             self.bar.set_postfix(lr=f"{result.lr:.3g}", outcome=result.outcome)
         return results
 
-    def _say_cost(self, done: list[TrialRecord]) -> None:
-        """Once, after the first trials trained here: what a step, a trial and this point cost."""
-        steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
-        if not steps or self.cap is None:
+    def say_cost(self, per_step: float, source: str) -> None:
+        """Once a point: seconds a step of one trial (with the round's others in flight), minutes a
+        trial, the point's expected and worst-case time; where the worst passes an hour on a CPU,
+        how to make it cheaper. ``source`` says where ``per_step`` came from."""
+        if self.said or self.cap is None:
             return
-        self.timed = True
-        per_step = seconds / steps
-        budget = budget_steps(self.settings.budget, max(1, len(self.data.train) // self.settings.batch_size))
-        trial = per_step * budget / 60
-        worst = trial * self.cap / self.in_flight
-        tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step, {trial:.3g} min a trial; this point "
-                   f"takes at most {self.cap} trials, {in_hours(worst)} with {self.in_flight} in flight "
-                   f"(most points stop at 15-25 trials)")
+        self.said = True
+        steps = self._trial_steps()
+        trial = per_step * steps / 60
+        typical = min(EXPECTED_TRIALS, self.cap)
+        expected, worst = (trial * n / self.in_flight for n in (typical, self.cap))
+        tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step ({source}), {in_hours(trial)} a trial of "
+                   f"{steps} steps; this point takes about {in_hours(expected)} ({typical} trials), at most "
+                   f"{in_hours(worst)} ({self.cap} trials), {self.in_flight} in flight")
         if worst > 60 and self.settings.device == "cpu":
             tqdm.write("  that is long for a CPU: for a first look use experiment=quickstart, or make trials cheaper "
                        "(model.width=0.125, train.steps=100, a smaller dataset.subset), or run on a GPU")
 
+    def _trial_steps(self) -> int:
+        return budget_steps(self.settings.budget, max(1, len(self.data.train) // self.settings.batch_size))
+
     def _round_bar(self, trials: int):
         """One bar for a round's steps across its trials in flight (the workers show none)."""
-        steps = budget_steps(self.settings.budget, max(1, len(self.data.train) // self.settings.batch_size))
-        return tqdm(total=trials * steps, desc=f"B={self.settings.batch_size}: {trials} trials in flight",
+        return tqdm(total=trials * self._trial_steps(), desc=f"B={self.settings.batch_size}: {trials} trials in flight",
                     unit="step", leave=False, disable=True if self.settings.quiet else None)
 
     def _train_and_keep(self, lr: float, key: str, seed: int) -> TrialRecord:

@@ -236,7 +236,7 @@ def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
 def _joint_estimates(df: pd.DataFrame, records: list[JobRecord]) -> pd.DataFrame:
     """Rows of adaptive records re-estimated from all their trials (every seed's trials at one B
     pooled: each trial has its own seed anyway), with the edge's spread shared across the group's
-    batch sizes (``edge.fit_group``); ``spread_own`` is each point's spread fitted alone, to show
+    batch sizes (``edge.group_posteriors``); ``spread_own`` is each point's spread fitted alone, to show
     whether sharing it holds."""
     adaptive = [r for r in records if r.search == ADAPTIVE]
     for key in {group_of(r) for r in adaptive}:
@@ -245,11 +245,13 @@ def _joint_estimates(df: pd.DataFrame, records: list[JobRecord]) -> pd.DataFrame
             if group_of(r) == key and r.lr_max_status == BRACKETED:
                 by_b.setdefault(r.batch_size, []).extend((t.lr, t.outcome) for t in r.trials)
         sizes = sorted(by_b)
-        for name, data in (("lr_max", upper_edge_data), ("lr_blowup", blowup_data)):
-            points = [data(by_b[b]) for b in sizes]
-            for b, fit, own in zip(sizes, edge.fit_group(points), map(_own_fit, points)):
-                if fit is not None:
-                    _put(df, key, b, name, fit, own)
+        uppers = edge.group_posteriors([upper_edge_data(by_b[b]) for b in sizes])
+        blowups = edge.group_posteriors([blowup_data(by_b[b]) for b in sizes])
+        for b, upper, blowup in zip(sizes, uppers, blowups):
+            if upper is not None:
+                _put(df, key, b, "lr_max", upper.fit(), _own_fit(upper_edge_data(by_b[b])))
+            if blowup is not None:   # never below the edge of training (edge.EdgePosterior.fit)
+                _put(df, key, b, "lr_blowup", blowup.fit(at_least=upper), None)
     return df
 
 

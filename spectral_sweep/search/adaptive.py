@@ -14,7 +14,8 @@ depend on which trial finished first):
 2. refine: place each round's trials where the upper edge's posterior learns most, until the
    half-width of its 95% interval (in log lr) is at most ``precision`` or ``max_trials`` trials are
    made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
-   its interval is wider; it is reported with the interval its trials give.
+   its interval is wider; it is reported with the interval its trials give, never below the upper
+   edge's (a trial that diverged did not train: ``edge.EdgePosterior.fit``).
 3. reference: one trial at ``reference`` x lr_max, what a comfortable lr reaches (lr_best).
 4. check the fit (``edge.problem``): trials that the posterior's own replicates do not resemble
    make the point ``inconclusive``, with the reason; its interval would rest on a model they reject.
@@ -256,15 +257,16 @@ def _propose(post, index: int) -> float:
 def _result(trials: _Trials, status: str, reference: float | None, priors: Priors) -> SearchResult:
     """Both edges from all trials (and the reference trial, which changes neither)."""
     trained = trials.lrs(TRAINED)
-    fit = None
+    fit = upper = None
     if status == BRACKETED:
-        fit = edge.fit_edge(*trials.upper_edge_data(), prior=priors.trained)
+        upper = edge.posterior(*trials.upper_edge_data(), priors.trained)
+        fit = upper.fit()
         lr_max, bracket = fit.lr, (fit.lo, fit.hi)
     elif status == LOWER_BOUND:
         lr_max, bracket = trained[-1], (trained[-1], None)
     else:
         lr_max, bracket = None, (None, None)
-    blow = _blowup(trials, priors)
+    blow = _blowup(trials, priors, upper)
     if reference and lr_max is not None:
         target = max(lr_max * reference, trials.lr_min)
         if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
@@ -274,12 +276,13 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
                         blowup_estimate=blow[3], problem=problem)
 
 
-def _blowup(trials: _Trials, priors: Priors):
-    """(lr_blowup, interval, status, EdgeFit or None) of the diverged region's lower edge."""
+def _blowup(trials: _Trials, priors: Priors, upper: edge.EdgePosterior | None):
+    """(lr_blowup, interval, status, EdgeFit or None) of the diverged region's lower edge, never
+    below the upper edge of training (``upper``'s posterior: edge.EdgePosterior.fit)."""
     lrs, calm = trials.blowup_data()
     if not any(calm):
         return None, (None, min(lrs)), NO_STABLE_LR, None
     if all(calm):
         return max(lrs), (max(lrs), None), LOWER_BOUND, None
-    fit = edge.fit_edge(lrs, calm, prior=priors.blowup)
+    fit = edge.posterior(lrs, calm, priors.blowup).fit(at_least=upper)
     return fit.lr, (fit.lo, fit.hi), BRACKETED, fit

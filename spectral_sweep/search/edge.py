@@ -136,12 +136,18 @@ class EdgePosterior:
         lo, hi = self.quantiles([0.025, 0.975])
         return 0.5 * float(hi - lo)
 
-    def fit(self) -> EdgeFit:
+    def fit(self, at_least: EdgePosterior | None = None) -> EdgeFit:
+        """The edge (module doc); ``at_least``: an edge this one cannot lie below, whose posterior
+        then bounds this one's from below (``_larger``)."""
         w = self.weights()
         marginal = w.sum(axis=(1, 2, 3))
-        q = self.quantiles([0.025, 0.5, 0.975], marginal)
-        mean = float(marginal @ self.mu)
-        se = math.sqrt(max(float(marginal @ (self.mu - mean) ** 2), 0.0))
+        levels = [0.025, 0.5, 0.975]
+        if at_least is None:
+            q, se = self.quantiles(levels, marginal), _std(self.mu, marginal)
+        else:
+            grid, cdf = _larger(self.mu, np.cumsum(marginal) - 0.5 * marginal, at_least)
+            q, se = np.interp(levels, cdf, grid), _std(grid, np.diff(np.r_[0.0, cdf]))
+            q = np.maximum(q, at_least.quantiles(levels))   # the grids' ends, where the cdfs are clamped
         spread_cdf = np.cumsum(w.sum(axis=(0, 2, 3)))
         spread = float(SPREADS[min(np.searchsorted(spread_cdf, 0.5), SPREADS.size - 1)])
         lapse_cdf = np.cumsum(w.sum(axis=(0, 1, 3)))
@@ -188,6 +194,24 @@ class EdgePosterior:
         return m[:k].sum() > 0.02 or m[-k:].sum() > 0.02
 
 
+
+
+def _std(x: np.ndarray, pmf: np.ndarray) -> float:
+    pmf = pmf / pmf.sum()
+    mean = float(pmf @ x)
+    return math.sqrt(max(float(pmf @ (x - mean) ** 2), 0.0))
+
+
+def _larger(mu: np.ndarray, cdf: np.ndarray, other: EdgePosterior) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, cdf) of max(this edge, ``other``) for independent posteriors: cdf_this * cdf_other on
+    the union of both grids. Its every quantile is at least ``other``'s (``quantiles`` reads the
+    same piecewise linear cdf), so an edge that cannot lie below another is never reported below it.
+    The blow-up edge is such an edge: a trial that diverged did not train, so where half of the
+    trials train, fewer than half diverge."""
+    other_pmf = other.mu_marginal()
+    grid = np.union1d(mu, other.mu)
+    below = np.interp(grid, other.mu, np.cumsum(other_pmf) - 0.5 * other_pmf)
+    return grid, np.interp(grid, mu, cdf) * below
 
 
 def _by_group(values: np.ndarray, group: np.ndarray, bins: int) -> np.ndarray:
@@ -240,17 +264,18 @@ def fit_group(points) -> list[EdgeFit | None]:
     """Each point's edge with the nuisance parameters shared across the group: the joint posterior
     of independent edges and one spread (lapse, guess), marginalised to each edge. ``points`` is a
     list of (lrs, successes); a point without an edge gives None and tells the others nothing."""
+    return [None if post is None else post.fit() for post in group_posteriors(points)]
+
+
+def group_posteriors(points) -> list[EdgePosterior | None]:
+    """``fit_group``'s posteriors, each with the other points' nuisance evidence as its prior."""
     posts = [posterior(lrs, s) if has_edge(s) else None for lrs, s in points]
     evidence = [p.evidence() for p in posts if p is not None]
     total = np.sum(evidence, axis=0) if evidence else np.zeros(NUISANCE)
-    fits = []
     for post in posts:
-        if post is None:
-            fits.append(None)
-            continue
-        post.prior = total - post.evidence()
-        fits.append(post.fit())
-    return fits
+        if post is not None:
+            post.prior = total - post.evidence()
+    return posts
 
 
 def next_points(post: EdgePosterior, k: int, start: int = 0) -> list[float]:

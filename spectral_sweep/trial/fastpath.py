@@ -46,38 +46,57 @@ PRECISION_TIMED_ON = ("cuda",)
 
 def tune_settings(settings: TrialSettings, make_model: Callable[[], torch.nn.Module], data,
                   store: ChoiceStore | None, key: dict, planned_steps: int | None = None,
-                  clock: Callable[[], float] | None = None) -> TrialSettings:
+                  clock: Callable[[], float] | None = None,
+                  on_timed: Callable[[float], None] | None = None) -> TrialSettings:
     """``settings`` with precision, channels_last and compile resolved by timing.
 
     ``key`` names the point's model and batch size (the device is added); ``planned_steps`` is how
     many training steps the point expects to run (None: unknown, time anyway). A point planning
     fewer than ``MIN_PLANNED_STEPS`` is not timed: ``auto`` keeps the device's rule (trial/train.py).
+    ``on_timed`` hears the seconds a training step of the chosen fast path took, where one was timed
+    (now or by an earlier run of the sweep): what the point's trials will cost, before the first.
     """
     if planned_steps is not None and planned_steps < MIN_PLANNED_STEPS:
         return settings
     device = resolve_device(settings.device)
     key = {**key, "device": _device_name(device), "micro_batch": settings.train.micro_batch}
     tuner = _Tuner(settings, make_model, data, device, clock or device_clock(device))
+    seconds: list[float] = []   # a step of each timed choice's pick, in the order chosen
+
+    def remember(knob: str, measure: Callable[[], dict]) -> str:
+        found = _remember(store, key, knob, measure)
+        seconds.extend(s for s in [_step_seconds(found)] if s)
+        return found["choice"]
+
     train = settings.train
     precision = str(train.precision)
     if precision == "auto" and device.type not in PRECISION_TIMED_ON:
         precision = "fp32"
     if precision == "auto":
-        precision = _remember(store, key, "precision", lambda: tuner.choose(
+        precision = remember("precision", lambda: tuner.choose(
             {p: {"precision": p, "channels_last": "false"} for p in ("fp32", "bf16")}, "fp32"))
     channels_last = train.channels_last
     if channels_last == "auto":
-        channels_last = _remember(store, key, "channels_last", lambda: tuner.choose(
+        channels_last = remember("channels_last", lambda: tuner.choose(
             {c: {"precision": precision, "channels_last": c} for c in ("false", "true")}, "false"))
     tuned = dataclasses.replace(settings, train=dataclasses.replace(
         train, precision=precision, channels_last=channels_last, compile="false"))
     compiled = None
     if train.compile == "auto":
-        decision = _remember(store, key, "compile", lambda: tuner.compile_pays(tuned, planned_steps or 0))
+        decision = remember("compile", lambda: tuner.compile_pays(tuned, planned_steps or 0))
         compiled = _shared(key, device, tuner.compiled) if decision == "true" else None
     elif train.compile == "true":
         compiled = _shared(key, device, None)
+    if seconds and on_timed is not None:
+        on_timed(seconds[-1])
     return dataclasses.replace(tuned, compiled=compiled)
+
+
+def _step_seconds(found: dict) -> float | None:
+    """Seconds a training step of a stored choice's pick took when it was timed (None: not timed)."""
+    if "seconds" in found:
+        return found["seconds"].get(found["choice"])
+    return found.get("compiled_s") if found["choice"] == "true" else found.get("eager_s")
 
 
 _COMPILED: dict[str, CompiledForward] = {}   # per process: the jobs of one sweep run one after another
@@ -93,8 +112,9 @@ def _shared(key: dict, device: torch.device, fresh: CompiledForward | None) -> C
     return _COMPILED[name]
 
 
-def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable[[], dict]) -> str:
-    """The stored choice of ``knob`` for ``key``, or a fresh measurement, stored (first one wins)."""
+def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable[[], dict]) -> dict:
+    """The stored choice of ``knob`` for ``key`` (``choice``, and what was timed), or a fresh
+    measurement, stored (first one wins)."""
     where = {**key, "knob": knob}
     found = store.get(where) if store is not None else None
     if found is None:
@@ -103,7 +123,7 @@ def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable
         found = measure()
         if store is not None:
             found = store.put(where, found)
-    return found["choice"]
+    return found
 
 
 def _id(fields: dict) -> tuple:
@@ -134,6 +154,14 @@ class _Tuner:
         x, y = self.batch
         return lambda: _step(forward, opt, x, y, where)
 
+    def fastest(self, runs: dict[str, Callable[[], None]]):
+        """``timing.fastest`` of ``runs``, with a bar of the steps timed (on a CPU, timing a
+        full-width VGG-16 is the first half minute of its point: it should not look hung)."""
+        calls = len(runs) * (STEPS["warmup"] + STEPS["repeats"])
+        with tqdm(total=calls, desc=f"B={self.settings.batch_size}: timing", unit="step", leave=False,
+                  disable=True if self.settings.quiet else None) as bar:
+            return fastest({name: _ticking(run, bar) for name, run in runs.items()}, **STEPS, clock=self.clock)
+
     def choose(self, candidates: dict[str, dict], default: str) -> dict:
         """The fastest of ``candidates`` (name -> TrainConfig fields) with each one's seconds per
         step; a candidate timed before (the same fields) is not timed again."""
@@ -141,7 +169,7 @@ class _Tuner:
         runs = {name: self.stepper(dataclasses.replace(
                     self.settings, train=dataclasses.replace(self.settings.train, compile="false", **fields)))
                 for name, fields in fresh.items()}
-        timed = fastest(runs, **STEPS, clock=self.clock).seconds if runs else {}
+        timed = self.fastest(runs).seconds if runs else {}
         self.seconds.update({_id(fresh[name]): seconds for name, seconds in timed.items()})
         seconds = {name: self.seconds[_id(fields)] for name, fields in candidates.items()}
         return {"choice": pick(seconds, default, MARGIN), "seconds": seconds}
@@ -149,7 +177,7 @@ class _Tuner:
     def compile_pays(self, settings: TrialSettings, planned_steps: int) -> dict:
         """Whether compiling repays itself over ``planned_steps``: a bound first, then measured."""
         eager = self.stepper(settings)
-        eager_s = fastest({"eager": eager}, **STEPS, clock=self.clock).seconds["eager"]
+        eager_s = self.fastest({"eager": eager}).seconds["eager"]
         remaining = planned_steps * eager_s
         guess = COMPILE_GUESS_S.get(self.device.type, COMPILE_GUESS_S["cpu"])
         found = {"eager_s": eager_s, "planned_steps": planned_steps}
@@ -160,7 +188,7 @@ class _Tuner:
         compiled = self.stepper(dataclasses.replace(settings, compiled=self.compiled))
         compiled()   # the first call compiles
         compile_s = self.clock() - start
-        compiled_s = fastest({"compiled": compiled}, **STEPS, clock=self.clock).seconds["compiled"]
+        compiled_s = self.fastest({"compiled": compiled}).seconds["compiled"]
         saved = (planned_steps - 1) * (eager_s - compiled_s)
         choice = "true" if compiled_s < (1 - MARGIN) * eager_s and saved > 0 else "false"
         if choice == "false":
@@ -169,11 +197,19 @@ class _Tuner:
                 "speedup": eager_s / compiled_s, "pays_s": saved - compile_s}
 
 
+def _ticking(run: Callable[[], None], bar) -> Callable[[], None]:
+    def step() -> None:
+        run()
+        bar.update()
+    return step
+
+
 PLANNED_TRIALS = {"grid": None, "fixed": 1, "none": 0}   # None: one per search.lrs; bisect: BISECT_TRIALS
 BISECT_TRIALS = 8                     # a typical bisection of both edges (fewer with a warm start)
 
 
-def for_point(config, settings: TrialSettings, make_model, data, folder) -> TrialSettings:
+def for_point(config, settings: TrialSettings, make_model, data, folder,
+              on_timed: Callable[[float], None] | None = None) -> TrialSettings:
     """``tune_settings`` for one sweep point of ``config`` (a ``config.Config``), its choices kept
     under ``folder``/autotune (the sweep folder: every job of the sweep shares them)."""
     from pathlib import Path
@@ -186,4 +222,5 @@ def for_point(config, settings: TrialSettings, make_model, data, folder) -> Tria
     per_epoch = max(1, len(data.train) // settings.batch_size)
     planned = trials * budget_steps(settings.budget, per_epoch)
     key = {"model": dataclasses.asdict(config.model), "batch": config.batch}
-    return tune_settings(settings, make_model, data, ChoiceStore(Path(folder) / "autotune"), key, planned)
+    return tune_settings(settings, make_model, data, ChoiceStore(Path(folder) / "autotune"), key, planned,
+                         on_timed=on_timed)

@@ -265,7 +265,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
             bar.update(len(seen))
             if on_steps is not None:
                 on_steps(len(seen))
-            bar.set_postfix(loss=f"{seen[-1]:.3g}", lr=f"{run.opt.param_groups[0]['lr']:.3g}")
+            bar.set_postfix(lr=f"{run.opt.param_groups[0]['lr']:.3g}", loss=f"{run.watch.ema:.3g}")   # smoothed
             if reason:
                 break
         if epoch_end and settings.checkpoint and run.step < total and _checkpoint_due(run, settings):

@@ -1,0 +1,67 @@
+"""The two edges in order: lr_blowup is never reported below lr_max (a trial that diverged did not
+train), and ordering them never moves lr_max."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectral_sweep.point.store import load_records
+from spectral_sweep.report.tables import lr_max_table
+from spectral_sweep.search import edge
+from spectral_sweep.search.adaptive import find_edges, upper_edge_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_an_edge_bounded_by_its_own_twin_is_the_larger_of_two_draws():
+    """Known answer: max of two independent draws of one distribution has quantile q where the
+    distribution has sqrt(q)."""
+    rng = np.random.default_rng(0)
+    x = np.exp(rng.uniform(math.log(0.05), math.log(0.2), size=40))
+    post = edge.posterior(x, np.log(x) < math.log(0.1) + 0.2 * rng.standard_normal(40))
+    larger = post.fit(at_least=post)
+    expected = np.exp(post.quantiles(np.sqrt([0.025, 0.5, 0.975])))
+    assert [larger.lo, larger.lr, larger.hi] == pytest.approx(expected, rel=0.02)
+    assert larger.lr > post.fit().lr * math.exp(0.5 * larger.log_se)
+
+
+def test_an_edge_far_above_the_other_is_unchanged():
+    rng = np.random.default_rng(1)
+    x = np.exp(rng.uniform(math.log(0.01), math.log(10.0), size=60))
+    lower = edge.posterior(x, np.log(x) < math.log(0.05) + 0.2 * rng.standard_normal(60))
+    upper = edge.posterior(x, np.log(x) < math.log(2.0) + 0.2 * rng.standard_normal(60))
+    alone, bounded = upper.fit(), upper.fit(at_least=lower)
+    assert (bounded.lo, bounded.lr, bounded.hi) == pytest.approx((alone.lo, alone.lr, alone.hi), rel=1e-6)
+    assert bounded.log_se == pytest.approx(alone.log_se, rel=0.02)
+
+
+def coinciding_edges(rng, edge_lr=0.1, spread=0.25, lapse=0.2):
+    """Trials whose every failure above the edge is a divergence (both edges are one, as for the
+    quickstart's BatchNorm networks), and a fifth of the seeds stall below it (real trials' lapses)."""
+    def run(lrs):
+        below = [math.log(lr) < rng.normal(math.log(edge_lr), spread) for lr in lrs]
+        return [("stalled" if rng.random() < lapse else "trained") if ok else "diverged" for ok in below]
+    return run
+
+
+@pytest.mark.parametrize("seed", [0, 4, 22, 23, 37])
+def test_where_the_edges_coincide_the_search_reports_them_in_order(seed):
+    """Before, these seeds gave a median or an end of lr_blowup's interval below lr_max's."""
+    res = find_edges(coinciding_edges(np.random.default_rng(seed)), start=0.05, parallel=2, precision=0.2,
+                     max_trials=30, reference=None)
+    assert res.status == "bracketed" and res.blowup_status == "bracketed"
+    assert res.lr_blowup >= res.lr_max
+    assert all(b >= m for b, m in zip(res.blowup_bracket, res.bracket))
+    outcomes = [(lr, str(o)) for lr, o in res.trials]
+    assert res.lr_max == pytest.approx(edge.fit_edge(*upper_edge_data(outcomes)).lr, rel=1e-12)
+
+
+def test_the_report_orders_the_edges_of_the_committed_quickstart():
+    """results/quickstart at B = 64 had lr_blowup 0.277 [0.208, 0.363] against lr_max 0.278."""
+    table = lr_max_table(load_records(ROOT / "results" / "quickstart" / "records"))
+    assert len(table) == 4 and table["lr_blowup_status"].eq("bracketed").all()
+    for blowup, upper in (("lr_blowup_lo", "lr_lo"), ("lr_blowup", "lr_max"), ("lr_blowup_hi", "lr_hi")):
+        assert (table[blowup] >= table[upper]).all(), blowup
+    assert table.loc[table["batch_size"].eq(64), "lr_max"].item() == pytest.approx(0.2776, abs=1e-4)
