@@ -15,7 +15,9 @@ depend on which trial finished first):
    half-width of its 95% interval (in log lr) is at most ``precision`` or ``max_trials`` trials are
    made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
    its interval is wider; it is reported with the interval its trials give.
-3. reference: one trial at ``reference`` x lr_max, what a comfortable lr reaches (lr_best).
+3. reference: one trial at ``reference`` x lr_max, so that a comfortable lr is among the trials
+   (``lr_best`` is the lr of the trial with the best test accuracy); both edges are then fitted
+   from every trial, this one included.
 4. check the fit (``edge.problem``): trials that the posterior's own replicates do not resemble
    make the point ``inconclusive``, with the reason; its interval would rest on a model they reject.
 
@@ -254,24 +256,30 @@ def _propose(post, index: int) -> float:
 
 
 def _result(trials: _Trials, status: str, reference: float | None, priors: Priors) -> SearchResult:
-    """Both edges from all trials (and the reference trial, which changes neither)."""
+    """Both edges from all trials, the reference trial's included: the same data the report's refit
+    reads, so a point alone in its group gets the same lr_max from the job and from the report (a
+    reference trial that trains lowers the floor below which stalled trials are not counted)."""
+    fit = _upper_fit(trials, status, priors)
+    if reference and fit is not None:
+        target = max(fit.lr * reference, trials.lr_min)
+        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
+            trials.run([target])
+            fit = _upper_fit(trials, status, priors)
     trained = trials.lrs(TRAINED)
-    fit = None
-    if status == BRACKETED:
-        fit = edge.fit_edge(*trials.upper_edge_data(), prior=priors.trained)
+    if fit is not None:
         lr_max, bracket = fit.lr, (fit.lo, fit.hi)
     elif status == LOWER_BOUND:
         lr_max, bracket = trained[-1], (trained[-1], None)
     else:
         lr_max, bracket = None, (None, None)
     blow = _blowup(trials, priors)
-    if reference and lr_max is not None:
-        target = max(lr_max * reference, trials.lr_min)
-        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
-            trials.run([target])
     problem = edge.problem(fit) if fit is not None else None
     return SearchResult(lr_max, bracket, INCONCLUSIVE if problem else status, trials.made, *blow[:3], estimate=fit,
                         blowup_estimate=blow[3], problem=problem)
+
+
+def _upper_fit(trials: _Trials, status: str, priors: Priors):
+    return edge.fit_edge(*trials.upper_edge_data(), prior=priors.trained) if status == BRACKETED else None
 
 
 def _blowup(trials: _Trials, priors: Priors):
