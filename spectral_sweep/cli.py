@@ -32,7 +32,7 @@ def _job(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     try:
-        run_point(schema.to_config(cfg), hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
+        run_point(schema.to_config(cfg, hc.overrides.task), hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
                   model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
                   variant=hc.job.override_dirname)
     except UsageError as e:

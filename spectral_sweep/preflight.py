@@ -244,7 +244,7 @@ def _job_configs(hydra, master, jobs: list[list[str]]):
             composed[groups] = loader.load_sweep_config(master, list(groups))
         cfg = copy.deepcopy(composed[groups])
         ConfigLoaderImpl._apply_overrides_to_config([o for o, g in zip(parsed, is_group) if not g], cfg)
-        config = _typed(cfg)
+        config = _typed(cfg, job)
         names = cfg.hydra.job.config.override_dirname
         with open_dict(cfg.hydra):
             cfg.hydra.job.override_dirname = get_overrides_dirname(
@@ -255,10 +255,10 @@ def _job_configs(hydra, master, jobs: list[list[str]]):
         yield Job(job, config, folder, str(cfg.hydra.runtime.choices.model), cfg.hydra.job.override_dirname)
 
 
-def _typed(cfg) -> schema.Config:
+def _typed(cfg, overrides: list[str]) -> schema.Config:
     """The job's typed config; a key that is not in the schema (``+new.key=1``) is refused."""
     try:
-        config = schema.to_config(cfg)
+        config = schema.to_config(cfg, overrides)
     except ValueError as e:
         raise UsageError(first_line(e)) from None
     from omegaconf import OmegaConf, open_dict

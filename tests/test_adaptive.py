@@ -170,3 +170,27 @@ def test_trials_in_bands_fail_the_predictive_check_and_a_planted_edge_passes():
         if edge.has_edge(ok):
             p.append(edge.fit_edge(x, ok).fit_p)
     assert np.mean(np.array(p) < edge.MIN_FIT_P) <= 0.05 and np.median(p) > 0.2
+
+
+def test_the_points_lr_max_is_fitted_from_every_trial_the_reference_included():
+    """One number per point: the search's lr_max is the fit of all its trials, the reference trial at
+    0.25 x lr_max included, which is what the report refits (alone in its group, the same number).
+    Half of the seeds stall below the edge here, so a reference trial that trains brings stalled
+    trials under the old floor into the fit; fitted before it, lr_max differed from the report's."""
+    from spectral_sweep.search.adaptive import upper_edge_data
+
+    rng = np.random.default_rng(11)
+
+    def run(lrs):
+        return ["trained" if lr < 0.03 * math.exp(rng.normal(0, 0.1)) and rng.random() < 0.5
+                else "stalled" if lr < 0.2 else "diverged" for lr in lrs]
+
+    moved = 0
+    for _ in range(6):
+        res = find_edges(run, 0.05, precision=0.3, parallel=2, reference=0.25)
+        outcomes = [(lr, t) for lr, t in res.trials]
+        refit = edge.fit_group([upper_edge_data(outcomes)])[0]
+        assert res.lr_max == pytest.approx(refit.lr, rel=1e-12) and res.bracket == pytest.approx((refit.lo, refit.hi))
+        before = edge.fit_edge(*upper_edge_data(outcomes[:-1]))
+        moved += not math.isclose(before.lr, refit.lr, rel_tol=1e-3)
+    assert moved >= 1     # the reference trial changed some point's fit: the case this guards

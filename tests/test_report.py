@@ -495,3 +495,37 @@ def test_an_inconclusive_point_is_flagged_with_its_reason_and_left_out_of_the_fi
     assert sc.exponent == pytest.approx(1.0, abs=1e-6)
     md = (tmp_path / "report.md").read_text()
     assert "B=128 seed 0: lr_max inconclusive**: the trials do not follow one edge" in md and "Not fitted" in md
+
+
+def _searched_record(B: int, mu: float, seed: int, priors=None, model: str = "vgg16") -> dict:
+    """A record as search=adaptive writes it, from a real search on a planted edge at exp(mu)."""
+    from spectral_sweep.search.adaptive import find_edges
+    from spectral_sweep.search.calibration import planted_trial
+
+    rng = np.random.default_rng(seed)
+    res = find_edges(lambda lrs: planted_trial(mu, 0.25, 0.03, rng)(lrs), 0.05, precision=0.3, parallel=2,
+                     priors=priors)
+    record = _three_outcome_record(B, res.lr_max, res.bracket[1], 1.0, 1.2)
+    trial = record["trials"][0]
+    record.update(search="adaptive", model=model, lr_max_bracket=list(res.bracket),
+                  trials=[{**trial, "lr": lr, "outcome": out, "stable": out != "diverged"} for lr, out in res.trials])
+    return record
+
+
+def test_lr_max_md_names_the_jobs_number_and_the_groups_refit_beside_it(tmp_path):
+    """One number per point, or two named ones: lr_max_job is the record's (the job's line), lr_max
+    the refit with the spread shared across the group; a point alone in its group gets the same from both."""
+    from spectral_sweep.search.adaptive import priors_from
+
+    first = _searched_record(8, math.log(0.02), 1)
+    second = _searched_record(16, math.log(0.04), 2, priors=priors_from([[(t["lr"], t["outcome"]) for t in first["trials"]]]))
+    alone = _searched_record(8, math.log(0.02), 3, model="vgg11")
+    for name, record in (("a8", first), ("a16", second), ("b8", alone)):
+        write_json_atomic(tmp_path / name / "record.json", record)
+    report.write_report(tmp_path, quiet=True)
+    table = pd.read_csv(tmp_path / "lr_max.csv").set_index(["model", "batch_size"])
+    for key, record in ((("vgg16", 8), first), (("vgg16", 16), second), (("vgg11", 8), alone)):
+        assert table.loc[key, "lr_max_job"] == pytest.approx(record["lr_max"], rel=1e-12)
+    assert table.loc[("vgg11", 8), "lr_max"] == pytest.approx(alone["lr_max"], rel=1e-9)
+    assert table.loc[("vgg16", 8), "lr_max"] != pytest.approx(first["lr_max"], rel=1e-6)   # refit: it learned from B=16
+    assert "lr_max_job is the job's own lr_max" in (tmp_path / "lr_max.md").read_text()

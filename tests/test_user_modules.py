@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spectral_sweep import preflight
+from spectral_sweep.config.dataset import Budget
 from spectral_sweep.data import load as data_module
 from spectral_sweep.errors import UsageError
 
@@ -93,9 +94,12 @@ def user(tmp_path, monkeypatch):
 
 
 def test_a_user_module_is_swept_end_to_end_from_the_command_line(user):
+    """The dataset keys every dataset has (subset, test_subset, budget, root) work on a user's
+    preset without a `+`, as on a built-in one, and take effect."""
     args = ["--config-dir", "myconf", "model=mynet", "dataset=mydata", "optimizer=mysgd", "batch=8,16",
-            "search=fixed", "train.steps=5", f"out_dir={user / 'out'}", "name=u", "quiet=true"]
-    env = {**os.environ, "PYTHONPATH": str(user)}
+            "search=fixed", "dataset.budget.steps=5", "dataset.subset=64", "dataset.test_subset=24",
+            f"dataset.root={user}", f"out_dir={user / 'out'}", "name=u", "quiet=true"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(user), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=user, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -108,7 +112,8 @@ def test_a_user_module_is_swept_end_to_end_from_the_command_line(user):
     for r in records:
         assert r["model"] == "mynet" and r["params"] == params and r["num_classes"] == 3
         assert r["optimizer"] == "mysgd" and r["dataset"] == "make_data" and r["expected_exponent"] == 1.0
-        assert r["train_size"] == 96 and r["config"]["model"]["kwargs"] == {"hidden": 12}
+        assert r["train_size"] == 64 and r["test_size"] == 24 and r["config"]["model"]["kwargs"] == {"hidden": 12}
+        assert r["budget"] == {"steps": 5, "epochs": None} and r["config"]["dataset"]["root"] == str(user)
     assert (user / "out" / "u" / "report.md").exists()
 
 
@@ -128,6 +133,22 @@ def test_sweep_from_python_takes_the_users_config_dir_and_writes_what_the_comman
                                     "train.steps=5", "quiet=true"])
     assert sorted(p.parent.name for p in (user / "out" / "py").rglob("record.json")) == \
         sorted(job.folder for job in plan.jobs)
+
+
+def test_a_budget_on_the_command_line_replaces_the_presets_whatever_it_counts(user):
+    """Steps given where the preset counts epochs (or the reverse) are the trial's length; before,
+    the preset's epochs won and the override did nothing."""
+    from spectral_sweep.config import compose
+
+    assert compose("dataset=cifar10").train.budget(compose("dataset=cifar10").dataset).epochs == 10
+    cifar = compose("dataset=cifar10", "dataset.budget.steps=7")
+    assert cifar.train.budget(cifar.dataset) == Budget(steps=7)
+    synthetic = compose("dataset.budget.epochs=2")
+    assert synthetic.train.budget(synthetic.dataset) == Budget(epochs=2)
+    assert compose("experiment=quickstart", "train.epochs=1").train.budget(cifar.dataset) == Budget(epochs=1)
+    mine = compose("model=mynet", "dataset=mydata", config_dir=str(user / "myconf"))
+    assert mine.dataset.budget == Budget(epochs=10) and mine.dataset.subset is None   # the schema's defaults
+    assert compose("model=mynet", "dataset=mydata", "dataset.subset=8", config_dir=str(user / "myconf")).dataset.subset == 8
 
 
 def test_compose_sees_the_packages_presets_and_the_users_together(user):

@@ -62,8 +62,10 @@ def _custom(kind, group: str, node: dict):
     fields.setdefault("name", target.rpartition(".")[2].lower())
     if kind is CustomDatasetConfig:
         fields.setdefault("root", os.environ.get("SPECTRAL_SWEEP_DATA", "data"))
-        if isinstance(fields.get("budget"), dict):
+        if isinstance(fields.get("budget"), dict):   # neither steps nor epochs: the schema's default
             fields["budget"] = Budget(**fields["budget"])
+            if not fields["budget"].is_set():
+                del fields["budget"]
     if kind is CustomModelConfig:
         fields["width"] = values.get("width", 1.0)
     return kind(**fields, kwargs=values)

@@ -17,6 +17,7 @@ From Python, ``compose("model=vgg11", "batch=32")`` gives the same ``Config`` th
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from spectral_sweep.config.base import CONFIG_DIR
+from spectral_sweep.config.base import CONFIG_DIR, DATA_ROOT
 from spectral_sweep.config.custom import CustomDatasetConfig, CustomModelConfig, CustomOptimizerConfig, _custom
 from spectral_sweep.config.dataset import ImageNet32Config, ImageNetConfig, SyntheticConfig, TorchvisionConfig
 from spectral_sweep.config.model import ModelConfig, PreResNetConfig, VGGConfig, WideResNetConfig
@@ -47,7 +48,9 @@ class Config:
     """One job = one sweep point (model, dataset, optimizer, batch size, seed)."""
 
     model: Any = MISSING         # a ModelConfig: a built-in preset's schema, or a user's plain preset
-    dataset: Any = MISSING       # a DatasetConfig, likewise
+    # a DatasetConfig, likewise; a user's plain preset is merged onto the keys every dataset has
+    # (root, subset, test_subset, budget), so `dataset.subset=64` works on it as on a built-in one
+    dataset: Any = field(default_factory=lambda: copy.deepcopy(DATASET_KEYS))
     optimizer: Any = MISSING     # an OptimizerConfig, likewise
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -73,6 +76,8 @@ def _plain(x):
         return [_plain(v) for v in x]
     return x.value if isinstance(x, Enum) else x
 
+
+DATASET_KEYS = {"root": DATA_ROOT, "subset": None, "test_subset": None, "budget": {"steps": None, "epochs": None}}
 
 SCHEMAS = {
     "model": {"vgg": VGGConfig, "preresnet": PreResNetConfig, "wide_resnet": WideResNetConfig,
@@ -129,11 +134,12 @@ def compose(*overrides: str, config_dir: str | None = None) -> Config:
     with hydra_instance(config_dir) as hydra:
         cfg = hydra.compose_config("config", overrides=list(overrides), run_mode=RunMode.RUN,
                                    with_log_configuration=False)
-    return to_config(cfg)
+    return to_config(cfg, overrides)
 
 
-def to_config(cfg) -> Config:
-    """A composed DictConfig as a ``Config`` object, interpolations resolved."""
+def to_config(cfg, overrides=()) -> Config:
+    """A composed DictConfig as a ``Config`` object, interpolations resolved; ``overrides``, the
+    job's command line, decide which of a budget's steps and epochs the user gave."""
     from omegaconf import OmegaConf, open_dict
 
     cfg = cfg.copy()
@@ -147,7 +153,34 @@ def to_config(cfg) -> Config:
         node = getattr(config, group)
         if isinstance(node, dict):
             setattr(config, group, _custom(kind, group, node))
+    _budget_as_given(config, overrides)
     return config
+
+
+#: the two ways to give a trial's length (epochs win when both are set)
+BUDGET_KEYS = (("dataset", "budget", "steps"), ("dataset", "budget", "epochs"), ("train", "steps"), ("train", "epochs"))
+
+
+def _budget_as_given(config: Config, overrides) -> None:
+    """A budget set on the command line replaces its preset's: ``dataset.budget.steps=50`` on a
+    dataset whose preset counts epochs clears those epochs (which would win and make the override
+    do nothing); likewise ``train.steps`` / ``train.epochs`` against an experiment's."""
+    given = {}
+    for line in overrides:
+        key, sep, value = str(line).partition("=")
+        if sep and value.strip() != "null":
+            given[key.lstrip("+~")] = value
+    for path in BUDGET_KEYS:
+        other = (*path[:-1], "epochs" if path[-1] == "steps" else "steps")
+        if ".".join(path) in given and ".".join(other) not in given:
+            setattr(_node(config, other[:-1]), other[-1], None)
+
+
+def _node(config: Config, path: tuple):
+    node = config
+    for part in path:
+        node = getattr(node, part)
+    return node
 
 
 def check(config: Config) -> None:

@@ -202,7 +202,7 @@ def _one_status(values) -> str | None:
     return "mixed: " + ", ".join(f"{s} x{statuses.count(s)}" for s in uniq)
 
 
-LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_status", "acc_at_lr_max",
+LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_job", "lr_max_status", "acc_at_lr_max",
                   "lr_max_se", "lr_safe", "spread", "spread_own", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi",
                   "lr_blowup_status", "lr_blowup_se", "monotone", "lr_best", "best_test_acc", "trials", "steps",
                   "seconds", "expected_exponent", "momentum"]
@@ -219,6 +219,7 @@ def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
     for key, g in jobs.groupby([*GROUP, "batch_size"], sort=True):
         rows.append(dict(zip([*GROUP, "batch_size"], key), seeds=len(g),
                          lr_max=_gmean(g["lr_max"]), lr_lo=_gmean(g["lr_lo"]), lr_hi=_gmean(g["lr_hi"]),
+                         lr_max_job=_gmean(g["lr_max"]),
                          lr_max_status=_one_status(g["lr_max_status"]), acc_at_lr_max=_mean(g["acc_at_lr_max"]),
                          lr_blowup=_gmean(g["lr_blowup"]), lr_blowup_lo=_gmean(g["lr_blowup_lo"]),
                          lr_blowup_hi=_gmean(g["lr_blowup_hi"]),
@@ -237,7 +238,8 @@ def _joint_estimates(df: pd.DataFrame, records: list[JobRecord]) -> pd.DataFrame
     """Rows of adaptive records re-estimated from all their trials (every seed's trials at one B
     pooled: each trial has its own seed anyway), with the edge's spread shared across the group's
     batch sizes (``edge.group_posteriors``); ``spread_own`` is each point's spread fitted alone, to show
-    whether sharing it holds."""
+    whether sharing it holds. ``lr_max_job`` keeps the jobs' own lr_max (record.json, the job's
+    line), which took the spread from the earlier batch sizes only: one number per source."""
     adaptive = [r for r in records if r.search == ADAPTIVE]
     for key in {group_of(r) for r in adaptive}:
         by_b: dict[int, list] = {}

@@ -16,7 +16,9 @@ depend on which trial finished first):
    made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
    its interval is wider; it is reported with the interval its trials give, never below the upper
    edge's (a trial that diverged did not train: ``edge.EdgePosterior.fit``).
-3. reference: one trial at ``reference`` x lr_max, what a comfortable lr reaches (lr_best).
+3. reference: one trial at ``reference`` x lr_max, so that a comfortable lr is among the trials
+   (``lr_best`` is the lr of the trial with the best test accuracy); both edges are then fitted
+   from every trial, this one included.
 4. check the fit (``edge.problem``): trials that the posterior's own replicates do not resemble
    make the point ``inconclusive``, with the reason; its interval would rest on a model they reject.
 
@@ -255,25 +257,32 @@ def _propose(post, index: int) -> float:
 
 
 def _result(trials: _Trials, status: str, reference: float | None, priors: Priors) -> SearchResult:
-    """Both edges from all trials (and the reference trial, which changes neither)."""
+    """Both edges from all trials, the reference trial's included: the same data the report's refit
+    reads, so a point alone in its group gets the same lr_max from the job and from the report (a
+    reference trial that trains lowers the floor below which stalled trials are not counted)."""
+    upper = _upper(trials, status, priors)
+    if reference and upper is not None:
+        target = max(upper.fit().lr * reference, trials.lr_min)
+        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
+            trials.run([target])
+            upper = _upper(trials, status, priors)
+    fit = upper.fit() if upper is not None else None
     trained = trials.lrs(TRAINED)
-    fit = upper = None
-    if status == BRACKETED:
-        upper = edge.posterior(*trials.upper_edge_data(), priors.trained)
-        fit = upper.fit()
+    if fit is not None:
         lr_max, bracket = fit.lr, (fit.lo, fit.hi)
     elif status == LOWER_BOUND:
         lr_max, bracket = trained[-1], (trained[-1], None)
     else:
         lr_max, bracket = None, (None, None)
     blow = _blowup(trials, priors, upper)
-    if reference and lr_max is not None:
-        target = max(lr_max * reference, trials.lr_min)
-        if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
-            trials.run([target])
     problem = edge.problem(fit) if fit is not None else None
     return SearchResult(lr_max, bracket, INCONCLUSIVE if problem else status, trials.made, *blow[:3], estimate=fit,
                         blowup_estimate=blow[3], problem=problem)
+
+
+def _upper(trials: _Trials, status: str, priors: Priors) -> edge.EdgePosterior | None:
+    """The upper edge of training's posterior, where the search bracketed it."""
+    return edge.posterior(*trials.upper_edge_data(), priors.trained) if status == BRACKETED else None
 
 
 def _blowup(trials: _Trials, priors: Priors, upper: edge.EdgePosterior | None):
