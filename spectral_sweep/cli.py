@@ -34,7 +34,7 @@ def _job(cfg: DictConfig) -> None:
     try:
         run_point(schema.to_config(cfg, hc.overrides.task), hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
                   model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
-                  variant=hc.job.override_dirname)
+                  variant=hc.job.override_dirname, launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
     except UsageError as e:
         fail(str(e))
     except Exception as e:   # a bug or a broken machine: stop the sweep, keep the traceback

@@ -72,6 +72,35 @@ def test_a_points_cost_line_from_a_timed_step(tmp_path, capsys, in_flight, devic
     assert len(lines) == 1 + hint and (not hint or "experiment=quickstart" in lines[1])
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_off_a_terminal_each_trial_is_one_line_and_quiet_is_silent(tmp_path, capsys, quiet):
+    """No bars in a log: one line per trial instead (a sweep of long trials is not silent there)."""
+    from torch import nn
+
+    from spectral_sweep.config.dataset import Budget
+    from spectral_sweep.data.load import load_dataset
+    from spectral_sweep.point.store import TrialCache
+    from spectral_sweep.point.trials import TrialRunner
+    from spectral_sweep.trial.train import TrialSettings
+
+    data = load_dataset("synthetic", seed=0, train_size=128, test_size=64)
+    settings = TrialSettings(batch_size=32, optimizer={"name": "sgd"}, budget=Budget(steps=4), device="cpu",
+                             quiet=quiet)
+    runner = TrialRunner(lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), data, settings, list,
+                         {"point": 1}, TrialCache(tmp_path), cap=5)
+    runner.run_round([0.01, 0.02])
+    runner.run_round([0.01])          # a new trial seed: trained anew
+    runner.close()
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.startswith("sgd B=32 trial")]
+    if quiet:
+        assert lines == []
+    else:
+        assert [line.split(":")[0] for line in lines] == [f"sgd B=32 trial {k}/5" for k in (1, 2, 3)]
+        assert "lr=0.02 trained" in lines[1] or "lr=0.02 stalled" in lines[1] or "lr=0.02 diverged" in lines[1]
+        assert lines[2].endswith(" 4 steps in 0 s") and "test acc" in lines[2]
+
+
 def test_a_round_in_flight_reports_its_steps_while_it_trains():
     """The workers' steps reach the parent's one bar while their trials still run."""
     from spectral_sweep.point.pool import Pool

@@ -143,7 +143,7 @@ def test_a_job_record_with_a_wrong_type_is_recomputed_and_never_breaks_a_neighbo
     bisect = compose(*TINY, "batch=32", "device=cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")     # the neighbour's load says nothing and finds no start
-        assert job.warm_start(bisect, job.earlier_points(bisect, sweep, first.group_key, None)) is None
+        assert job.warm_start(bisect, job.earlier_points(bisect, sweep, first.group_key, None)) == (None, None)
     with pytest.warns(UserWarning, match="corrupt job record.*field lr_max holds 'abc'") as caught:
         again = job.run_point(config, job_dir, sweep)
     assert len([w for w in caught if "corrupt" in str(w.message)]) == 1

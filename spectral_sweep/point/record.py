@@ -47,6 +47,10 @@ class JobRecord:
     lr_blowup_status: str | None = None
     lr_blowup_se: float | None = None
     job_num: int = 0                      # the job's place in its sweep: a warm start reads earlier jobs only
+    launcher: str | None = None           # Hydra's launcher; only basic (one job after another) warm-starts
+    warm_from: int | None = None          # the batch size whose lr_max gave search_start; None: a cold start
+    learned_from: list = field(default_factory=list)   # adaptive: batch sizes whose trials gave the spread prior
+    in_flight: int | None = None          # K, the trials of a search round (point/pool.py)
     non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
     lr_best: float | None = None
     best_test_acc: float | None = None

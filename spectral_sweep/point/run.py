@@ -40,7 +40,8 @@ NOT_TRIAL_IDENTITY = ("search", "spectrum", "quiet", "report", "name", "out_dir"
 
 
 def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None = None,
-              model_label: str | None = None, job_num: int | None = None, variant: str = "") -> JobRecord:
+              model_label: str | None = None, job_num: int | None = None, variant: str = "",
+              launcher: str = "basic") -> JobRecord:
     """Run (or resume) one sweep point, write its record.json and return the record.
 
     ``model_label`` names the model in tables (the CLI passes the config choice, e.g. wrn28_10).
@@ -48,16 +49,20 @@ def run_point(config: Config, job_dir: str | Path, sweep_dir: str | Path | None 
     report. ``job_num``, the job's place in the sweep, spreads parallel jobs over the visible GPUs
     with device=auto, and a job learns (warm start, the edge's spread) only from the finished jobs
     before it, so that its result never depends on which later job finished first; None (a
-    Python caller running points one by one): from every finished job of the sweep.
+    Python caller running points one by one): from every finished job of the sweep. ``launcher``
+    is Hydra's: only ``basic`` runs the jobs one after another, so under any other (joblib,
+    submitit) a job learns from no other job and starts cold: which earlier jobs had finished when
+    it started is up to the launcher's timing, and its record must not be.
     """
     job_dir = Path(job_dir)
     check_job(config)   # the CLI did this for every job already; a Python caller may not have
     with job_lock(job_dir, on_wait=lambda: _say(f"B={config.batch}: another process is running this job "
                                                 f"({job_dir}); waiting for it")):
-        return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant)
+        return _run_point(config, job_dir, sweep_dir, model_label, job_num, variant, launcher)
 
 
-def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: int, variant: str) -> JobRecord:
+def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: int, variant: str,
+               launcher: str) -> JobRecord:
     job_key = config_key(config.to_dict())
     done = _finished(job_dir, job_key)
     if done is not None:
@@ -82,8 +87,8 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
         runner.say_cost(timed[0] * in_flight, "timed before the first trial")
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
-    earlier = earlier_points(config, sweep_dir, group_key, job_num)
-    start = warm_start(config, earlier)
+    earlier = earlier_points(config, sweep_dir, group_key, job_num) if launcher == "basic" else []
+    start, warm_from = warm_start(config, earlier)
     try:
         if adaptive:
             outcome = search_adaptive(config, runner, start, earlier)
@@ -99,6 +104,9 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
                          label=_label(config, model_label), variant=variant, reused=runner.cache.hits,
                          params=_count_parameters(make_model), start=_search_start(config, outcome, start),
                          job_num=job_num or 0)
+    record.launcher, record.in_flight = launcher, in_flight
+    record.warm_from = warm_from.batch_size if warm_from is not None else None
+    record.learned_from = sorted({r.batch_size for r in earlier}) if adaptive else []
     record.record_path = str(write_job_record(job_dir, record))
     _announce(record, outcome, runner.cache)
     return record
@@ -158,15 +166,16 @@ def earlier_points(config: Config, sweep_dir, group_key: str, job_num: int | Non
             and (job_num is None or r.job_num < job_num)]
 
 
-def warm_start(config: Config, earlier: list[JobRecord]) -> float | None:
-    """lr_max of the nearest earlier batch size of the same curve, scaled by B^exponent (or None)."""
+def warm_start(config: Config, earlier: list[JobRecord]) -> tuple[float | None, JobRecord | None]:
+    """lr_max of the nearest earlier batch size of the same curve, scaled by B^exponent, and that
+    record; (None, None): a cold start."""
     if not (config.search.warm_start and str(config.search.method) in ("bisect", "adaptive")):
-        return None
+        return None, None
     found = [r for r in earlier if r.lr_max_status == "bracketed" and isinstance(r.lr_max, (int, float))]
     if not found:
-        return None
+        return None, None
     near = min(found, key=lambda r: abs(math.log(r.batch_size / config.batch)))
-    return near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent()
+    return near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent(), near
 
 
 def search_adaptive(config: Config, runner: TrialRunner, start: float | None, earlier: list[JobRecord]):

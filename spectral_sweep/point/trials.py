@@ -52,8 +52,9 @@ class TrialRunner:
         self.identity, self.cache = identity, cache
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
         self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
-        self.said = False
-        self.bar = tqdm(total=cap, desc=f"{settings.optimizer['name']} B={settings.batch_size}", unit="trial",
+        self.said, self.finished = False, 0
+        self.name = f"{settings.optimizer['name']} B={settings.batch_size}"
+        self.bar = tqdm(total=cap, desc=self.name, unit="trial",
                         disable=True if settings.quiet else None)   # None: off when not a terminal
 
     def __call__(self, lr: float) -> TrialRecord:
@@ -62,8 +63,7 @@ class TrialRunner:
         if result is None:
             result = self._train(lr, key)
             self.cache.put(key, result)
-        self.bar.update()
-        self.bar.set_postfix(lr=f"{lr:.3g}", outcome=result.outcome)
+        self._done(result)
         return result
 
     def run_round(self, lrs: list[float]) -> list[TrialRecord]:
@@ -88,9 +88,19 @@ class TrialRunner:
                 self.say_cost(seconds / steps, "measured on its first round")
         results = [found[key] for _, key, _ in jobs]
         for result in results:
-            self.bar.update()
-            self.bar.set_postfix(lr=f"{result.lr:.3g}", outcome=result.outcome)
+            self._done(result)
         return results
+
+    def _done(self, result: TrialRecord) -> None:
+        """A trial finished (or was found finished): the point's bar on a terminal, else, unless quiet,
+        one line (a log gets a line per trial instead of a bar's frames)."""
+        self.finished += 1
+        self.bar.update()
+        self.bar.set_postfix(lr=f"{result.lr:.3g}", outcome=result.outcome)
+        if self.bar.disable and not self.settings.quiet:
+            acc = "" if result.test_acc is None else f", test acc {result.test_acc:.3g}"
+            tqdm.write(f"{self.name} trial {self.finished}{f'/{self.cap}' if self.cap else ''}: lr={result.lr:.4g} "
+                       f"{result.outcome}{acc}, {result.steps} steps in {result.seconds:.0f} s")
 
     def say_cost(self, per_step: float, source: str) -> None:
         """Once a point: seconds a step of one trial (with the round's others in flight), minutes a
