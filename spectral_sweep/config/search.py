@@ -15,6 +15,12 @@ from spectral_sweep.config.ranges import (
 
 # ------------------------------------------------------------------------------------ search
 
+class Objective(Choice):
+    test_acc = "test_acc"        # final test accuracy (larger is better)
+    train_loss = "train_loss"    # final training loss (smaller is better)
+    test_loss = "test_loss"      # final test loss (smaller is better)
+
+
 class Method(Choice):
     adaptive = "adaptive"        # fresh seed per trial; each edge fitted with a 95% interval (search/adaptive.py)
     bisect = "bisect"            # one seed: find an lr that trains, then bisect both edges
@@ -41,13 +47,19 @@ class SearchConfig:
     lr_max_cap: float = 100.0    # still trained here: lr_max is a lower bound
     blowup: bool = True          # also bisect the blow-up edge where it lies above lr_max
     reference: float | None = 0.25   # one more trial at this x lr_max: what a comfortable lr reaches
+    optimum: bool = True         # adaptive: also find lr_opt, the lr whose trials reach the best objective
+                                 # (search/optimum.py); false: the two edges only
+    objective: Objective = Objective.test_acc   # what lr_opt maximises (a loss is minimised)
+    opt_precision: float = 0.35  # stop refining lr_opt at a 95% interval of log lr_opt +- this (x/ 1.42)
+    opt_trials: int = 8          # at most this many trials for lr_opt beyond the edges' (its own cap)
     lrs: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])  # grid
 
 
 # the search's valid ranges, kept beside SearchConfig (not inside it, so it stays one block)
 SEARCH_RANGES = {"start": maybe(POSITIVE), "precision": POSITIVE, "max_trials": POSITIVE_INT,
                  "parallel": maybe(POSITIVE_INT), "tolerance": Range(1, low_open=True), "step": Range(1, low_open=True),
-                 "lr_min": POSITIVE, "lr_max_cap": POSITIVE, "reference": maybe(POSITIVE), "lrs": each(POSITIVE)}
+                 "lr_min": POSITIVE, "lr_max_cap": POSITIVE, "reference": maybe(POSITIVE), "lrs": each(POSITIVE),
+                 "opt_precision": POSITIVE, "opt_trials": Range(0, integer=True)}
 
 
 def _search_problems(search: SearchConfig):

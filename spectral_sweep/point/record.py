@@ -54,6 +54,12 @@ class JobRecord:
     non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
     lr_best: float | None = None
     best_test_acc: float | None = None
+    lr_opt: float | None = None           # where the trials' quality peaks (search/optimum.py); a bound's value
+    lr_opt_bracket: list = field(default_factory=lambda: [None, None])   # its 95% interval (None: open)
+    lr_opt_status: str | None = None      # bracketed | upper_bound | lower_bound | flat | too_few; None: not asked
+    lr_opt_se: float | None = None        # its interval's half-width / 1.96, in log lr
+    quality_at_opt: float | None = None   # the fitted objective at lr_opt, in the objective's units
+    objective: str | None = None          # what lr_opt maximises: test_acc | train_loss | test_loss (minimised)
     trials_reused: int = 0
     steps: int = 0
     seconds: float = 0.0

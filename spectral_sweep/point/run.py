@@ -29,6 +29,7 @@ from spectral_sweep.point.store import TrialCache, finished_job, job_lock, load_
 from spectral_sweep.point.trials import TrialRunner
 from spectral_sweep.search.adaptive import find_edges, priors_from
 from spectral_sweep.search.bisect import locate
+from spectral_sweep.search.optimum import OptimumSearch
 from spectral_sweep.search.result import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
 from spectral_sweep.trial import fastpath
 from spectral_sweep.trial.optim import momentum_of
@@ -81,7 +82,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
-    cap = config.search.max_trials + (1 if config.search.reference else 0) if adaptive else None
+    cap = trial_cap(config.search) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
                          in_flight=in_flight, cap=cap)
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
@@ -184,10 +185,11 @@ def search_adaptive(config: Config, runner: TrialRunner, start: float | None, ea
     warm = start is not None
     first = start if warm else (search.start if search.start is not None else config.optimizer.lr)
     priors = priors_from([[(t.lr, t.outcome) for t in r.trials] for r in earlier])
+    opt = OptimumSearch(str(search.objective), search.opt_precision, search.opt_trials) if search.optimum else None
     return find_edges(runner.run_round, float(first), precision=search.precision, max_trials=search.max_trials,
                       parallel=runner.in_flight, step=math.sqrt(search.step) if warm else search.step,
                       tolerance=search.tolerance, lr_min=search.lr_min, lr_max_cap=search.lr_max_cap,
-                      blowup=search.blowup, reference=search.reference, priors=priors)
+                      blowup=search.blowup, reference=search.reference, priors=priors, opt=opt)
 
 
 def _search_start(config: Config, outcome: SearchResult, warm: float | None) -> float | None:
@@ -205,7 +207,7 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
     trials = [t for _, t in outcome.trials]
     best = best_trial(trials)
     at_max = _trial_at(trials, outcome.lr_max)
-    fit, blow = outcome.estimate, outcome.blowup_estimate
+    fit, blow, peak = outcome.estimate, outcome.blowup_estimate, outcome.optimum
     opt = config.optimizer
     return JobRecord(
         model=label, dataset=config.dataset.name, optimizer=opt.name, variant=variant,
@@ -220,11 +222,25 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         lr_max_se=fit.log_se if fit else None, lr_safe=fit.lr_safe if fit else None,
         edge_spread=fit.spread if fit else None, lr_blowup_se=blow.log_se if blow else None, job_num=job_num,
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
+        **_optimum_fields(peak, config),
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
         test_size=len(data.test), num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget),
         job_key=job_key, group_key=group_key, spectrum=spectrum, device=device_name(device), config=config.to_dict(),
         **provenance())
+
+
+def trial_cap(search) -> int:
+    """The most trials search=adaptive makes at one point: the edges', the reference, lr_opt's own."""
+    return search.max_trials + (1 if search.reference else 0) + (search.opt_trials if search.optimum else 0)
+
+
+def _optimum_fields(fit, config: Config) -> dict:
+    """The record's lr_opt fields from the search's optimum.OptimumFit (all None where not asked)."""
+    if fit is None:
+        return {}
+    return dict(lr_opt=fit.lr, lr_opt_bracket=[fit.lo, fit.hi], lr_opt_status=fit.status, lr_opt_se=fit.log_se,
+                quality_at_opt=fit.quality, objective=str(config.search.objective))
 
 
 def _trial_at(trials, lr: float | None):
@@ -277,10 +293,24 @@ def _found(record: JobRecord, outcome: SearchResult) -> str:
     if outcome.estimate is not None:
         return (f"lr_max={_fmt(outcome.lr_max)} (95% {_fmt(lo)}..{_fmt(hi)}, lr_safe={_fmt(record.lr_safe)}, "
                 f"spread {outcome.estimate.spread:.2f}, test acc near it {_fmt(record.acc_at_lr_max)}; "
-                f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}); {len(record.trials)} trials")
+                f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}){_optimum_text(record)}; "
+                f"{len(record.trials)} trials")
     return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
             f"test acc {_fmt(record.acc_at_lr_max)}; lr_blowup={_fmt(blo)}..{_fmt(bhi)}; "
             f"{len(record.trials)} trials")
+
+
+def _optimum_text(record: JobRecord) -> str:
+    """lr_opt in the job's line: a number with its interval, a bound, or why there is none."""
+    status, (lo, hi) = record.lr_opt_status, record.lr_opt_bracket or [None, None]
+    if status is None:
+        return ""
+    quality = f", {record.objective} {_fmt(record.quality_at_opt)}" if record.quality_at_opt is not None else ""
+    if status == "bracketed":
+        return f"; lr_opt={_fmt(record.lr_opt)} (95% {_fmt(lo)}..{_fmt(hi)}{quality})"
+    if status in ("upper_bound", "lower_bound"):
+        return f"; lr_opt {'<=' if status == 'upper_bound' else '>='} {_fmt(record.lr_opt)} (peak not bracketed)"
+    return f"; lr_opt: none ({'quality flat in lr' if status == 'flat' else 'too few trained trials'})"
 
 
 def _budget_text(budget: dict) -> str:

@@ -122,7 +122,7 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
         _lr_max_panel(ax, select(points, key).sort_values("batch_size"), analyses[key], key, _group_color(key, i))
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    fig.suptitle("Maximal learning rate that trains, against batch size", fontsize=13, weight="bold")
+    fig.suptitle("Learning rates against batch size: lr_max, lr_blowup and lr_opt", fontsize=13, weight="bold")
     return _save(fig, path)
 
 
@@ -160,7 +160,7 @@ def _lr_max_panel(ax, g: pd.DataFrame, a: dict, key, color) -> None:
         title += f"\n{a['note']}"
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("batch size B (samples)")
-    ax.set_ylabel("max learning rate that trains")
+    ax.set_ylabel("learning rate")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, fontsize=8, loc="upper left", framealpha=0.9)
 
@@ -192,12 +192,32 @@ def _unfitted_points(ax, g: pd.DataFrame, color) -> None:
         bmid = _mid(blo, bhi)
         ax.errorbar(bB, bmid, yerr=[bmid - blo, bhi - bmid], fmt="s", color="0.45", mfc="white", ms=6,
                     capsize=3, lw=1.0, zorder=2, label="lr_blowup (edge of divergence)")
+    if "lr_opt" in g:
+        _optimum_points(ax, g, color)
     ns = g[g["lr_max_status"] == "nothing_trains"]
     if len(ns):     # at the bottom edge: its value (below the search floor) would crush the axis
         from matplotlib.transforms import blended_transform_factory
         ax.plot(ns["batch_size"], np.full(len(ns), 0.03), "v", mfc="white", color=color, ms=9, mew=1.5,
                 transform=blended_transform_factory(ax.transData, ax.transAxes), clip_on=False,
                 label="nothing trains (raise the budget)")
+
+
+def _optimum_points(ax, g: pd.DataFrame, color) -> None:
+    """lr_opt, the lr to train at: bracketed points with their intervals (filled triangles), bounds
+    as open triangles pointing the way the peak may lie."""
+    o = g[usable(g, "lr_opt")]
+    if len(o):
+        oB = o["batch_size"].to_numpy(float) / 2 ** 0.06     # nudged left of lr_max
+        mid = o["lr_opt"].to_numpy(float)
+        olo, ohi = o["lr_opt_lo"].to_numpy(float), o["lr_opt_hi"].to_numpy(float)
+        ax.errorbar(oB, mid, yerr=[mid - olo, ohi - mid], fmt="v", color=color, ms=7, capsize=3, lw=1.0,
+                    zorder=3, alpha=0.85, label="lr_opt (best quality, 95% interval)")
+    for status, marker, text in (("upper_bound", "v", "lr_opt at most (peak not bracketed)"),
+                                 ("lower_bound", "^", "lr_opt at least (peak not bracketed)")):
+        b = g[g["lr_opt_status"].eq(status) & pd.to_numeric(g["lr_opt"], errors="coerce").gt(0)]
+        if len(b):
+            ax.plot(b["batch_size"].to_numpy(float) / 2 ** 0.06, b["lr_opt"], marker, mfc="white", color=color,
+                    ms=8, mew=1.2, label=text)
 
 
 def _fit_lines(ax, f, sat, xs, color) -> None:
@@ -266,7 +286,8 @@ STRIP = 0.09                                   # bottom 9% of the accuracy axes:
 def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: Path) -> Path:
     """Test accuracy against lr, one curve per batch size (the paper's figure style): trained trials
     filled, stalled ones open, diverged trials as crosses in a strip at the bottom, lr_max (last
-    trained) as an open diamond, lr_best (best test accuracy) as a star."""
+    trained) as an open diamond on the curve, lr_best (best test accuracy) as a star, and lr_opt as
+    a triangle at its fitted quality with its 95% interval, and the fitted parabola dashed."""
     fig = _figure(8.2, 5.0)
     ax = fig.subplots()
     t = select(trials, key).copy()
@@ -287,6 +308,7 @@ def plot_accuracy_vs_lr(trials: pd.DataFrame, points: pd.DataFrame, key, path: P
         any_div |= _diverged_marks(ax, tb, c, STRIP * (0.25 + 0.5 * (i + 0.5) / len(Bs)))
         if B in pts.index:
             _edge_marks(ax, curve, pts.loc[B], c)
+            _optimum_mark(ax, tb, pts.loc[B], c, 100.0 if pct else 1.0)
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate (log scale)")
     ax.set_ylabel("test accuracy (%)" if pct else "test accuracy")
@@ -323,17 +345,37 @@ def _diverged_marks(ax, tb: pd.DataFrame, c, y: float) -> bool:
 
 def _edge_marks(ax, curve: pd.Series, point: pd.Series, c) -> None:
     """lr_max (open diamond) and lr_best (star) on the curve, where the curve has that lr."""
-    for col, marker in (("lr_max", "D"), ("lr_best", "*")):
-        lr = as_number(point[col])
-        if lr is None or curve.empty:
-            continue
-        j = int(np.argmin(np.abs(np.log(curve.index.to_numpy(float) / lr))))
-        if not abs(math.log(curve.index[j] / lr)) < 1e-6:     # (NaN: not on the curve either)
-            continue
-        if marker == "D":
-            ax.plot(curve.index[j], curve.iloc[j], "D", ms=10, mfc="none", mec=c, mew=1.5, zorder=5)
-        else:
+    if curve.empty:
+        return
+    xs = np.log(curve.index.to_numpy(float))
+    lr = as_number(point["lr_max"])     # an estimated edge lies between trials: read the curve there
+    if lr is not None and xs.min() <= math.log(lr) <= xs.max():
+        ax.plot(lr, np.interp(math.log(lr), xs, curve.to_numpy(float)), "D", ms=10, mfc="none", mec=c, mew=1.5,
+                zorder=5)
+    lr = as_number(point["lr_best"])
+    if lr is not None:
+        j = int(np.argmin(np.abs(xs - math.log(lr))))
+        if abs(xs[j] - math.log(lr)) < 1e-6:
             ax.plot(curve.index[j], curve.iloc[j], "*", ms=15, color=c, mec="black", mew=0.8, zorder=6)
+
+
+def _optimum_mark(ax, tb: pd.DataFrame, point: pd.Series, c, scale: float) -> None:
+    """lr_opt with its interval at its fitted quality, and the fitted parabola over the trials it
+    used (refitted from the trials: the same fit the search made), when the objective is accuracy."""
+    from spectral_sweep.search import optimum
+
+    if point.get("lr_opt_status") != optimum.BRACKETED or point.get("objective") != "test_acc":
+        return
+    trained = tb[tb["outcome"].eq("trained")]
+    ceiling = as_number(point["lr_lo"]) or math.inf
+    fit = optimum.fit_optimum(trained["lr"].to_numpy(float), trained["test_acc"].to_numpy(float), ceiling=ceiling)
+    if fit.status != optimum.BRACKETED:
+        return
+    xs = np.geomspace(*fit.lrs, 60)
+    ax.plot(xs, fit.predict(xs) * scale, "--", color=c, lw=1.2, alpha=0.8, zorder=3)
+    y = fit.quality * scale
+    ax.errorbar([fit.lr], [y], xerr=[[fit.lr - fit.lo], [fit.hi - fit.lr]], fmt="v", color=c, mec="black",
+                ms=9, capsize=3, lw=1.2, zorder=6)
 
 
 def _accuracy_legend(ax, any_div: bool) -> None:
@@ -341,8 +383,10 @@ def _accuracy_legend(ax, any_div: bool) -> None:
 
     handles, _ = ax.get_legend_handles_labels()
     extra = [Line2D([], [], ls="", marker="o", mfc="white", mec="0.2", mew=1.3, ms=6, label="stalled trial"),
-             Line2D([], [], ls="", marker="D", mfc="none", mec="0.2", mew=1.5, ms=8, label="lr_max (last trained)"),
-             Line2D([], [], ls="", marker="*", color="0.5", mec="black", ms=12, label="lr_best (best test acc.)")]
+             Line2D([], [], ls="", marker="D", mfc="none", mec="0.2", mew=1.5, ms=8, label="lr_max (half train)"),
+             Line2D([], [], ls="", marker="*", color="0.5", mec="black", ms=12, label="lr_best (best trial)"),
+             Line2D([], [], ls="--", marker="v", color="0.5", mec="black", ms=8,
+                    label="lr_opt (fitted peak, 95% interval)")]
     if any_div:
         extra.insert(0, Line2D([], [], ls="", marker="x", color="0.2", mew=1.6, label="diverged trial"))
     ax.legend(handles=handles + extra, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),

@@ -34,7 +34,13 @@ LR_MAX_NOTE = ("One row per (model, dataset, optimizer, batch size). search=adap
                "them, it sits at or just above lr_max, and so does each end of its interval). acc_at_lr_max: the "
                "test accuracy of the trained trial nearest to "
                "lr_max. search=bisect: one seed, lr_max the largest lr whose trial trained, in the bracket "
-               "[lr_lo, lr_hi]. Status: bracketed; lower_bound = still trained at the search cap; nothing_trains "
+               "[lr_lo, lr_hi]. lr_opt: the lr to train at, where the trials' quality (objective: final "
+               "test accuracy by default) peaks: a parabola in log lr fitted to the trained trials within a "
+               "factor 8 of the peak and below lr_lo, its 95% interval [lr_opt_lo, lr_opt_hi] from the "
+               "profile likelihood (search/optimum.py); quality_at_opt is the fitted quality there. "
+               "lr_opt_status: bracketed; upper_bound / lower_bound = the peak lies at or beyond the lowest / "
+               "highest lr tried, lr_opt is a bound; flat = quality does not tell the lrs apart; too_few = "
+               "too few trained trials near the peak. Status: bracketed; lower_bound = still trained at the search cap; nothing_trains "
                "= no lr trained in the searched range (raise the trial budget); inconclusive = an edge whose "
                "trials the sigmoid's own replicates do not resemble (see Flags; not fitted). monotone = no trial "
                "contradicted the shape stalled | trained | stalled | diverged (bisect only; see the record's "
@@ -52,8 +58,9 @@ SCALING_NOTE = ("Exponent p of lr_max ~ B^p: weighted least squares of log lr_ma
                 "significantly better than a straight one (chi-squared, corrected for the knees tried); "
                 "then the main fit uses only the batch sizes below the saturation and "
                 "the fit on all points is shown for comparison. The blow-up edge's exponent (the curvature "
-                "theory's quantity) is shown beside it, fitted the same way. lower_bound and nothing_trains "
-                "points are never fitted.")
+                "theory's quantity) is shown beside it, fitted the same way, and so is lr_opt's (the lr to "
+                "train at, fitted on its own intervals over its bracketed points), each with its own verdict. "
+                "lower_bound and nothing_trains points are never fitted.")
 SPECTRUM_NOTE = ("lambda_max: mean and std over random batches of size B. lr_pred: the stability limit the "
                  "spectrum predicts for the optimizer as it ran (theory.stability_limit): 2(1+momentum)/lambda_max "
                  "for SGD with heavy-ball momentum, 2(1+momentum)/((1+2 momentum) lambda_max) with Nesterov momentum, "
@@ -127,7 +134,9 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
         "all points: exponent [95%]": _with_ci(scaling["exponent_all"], scaling["ci_low_all"],
                                                scaling["ci_high_all"], scaling["verdict_all"]),
         "blow-up edge: exponent [95%]": _with_ci(scaling["exponent_blowup"], scaling["ci_low_blowup"],
-                                                 scaling["ci_high_blowup"]),
+                                                 scaling["ci_high_blowup"], scaling["verdict_blowup"]),
+        "lr_opt: exponent [95%]": _with_ci(scaling["exponent_opt"], scaling["ci_low_opt"], scaling["ci_high_opt"],
+                                           scaling["verdict_opt"]),
         "to decide": scaling["to_decide"],
         "excluded from fits": scaling["excluded"], "note": scaling["note"]})
     return markdown_table(view)

@@ -116,7 +116,8 @@ def base_optimizer(name: str) -> str:
 
 JOB_COLUMNS = ("model", "dataset", "optimizer", "batch_size", "seed", "expected_exponent", "momentum",
                "search", "lr_max", "lr_max_status", "acc_at_lr_max", "lr_blowup", "lr_blowup_status",
-               "lr_best", "best_test_acc", "steps", "seconds", "device", "commit", "record_path")
+               "lr_best", "best_test_acc", "lr_opt", "lr_opt_status", "lr_opt_se", "quality_at_opt", "objective",
+               "steps", "seconds", "device", "commit", "record_path")
 TRIAL_COLUMNS = ("lr", "outcome", "reason", "initial_loss", "final_train_loss", "test_acc", "test_loss",
                  "steps", "seconds", "images_per_s")
 
@@ -128,11 +129,12 @@ def jobs_frame(records: list[JobRecord]) -> pd.DataFrame:
         row = {c: getattr(r, c) for c in JOB_COLUMNS}
         lo, hi = r.lr_max_bracket or [None, None]
         blo, bhi = r.lr_blowup_bracket or [None, None]
-        row.update(lr_lo=lo, lr_hi=hi, lr_blowup_lo=blo, lr_blowup_hi=bhi, trials=len(r.trials),
-                   non_monotone=len(r.non_monotone or []))
+        olo, ohi = r.lr_opt_bracket or [None, None]
+        row.update(lr_lo=lo, lr_hi=hi, lr_blowup_lo=blo, lr_blowup_hi=bhi, lr_opt_lo=olo, lr_opt_hi=ohi,
+                   trials=len(r.trials), non_monotone=len(r.non_monotone or []))
         rows.append(row)
     return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "lr_lo", "lr_hi", "lr_blowup_lo", "lr_blowup_hi",
-                                       "trials", "non_monotone"])
+                                       "lr_opt_lo", "lr_opt_hi", "trials", "non_monotone"])
 
 
 def trials_frame(records: list[JobRecord]) -> pd.DataFrame:
@@ -204,7 +206,8 @@ def _one_status(values) -> str | None:
 
 LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_job", "lr_max_status", "acc_at_lr_max",
                   "lr_max_se", "lr_safe", "spread", "spread_own", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi",
-                  "lr_blowup_status", "lr_blowup_se", "monotone", "lr_best", "best_test_acc", "trials", "steps",
+                  "lr_blowup_status", "lr_blowup_se", "lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_status", "lr_opt_se",
+                  "quality_at_opt", "objective", "monotone", "lr_best", "best_test_acc", "trials", "steps",
                   "seconds", "expected_exponent", "momentum"]
 ADAPTIVE = "adaptive"
 
@@ -224,6 +227,9 @@ def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
                          lr_blowup=_gmean(g["lr_blowup"]), lr_blowup_lo=_gmean(g["lr_blowup_lo"]),
                          lr_blowup_hi=_gmean(g["lr_blowup_hi"]),
                          lr_blowup_status=_one_status(g["lr_blowup_status"]),
+                         lr_opt=_gmean(g["lr_opt"]), lr_opt_lo=_gmean(g["lr_opt_lo"]), lr_opt_hi=_gmean(g["lr_opt_hi"]),
+                         lr_opt_status=_one_status(g["lr_opt_status"]), lr_opt_se=_mean(g["lr_opt_se"]),
+                         quality_at_opt=_mean(g["quality_at_opt"]), objective=_first(g["objective"]),
                          monotone=not any(as_number(v) for v in g["non_monotone"]), lr_best=_gmean(g["lr_best"]),
                          best_test_acc=_mean(g["best_test_acc"]), trials=int(_sum(g["trials"])),
                          steps=_sum(g["steps"]), seconds=_sum(g["seconds"]),
@@ -302,7 +308,8 @@ def analyse_group(points: pd.DataFrame) -> dict:
     u = points[use]
     B, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_lo", "lr_hi"))
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
-           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points), "fit_batch_sizes": B}
+           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points),
+           "opt_fit": _blowup_fit(points, "lr_opt"), "fit_batch_sizes": B}
     excluded = points[~use]
     out["excluded"] = "; ".join(f"B={int(b)} {s}" for b, s in zip(excluded["batch_size"],
                                                                   excluded["lr_max_status"]))
@@ -349,18 +356,22 @@ def _fit(B, mid, lo, hi, se):
     return theory.fit_power_law(B, lo, lo, hi)
 
 
-def _blowup_fit(points: pd.DataFrame):
-    """The blow-up edge's power law over its bracketed points (None with fewer than 2)."""
-    u = points[usable(points, "lr_blowup")]
+def _blowup_fit(points: pd.DataFrame, name: str = "lr_blowup"):
+    """The power law of the blow-up edge (or of lr_opt, ``name``) over its bracketed points (None
+    with fewer than 2 batch sizes)."""
+    if name not in points:
+        return None
+    u = points[usable(points, name)]
     if len(u) < 2 or u["batch_size"].nunique() < 2:
         return None
-    B, mid, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi"))
-    return _fit(B, mid, lo, hi, pd.to_numeric(u["lr_blowup_se"], errors="coerce").to_numpy(float))
+    B, mid, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", name, f"{name}_lo", f"{name}_hi"))
+    return _fit(B, mid, lo, hi, pd.to_numeric(u[f"{name}_se"], errors="coerce").to_numpy(float))
 
 
 SCALING_COLUMNS = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "direction", "to_decide",
                    "n_fit", "fit_range", "saturation_batch", "exponent_all", "ci_low_all", "ci_high_all",
-                   "verdict_all", "n_all", "exponent_blowup", "ci_low_blowup", "ci_high_blowup", "prefactor",
+                   "verdict_all", "n_all", "exponent_blowup", "ci_low_blowup", "ci_high_blowup", "verdict_blowup",
+                   "exponent_opt", "ci_low_opt", "ci_high_opt", "verdict_opt", "n_opt", "prefactor",
                    "excluded", "note"]
 
 
@@ -372,7 +383,7 @@ def _fit_columns(fit, suffix: str = "") -> dict:
 
 def _scaling_row(key, a: dict) -> dict:
     """A group's row of the scaling table, from its ``analyse_group`` result."""
-    f, fa, fb, e = a["fit"], a["fit_all"], a["blowup_fit"], a["expected"]
+    f, fa, fb, fo, e = a["fit"], a["fit_all"], a["blowup_fit"], a.get("opt_fit"), a["expected"]
     decided = theory.verdict(f, e) if f and math.isfinite(e) else "no fit"
     return dict(zip(GROUP, key), expected_exponent=e, **_fit_columns(f), verdict=decided,
                 direction=theory.direction(f, e) if decided == "inconsistent" else "",
@@ -380,8 +391,13 @@ def _scaling_row(key, a: dict) -> dict:
                 n_fit=f.n if f else 0, fit_range=a["fit_range"] if f else "", saturation_batch=a["saturation"],
                 **_fit_columns(fa, "_all"),
                 verdict_all=theory.verdict(fa, e) if fa and math.isfinite(e) else "no fit", n_all=fa.n if fa else 0,
-                **_fit_columns(fb, "_blowup"), prefactor=f.prefactor if f else math.nan,
+                **_fit_columns(fb, "_blowup"), verdict_blowup=_verdict(fb, e),
+                **_fit_columns(fo, "_opt"), verdict_opt=_verdict(fo, e), n_opt=fo.n if fo else 0, prefactor=f.prefactor if f else math.nan,
                 excluded=a["excluded"], note=a["note"] or (f.note if f else ""))
+
+
+def _verdict(fit, expected: float) -> str:
+    return theory.verdict(fit, expected) if fit and math.isfinite(expected) else "no fit"
 
 
 def scaling_table(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spectral_sweep.errors import UsageError
-from spectral_sweep.search import edge
+from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.result import (
     BRACKETED,
     INCONCLUSIVE,
@@ -111,12 +111,13 @@ def priors_from(points) -> Priors:
 def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: int = 30,
                parallel: int = 1, step: float = 4.0, tolerance: float = 2 ** 0.25, lr_min: float = 1e-6,
                lr_max_cap: float = 100.0, blowup: bool = True, reference: float | None = 0.25,
-               priors: Priors | None = None) -> SearchResult:
+               priors: Priors | None = None, opt: optimum.OptimumSearch | None = None) -> SearchResult:
     """Both edges of one batch size, each with a 95% interval (see the module doc).
 
     ``run`` takes a list of lrs and returns one result per lr (an outcome string, a mapping or
     object with ``outcome``, or a bool for trained/diverged); it is called once per round with at
-    most ``parallel`` lrs, and each call's trials get fresh seeds.
+    most ``parallel`` lrs, and each call's trials get fresh seeds. With ``opt``, lr_opt too: the
+    lr whose trials reach the best quality (``search/optimum.py``), from the same trials and its own.
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
@@ -128,7 +129,7 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
     status = _locate(trials, start, step, tolerance, parallel, max_trials)
     if status == BRACKETED:
         _refine(trials, precision, max_trials, parallel, blowup, priors)
-    return _result(trials, status, reference, priors)
+    return _result(trials, status, reference, priors, opt, parallel)
 
 
 def _locate(trials: _Trials, start: float, step: float, tolerance: float, k: int, max_trials: int) -> str:
@@ -256,17 +257,25 @@ def _propose(post, index: int) -> float:
     return post.next() if isinstance(post, _Walk) else edge.next_points(post, 1, start=index)[0]
 
 
-def _result(trials: _Trials, status: str, reference: float | None, priors: Priors) -> SearchResult:
-    """Both edges from all trials, the reference trial's included: the same data the report's refit
-    reads, so a point alone in its group gets the same lr_max from the job and from the report (a
-    reference trial that trains lowers the floor below which stalled trials are not counted)."""
+def _result(trials: _Trials, status: str, reference: float | None, priors: Priors,
+            opt: optimum.OptimumSearch | None = None, k: int = 1) -> SearchResult:
+    """Both edges from all trials, the reference trial's and lr_opt's included: the same data the
+    report's refit reads, so a point alone in its group gets the same lr_max from the job and from
+    the report (a reference trial that trains lowers the floor below which stalled trials are not
+    counted)."""
     upper = _upper(trials, status, priors)
     if reference and upper is not None:
         target = max(upper.fit().lr * reference, trials.lr_min)
         if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
             trials.run([target])
             upper = _upper(trials, status, priors)
+    best = None
+    if opt is not None and status in (BRACKETED, LOWER_BOUND):
+        _find_optimum(trials, opt, upper.fit().lo if upper is not None else trials.lr_max_cap, k)
+        upper = _upper(trials, status, priors)
     fit = upper.fit() if upper is not None else None
+    if opt is not None and status in (BRACKETED, LOWER_BOUND):   # from every trial, under the final edge
+        best = _optimum_fit(trials, opt, fit.lo if fit is not None else trials.lr_max_cap)
     trained = trials.lrs(TRAINED)
     if fit is not None:
         lr_max, bracket = fit.lr, (fit.lo, fit.hi)
@@ -277,7 +286,31 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
     blow = _blowup(trials, priors, upper)
     problem = edge.problem(fit) if fit is not None else None
     return SearchResult(lr_max, bracket, INCONCLUSIVE if problem else status, trials.made, *blow[:3], estimate=fit,
-                        blowup_estimate=blow[3], problem=problem)
+                        blowup_estimate=blow[3], problem=problem, optimum=best)
+
+
+def _find_optimum(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float, k: int) -> optimum.OptimumFit:
+    """Rounds of trials below the upper edge until lr_opt's interval is within ``opt.precision``,
+    or its own trials run out: down in log lr while the peak may lie below the lowest lr tried,
+    then around the peak (``optimum.next_lrs``)."""
+    made = 0
+    while True:
+        fit = _optimum_fit(trials, opt, ceiling)
+        room = min(k, opt.max_trials - made)
+        if (fit.status == optimum.BRACKETED and fit.half_width() <= opt.precision) or room <= 0:
+            return fit
+        lrs = optimum.next_lrs(fit, room, made, trials.lr_min, ceiling)
+        if not lrs:
+            return fit
+        trials.run(lrs)
+        made += len(lrs)
+
+
+def _optimum_fit(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float) -> optimum.OptimumFit:
+    return optimum.fit_optimum([lr for lr, _ in trials.made],
+                               [optimum.quality(r, opt.objective) if outcome_of(r) == TRAINED else None
+                                for _, r in trials.made],
+                               ceiling=ceiling, objective=opt.objective)
 
 
 def _upper(trials: _Trials, status: str, priors: Priors) -> edge.EdgePosterior | None:

@@ -23,6 +23,7 @@ class SearchResult:
     estimate: object = None                       # adaptive search: the upper edge's edge.EdgeFit
     blowup_estimate: object = None                # ... and the blow-up edge's
     problem: str | None = None                    # inconclusive: what the trials showed (edge.problem)
+    optimum: object = None                        # adaptive search: lr_opt's optimum.OptimumFit (None: not asked)
 
     @property
     def ratio(self) -> float | None:
