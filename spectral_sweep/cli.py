@@ -32,7 +32,8 @@ def _job(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     try:
-        run_point(schema.to_config(cfg, hc.overrides.task), hc.runtime.output_dir, hc.sweep.dir if hc.mode.name == "MULTIRUN" else None,
+        sweep_dir = hc.sweep.dir if hc.mode.name == "MULTIRUN" else None
+        run_point(schema.to_config(cfg, hc.overrides.task), hc.runtime.output_dir, sweep_dir,
                   model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
                   variant=hc.job.override_dirname, launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
     except UsageError as e:

@@ -12,7 +12,8 @@ from spectral_sweep.seeds import Stream, child_seed
 
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",
         "train.steps=30", "quiet=true", "search.max_trials=6", "search.precision=0.5", "search.reference=null",
-        "train.channels_last=false"]   # auto would time the memory format anew in each sweep folder
+        "train.channels_last=false",   # auto would time the memory format anew in each sweep folder
+        "search.optimum=false"]        # on where a test asks for lr_opt
 
 
 def point(tmp_path, batch, job_num, *extra, name="s"):
@@ -59,8 +60,12 @@ def test_a_warm_start_depends_only_on_earlier_jobs(tmp_path):
 
 
 def test_the_record_carries_the_interval_and_the_report_refits_it(tmp_path):
-    rec = point(tmp_path, 16, 0, "search.max_trials=8", "search.parallel=1")
+    rec = point(tmp_path, 16, 0, "search.max_trials=8", "search.parallel=1", "search.optimum=true",
+                "search.opt_trials=3")
     data = json.loads(Path(rec.record_path).read_text())
+    assert data["objective"] == "test_acc" and 1 <= data["lr_opt_trials"] <= 3        # lr_opt was asked for
+    assert data["lr_opt_status"] in ("bracketed", "upper_bound", "lower_bound", "flat", "too_few")
+    assert len(data["trials"]) <= 8 + data["lr_opt_trials"]
     assert data["lr_max_status"] == "bracketed"          # 30 steps at B=16 train at lr 0.05
     lo, hi = data["lr_max_bracket"]
     assert lo < data["lr_max"] < hi and data["lr_max_se"] > 0 and data["lr_safe"] < data["lr_max"]

@@ -12,7 +12,7 @@ import pytest
 
 # Small enough for a few seconds per job on 2 CPU cores.
 TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",
-        "train.steps=8", "quiet=true"]
+        "train.steps=8", "quiet=true", "search.optimum=false"]   # lr_opt: tests/test_optimum.py
 
 
 def cli(*args, cwd):

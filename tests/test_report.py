@@ -518,7 +518,8 @@ def test_lr_max_md_names_the_jobs_number_and_the_groups_refit_beside_it(tmp_path
     from spectral_sweep.search.adaptive import priors_from
 
     first = _searched_record(8, math.log(0.02), 1)
-    second = _searched_record(16, math.log(0.04), 2, priors=priors_from([[(t["lr"], t["outcome"]) for t in first["trials"]]]))
+    earlier = [[(t["lr"], t["outcome"]) for t in first["trials"]]]
+    second = _searched_record(16, math.log(0.04), 2, priors=priors_from(earlier))
     alone = _searched_record(8, math.log(0.02), 3, model="vgg11")
     for name, record in (("a8", first), ("a16", second), ("b8", alone)):
         write_json_atomic(tmp_path / name / "record.json", record)
@@ -529,3 +530,25 @@ def test_lr_max_md_names_the_jobs_number_and_the_groups_refit_beside_it(tmp_path
     assert table.loc[("vgg11", 8), "lr_max"] == pytest.approx(alone["lr_max"], rel=1e-9)
     assert table.loc[("vgg16", 8), "lr_max"] != pytest.approx(first["lr_max"], rel=1e-6)   # refit: it learned from B=16
     assert "lr_max_job is the job's own lr_max" in (tmp_path / "lr_max.md").read_text()
+
+
+def test_lr_opt_gets_its_own_exponent_and_verdict_and_a_bound_is_never_fitted(tmp_path):
+    """lr_max on B^1, lr_opt planted on B^0.5 with its own measured errors: the scaling table gives
+    each its exponent and verdict; an lr_opt that is only a bound stays out of lr_opt's fit."""
+    for B in (8, 16, 32, 64, 128):
+        lo, opt = 0.01 * B / 8, 0.001 * (B / 8) ** 0.5
+        rec = _three_outcome_record(B, lo, lo * R, 2 * lo, 2 * lo * R)
+        rec.update(lr_opt=opt, lr_opt_bracket=[opt / 1.1, opt * 1.1], lr_opt_se=math.log(1.1) / 1.96,
+                   lr_opt_status="bracketed", quality_at_opt=0.8, objective="test_acc")
+        if B == 128:
+            rec.update(lr_opt=opt * 50, lr_opt_bracket=[None, opt * 50], lr_opt_status="upper_bound")
+        write_json_atomic(tmp_path / f"B{B}" / "record.json", rec)
+    report.write_report(tmp_path, quiet=True)
+    sc = pd.read_csv(tmp_path / "scaling.csv").iloc[0]
+    assert sc.exponent == pytest.approx(1.0, abs=1e-6) and sc.verdict == "consistent"
+    assert sc.exponent_opt == pytest.approx(0.5, abs=1e-6) and sc.verdict_opt == "inconsistent"
+    assert sc.n_opt == 4 and sc.ci_high_opt - sc.ci_low_opt < 0.3
+    table = pd.read_csv(tmp_path / "lr_max.csv").set_index("batch_size")
+    assert table.loc[16, "lr_opt"] == pytest.approx(0.001 * 2 ** 0.5)
+    assert table.loc[128, "lr_opt_status"] == "upper_bound"
+    assert "lr_opt: exponent [95%]" in (tmp_path / "report.md").read_text()

@@ -148,7 +148,8 @@ def test_a_budget_on_the_command_line_replaces_the_presets_whatever_it_counts(us
     assert compose("experiment=quickstart", "train.epochs=1").train.budget(cifar.dataset) == Budget(epochs=1)
     mine = compose("model=mynet", "dataset=mydata", config_dir=str(user / "myconf"))
     assert mine.dataset.budget == Budget(epochs=10) and mine.dataset.subset is None   # the schema's defaults
-    assert compose("model=mynet", "dataset=mydata", "dataset.subset=8", config_dir=str(user / "myconf")).dataset.subset == 8
+    composed = compose("model=mynet", "dataset=mydata", "dataset.subset=8", config_dir=str(user / "myconf"))
+    assert composed.dataset.subset == 8
 
 
 def test_compose_sees_the_packages_presets_and_the_users_together(user):

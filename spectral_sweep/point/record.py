@@ -60,6 +60,7 @@ class JobRecord:
     lr_opt_se: float | None = None        # its interval's half-width / 1.96, in log lr
     quality_at_opt: float | None = None   # the fitted objective at lr_opt, in the objective's units
     objective: str | None = None          # what lr_opt maximises: test_acc | train_loss | test_loss (minimised)
+    lr_opt_trials: int = 0                # the trials lr_opt placed beyond the edges' (its cost)
     trials_reused: int = 0
     steps: int = 0
     seconds: float = 0.0

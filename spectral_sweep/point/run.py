@@ -26,7 +26,7 @@ from spectral_sweep.point.check import check_job
 from spectral_sweep.point.pool import trials_in_flight
 from spectral_sweep.point.record import LEARNER, JobRecord, device_name, provenance
 from spectral_sweep.point.store import TrialCache, finished_job, job_lock, load_records, write_job_record
-from spectral_sweep.point.trials import TrialRunner
+from spectral_sweep.point.trials import EXPECTED_OPTIMUM_TRIALS, EXPECTED_TRIALS, TrialRunner
 from spectral_sweep.search.adaptive import find_edges, priors_from
 from spectral_sweep.search.bisect import locate
 from spectral_sweep.search.optimum import OptimumSearch
@@ -84,7 +84,8 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
     cap = trial_cap(config.search) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
-                         in_flight=in_flight, cap=cap)
+                         in_flight=in_flight, cap=cap,
+                         typical=EXPECTED_TRIALS + (EXPECTED_OPTIMUM_TRIALS if config.search.optimum else 0))
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
         runner.say_cost(timed[0] * in_flight, "timed before the first trial")
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
@@ -222,7 +223,7 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         lr_max_se=fit.log_se if fit else None, lr_safe=fit.lr_safe if fit else None,
         edge_spread=fit.spread if fit else None, lr_blowup_se=blow.log_se if blow else None, job_num=job_num,
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
-        **_optimum_fields(peak, config),
+        **_optimum_fields(peak, config), lr_opt_trials=outcome.optimum_trials,
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
         test_size=len(data.test), num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget),

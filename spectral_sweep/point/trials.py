@@ -31,8 +31,10 @@ from spectral_sweep.trial.train import TrainingHook, TrialSettings, budget_steps
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
-#: Trials a point typically takes: 24.4 on the mission's design in planted sweeps (results/calibration).
+#: Trials a point typically takes: 24.4 on the mission's design in planted sweeps (results/calibration),
+#: and lr_opt's own beyond them (search.optimum; calibrate_optimum in spectral_sweep/search/calibration.py).
 EXPECTED_TRIALS = 24
+EXPECTED_OPTIMUM_TRIALS = 5
 
 
 def in_hours(minutes: float) -> str:
@@ -47,11 +49,12 @@ class TrialRunner:
 
     def __init__(self, make_model: Callable[[], torch.nn.Module], data, settings: TrialSettings,
                  hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache,
-                 in_flight: int = 1, cap: int | None = None):
+                 in_flight: int = 1, cap: int | None = None, typical: int = EXPECTED_TRIALS):
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
         self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
+        self.typical = typical   # ... and the trials it typically makes
         self.said, self.finished = False, 0
         self.name = f"{settings.optimizer['name']} B={settings.batch_size}"
         self.bar = tqdm(total=cap, desc=self.name, unit="trial",
@@ -111,7 +114,7 @@ class TrialRunner:
         self.said = True
         steps = self._trial_steps()
         trial = per_step * steps / 60
-        typical = min(EXPECTED_TRIALS, self.cap)
+        typical = min(self.typical, self.cap)
         expected, worst = (trial * n / self.in_flight for n in (typical, self.cap))
         tqdm.write(f"B={self.settings.batch_size}: {per_step:.3g} s a step ({source}), {in_hours(trial)} a trial of "
                    f"{steps} steps; this point takes about {in_hours(expected)} ({typical} trials), at most "

@@ -204,7 +204,8 @@ def _one_status(values) -> str | None:
     return "mixed: " + ", ".join(f"{s} x{statuses.count(s)}" for s in uniq)
 
 
-LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_job", "lr_max_status", "acc_at_lr_max",
+LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_job", "lr_max_status",
+                  "acc_at_lr_max",
                   "lr_max_se", "lr_safe", "spread", "spread_own", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi",
                   "lr_blowup_status", "lr_blowup_se", "lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_status", "lr_opt_se",
                   "quality_at_opt", "objective", "monotone", "lr_best", "best_test_acc", "trials", "steps",
@@ -392,7 +393,8 @@ def _scaling_row(key, a: dict) -> dict:
                 **_fit_columns(fa, "_all"),
                 verdict_all=theory.verdict(fa, e) if fa and math.isfinite(e) else "no fit", n_all=fa.n if fa else 0,
                 **_fit_columns(fb, "_blowup"), verdict_blowup=_verdict(fb, e),
-                **_fit_columns(fo, "_opt"), verdict_opt=_verdict(fo, e), n_opt=fo.n if fo else 0, prefactor=f.prefactor if f else math.nan,
+                **_fit_columns(fo, "_opt"), verdict_opt=_verdict(fo, e), n_opt=fo.n if fo else 0,
+                prefactor=f.prefactor if f else math.nan,
                 excluded=a["excluded"], note=a["note"] or (f.note if f else ""))
 
 

@@ -269,9 +269,9 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
         if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
             trials.run([target])
             upper = _upper(trials, status, priors)
-    best = None
+    best, opt_made = None, 0
     if opt is not None and status in (BRACKETED, LOWER_BOUND):
-        _find_optimum(trials, opt, upper.fit().lo if upper is not None else trials.lr_max_cap, k)
+        opt_made = _find_optimum(trials, opt, upper.fit().lo if upper is not None else trials.lr_max_cap, k)
         upper = _upper(trials, status, priors)
     fit = upper.fit() if upper is not None else None
     if opt is not None and status in (BRACKETED, LOWER_BOUND):   # from every trial, under the final edge
@@ -286,22 +286,22 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
     blow = _blowup(trials, priors, upper)
     problem = edge.problem(fit) if fit is not None else None
     return SearchResult(lr_max, bracket, INCONCLUSIVE if problem else status, trials.made, *blow[:3], estimate=fit,
-                        blowup_estimate=blow[3], problem=problem, optimum=best)
+                        blowup_estimate=blow[3], problem=problem, optimum=best, optimum_trials=opt_made)
 
 
-def _find_optimum(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float, k: int) -> optimum.OptimumFit:
+def _find_optimum(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float, k: int) -> int:
     """Rounds of trials below the upper edge until lr_opt's interval is within ``opt.precision``,
     or its own trials run out: down in log lr while the peak may lie below the lowest lr tried,
-    then around the peak (``optimum.next_lrs``)."""
+    then around the peak (``optimum.next_lrs``). Returns the trials it made."""
     made = 0
     while True:
         fit = _optimum_fit(trials, opt, ceiling)
         room = min(k, opt.max_trials - made)
         if (fit.status == optimum.BRACKETED and fit.half_width() <= opt.precision) or room <= 0:
-            return fit
+            return made
         lrs = optimum.next_lrs(fit, room, made, trials.lr_min, ceiling)
         if not lrs:
-            return fit
+            return made
         trials.run(lrs)
         made += len(lrs)
 

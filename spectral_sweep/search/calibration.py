@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spectral_sweep import theory
-from spectral_sweep.search import edge
+from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import Priors, find_edges
 from spectral_sweep.search.result import BRACKETED
 
@@ -100,3 +100,64 @@ def calibrate(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0,
         "point_coverage": float(np.mean([c for r in runs for c in r.covered])),
         "half_width": float(np.median([(r.fit.ci_high - r.fit.ci_low) / 2 for r in fitted])),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# lr_opt: a planted peak of quality below the edges
+# --------------------------------------------------------------------------------------------
+
+def planted_quality_trial(mu: float, x_opt: float, rng: np.random.Generator, *, spread: float = 0.25,
+                          gap: float = 0.3, curvature: float = 0.1, noise: float = 0.06, top: float = 0.6,
+                          chance: float = 0.1, margin: float = 0.05):
+    """lrs -> fresh-seed trials with both edges and a quality: a trial diverges above its seed's
+    edge ``mu + gap``, stalls (quality ``chance``) above ``mu``, else trains to a quality that
+    peaks at ``exp(x_opt)``: a parabola in log lr with seed noise, floored at chance; a trial whose
+    quality is within ``margin`` of chance stalled (too small an lr to learn in the budget)."""
+    def run(lrs):
+        out = []
+        for lr in lrs:
+            x = math.log(lr)
+            if x + rng.normal(0, spread) > mu + gap:
+                out.append({"outcome": "diverged"})
+            elif x + rng.normal(0, spread) > mu:
+                out.append({"outcome": "stalled", "test_acc": chance})
+            else:
+                q = max(chance, top - curvature * (x - x_opt) ** 2) + rng.normal(0, noise)
+                out.append({"outcome": "trained" if q > chance + margin else "stalled", "test_acc": q})
+        return out
+    return run
+
+
+def calibrate_optimum(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0, below: float = 8.0,
+                      seed: int = 0, parallel: int = 2, opt_trials: int = 8, precision: float = 0.35,
+                      **kwargs) -> dict:
+    """lr_opt in simulated sweeps: lr_max on a planted power law, lr_opt ``below`` times lower (so
+    on the same law); each point searched as a real one is (warm start, reference trial, lr_opt's
+    own trials). Coverage of each point's interval and of lr_opt's exponent, and the trials lr_opt adds."""
+    rng = np.random.default_rng(seed)
+    covered, statuses, added, total, exponents = [], {}, [], [], []
+    for _ in range(n_sweeps):
+        fits, first = [], 0.05
+        for b in batch_sizes:
+            mu = math.log(1e-3) + exponent * math.log(b)
+            x_opt = mu - math.log(below)
+            run = planted_quality_trial(mu, x_opt, rng, **kwargs)
+            result = find_edges(run, first * math.exp(rng.uniform(-1, 1)), parallel=parallel,
+                                opt=optimum.OptimumSearch(precision=precision, max_trials=opt_trials))
+            f = result.optimum
+            statuses[f.status if f else None] = statuses.get(f.status if f else None, 0) + 1
+            if f is not None and f.status == optimum.BRACKETED:
+                covered.append(f.lo <= math.exp(x_opt) <= f.hi)
+                fits.append((b, f))
+            added.append(result.optimum_trials)
+            total.append(len(result.trials))
+            first = (result.lr_max or first) * 2 ** exponent
+        if len(fits) >= 2:
+            fit = theory.fit_power_law([b for b, _ in fits], [f.lr for _, f in fits], se=[f.log_se for _, f in fits])
+            exponents.append((fit.ci_low <= exponent <= fit.ci_high, (fit.ci_high - fit.ci_low) / 2))
+    return {"sweeps": n_sweeps, "points": n_sweeps * len(batch_sizes), "statuses": statuses,
+            "point_coverage": float(np.mean(covered)) if covered else math.nan,
+            "exponent_coverage": float(np.mean([c for c, _ in exponents])) if exponents else math.nan,
+            "exponent_half_width": float(np.median([h for _, h in exponents])) if exponents else math.nan,
+            "fitted_sweeps": len(exponents), "added_per_point": float(np.mean(added)),
+            "trials_per_point": float(np.mean(total))}

@@ -35,7 +35,8 @@ BRACKETED, UPPER_BOUND, LOWER_BOUND = "bracketed", "upper_bound", "lower_bound"
 FLAT, TOO_FEW = "flat", "too_few"
 WINDOW = math.log(8.0)     # fit trials within a factor 8 of the peak on either side
 SMOOTH = math.log(2.0)     # the kernel width that finds the peak's neighbourhood before any fit
-MIN_TRIALS = 4             # a parabola and its noise need at least one residual degree of freedom
+MIN_TRIALS = 6             # a parabola and its noise: three residual degrees of freedom at least (with
+MIN_LEVELS = 4             # one or two, a lucky pair of seeds can claim a noise of nothing), four lrs
 GRID_MARGIN = 3.0          # the profile's grid runs this far (natural log) past the fitted lrs
 
 
@@ -104,15 +105,16 @@ def fit_optimum(lrs, qualities, ceiling: float = math.inf, window: float = WINDO
         return OptimumFit(None, None, None, TOO_FEW)
     keep, centre = _window(x, y, window)
     x, y = x[keep], y[keep]
-    if len(x) < MIN_TRIALS or len(set(x.tolist())) < 3:
+    if len(x) < MIN_TRIALS or len(set(x.tolist())) < MIN_LEVELS:
         return OptimumFit(None, None, None, TOO_FEW, n=len(x), centre=math.exp(centre))
     grid = np.linspace(x.min() - GRID_MARGIN, x.max() + GRID_MARGIN, 721)
-    rss = np.array([_restricted_rss(x, y, x0) for x0 in grid])
+    rss = _restricted_rss(x, y, grid)
     full = min(_free_rss(x, y), rss.min())
     dof = len(x) - 3
     s2 = max(full / dof, 1e-12 * max(1.0, float(np.var(y))))
-    inside = (rss - full) / s2 <= stats.f.ppf(level, 1, dof)
     best = int(np.argmin(rss))
+    inside = (rss - full) / s2 <= stats.f.ppf(level, 1, dof)
+    inside[best] = True          # the grid's best point, also where noise-free data put the vertex off-grid
     lo_open, hi_open = bool(inside[0]), bool(inside[-1])
     lo, hi = math.exp(grid[inside].min()), math.exp(grid[inside].max())
     sign = -1.0 if str(objective) != "test_acc" else 1.0
@@ -145,10 +147,11 @@ def _window(x: np.ndarray, y: np.ndarray, window: float) -> tuple[np.ndarray, fl
     for _ in range(3):
         if keep.sum() < MIN_TRIALS or len(np.unique(x[keep])) < 3:
             break
-        c2, c1, _ = np.polyfit(x[keep], y[keep], 2)
+        m = x[keep].mean()        # centred: a well-conditioned fit
+        c2, c1, _ = _quadratic(x[keep] - m, y[keep])
         if c2 >= 0:
             break
-        centre = float(np.clip(-c1 / (2 * c2), x.min(), x.max()))
+        centre = float(np.clip(m - c1 / (2 * c2), x.min(), x.max()))
         new = np.abs(x - centre) <= window + 1e-9
         if (new == keep).all():
             break
@@ -156,22 +159,32 @@ def _window(x: np.ndarray, y: np.ndarray, window: float) -> tuple[np.ndarray, fl
     return keep, centre
 
 
-def _restricted_rss(x: np.ndarray, y: np.ndarray, x0: float) -> float:
-    """Least squares of a + c (x - x0)^2 with c <= 0 (c > 0 would be a valley: then c = 0)."""
-    design = np.column_stack([np.ones_like(x), (x - x0) ** 2])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    if coef[1] > 0:
-        return float(((y - y.mean()) ** 2).sum())
-    return float(((y - design @ coef) ** 2).sum())
+def _restricted_rss(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """For each x0 of ``grid``, the least squares of a + c (x - x0)^2 with c <= 0 (where the best c
+    is positive, a valley, c = 0 and the fit is the mean): one linear regression on u = (x - x0)^2."""
+    u = (x[None, :] - grid[:, None]) ** 2
+    uc = u - u.mean(axis=1, keepdims=True)
+    yc = y - y.mean()
+    suu, suy, syy = (uc * uc).sum(axis=1), uc @ yc, float(yc @ yc)
+    explained = np.where(suy < 0, suy ** 2 / np.maximum(suu, 1e-300), 0.0)
+    return syy - explained
 
 
 def _free_rss(x: np.ndarray, y: np.ndarray) -> float:
     """Least squares of the free quadratic with a peak (c <= 0): else the best line, its limit."""
-    c2, c1, c0 = np.polyfit(x, y, 2)
+    x = x - x.mean()             # centred: a well-conditioned fit
+    c2, c1, c0 = _quadratic(x, y)
     if c2 < 0:
-        return float(((y - np.polyval([c2, c1, c0], x)) ** 2).sum())
-    line = np.polyfit(x, y, 1)
-    return float(((y - np.polyval(line, x)) ** 2).sum())
+        return float(((y - (c2 * x ** 2 + c1 * x + c0)) ** 2).sum())
+    design = np.column_stack([np.ones_like(x), x])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((y - design @ coef) ** 2).sum())
+
+
+def _quadratic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(c2, c1, c0) of the least-squares quadratic (lstsq: repeated lrs are fine, and quiet)."""
+    coef, *_ = np.linalg.lstsq(np.column_stack([x ** 2, x, np.ones_like(x)]), y, rcond=None)
+    return coef
 
 
 def _vertex_fit(x: np.ndarray, y: np.ndarray, x0: float) -> tuple[float, float]:

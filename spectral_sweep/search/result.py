@@ -24,6 +24,7 @@ class SearchResult:
     blowup_estimate: object = None                # ... and the blow-up edge's
     problem: str | None = None                    # inconclusive: what the trials showed (edge.problem)
     optimum: object = None                        # adaptive search: lr_opt's optimum.OptimumFit (None: not asked)
+    optimum_trials: int = 0                       # ... and the trials it placed beyond the edges'
 
     @property
     def ratio(self) -> float | None:

@@ -39,7 +39,8 @@ def _known(cls, data: dict) -> tuple[dict, dict]:
 
 
 # learning rates and sizes: a NaN or infinite one is never a result, only a damaged file
-FINITE = ("lr", "lr_max", "lr_blowup", "lr_best", "lr_opt", "lr_opt_bracket", "search_start", "batch_size", "lr_max_bracket", "lr_blowup_bracket")
+FINITE = ("lr", "lr_max", "lr_blowup", "lr_best", "lr_opt", "lr_opt_bracket", "search_start", "batch_size",
+          "lr_max_bracket", "lr_blowup_bracket")
 
 
 def _finite(value) -> bool:

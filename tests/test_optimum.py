@@ -1,0 +1,119 @@
+"""lr_opt (search/optimum.py): known answers on planted quality curves, the interval's coverage,
+bounds at the edge of the lrs tried, a flat curve, and the search that places its trials."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spectral_sweep.search import optimum
+from spectral_sweep.search.adaptive import find_edges
+from spectral_sweep.search.optimum import OptimumSearch, fit_optimum
+
+
+def planted(rng, lrs, x_opt, c=0.1, top=0.6, noise=0.05):
+    return [top - c * (math.log(lr) - x_opt) ** 2 + rng.normal(0, noise) for lr in lrs]
+
+
+def test_a_planted_peak_is_found_inside_its_interval_and_the_fitted_curve_is_the_planted_one():
+    rng = np.random.default_rng(0)
+    lrs = list(np.geomspace(0.002, 0.1, 9)) * 3
+    fit = fit_optimum(lrs, planted(rng, lrs, math.log(0.01), noise=0.01))
+    assert fit.status == optimum.BRACKETED
+    assert fit.lo < 0.01 < fit.hi and fit.half_width() < 0.15
+    assert fit.quality == pytest.approx(0.6, abs=0.02) and fit.curvature == pytest.approx(-0.1, rel=0.1)
+    assert fit.noise == pytest.approx(0.01, rel=0.4)
+    assert fit.predict([fit.lr])[0] == pytest.approx(fit.quality)
+
+
+@pytest.mark.parametrize("noise", [0.03, 0.1])
+def test_the_interval_covers_the_planted_peak_at_its_nominal_rate(noise):
+    """The profile interval is exact under the model: 95% coverage whatever the noise (400 fits)."""
+    rng = np.random.default_rng(1)
+    lrs = list(np.geomspace(0.003, 0.05, 6)) * 3
+    truth = math.log(0.012)
+    hits = bracketed = 0
+    for _ in range(400):
+        fit = fit_optimum(lrs, planted(rng, lrs, truth, noise=noise))
+        if fit.status == optimum.BRACKETED:
+            bracketed += 1
+            hits += fit.lo <= math.exp(truth) <= fit.hi
+    assert bracketed >= 300
+    assert 0.91 <= hits / bracketed <= 0.98
+
+
+def test_a_loss_objective_is_minimised_and_reported_in_its_own_units():
+    rng = np.random.default_rng(2)
+    lrs = list(np.geomspace(0.002, 0.1, 9)) * 2
+    losses = [-q for q in planted(rng, lrs, math.log(0.02), top=-0.5, noise=0.01)]   # minimum 0.5 at 0.02
+    results = [{"outcome": "trained", "final_train_loss": v} for v in losses]
+    qualities = [optimum.quality(r, "train_loss") for r in results]
+    fit = fit_optimum(lrs, qualities, objective="train_loss")
+    assert fit.status == optimum.BRACKETED and fit.lo < 0.02 < fit.hi
+    assert fit.quality == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_peak_below_or_above_the_lrs_tried_is_a_bound_and_a_flat_curve_gives_none():
+    rng = np.random.default_rng(3)
+    lrs = list(np.geomspace(0.01, 0.08, 6)) * 2
+    below = fit_optimum(lrs, planted(rng, lrs, math.log(0.0005), c=0.05, noise=0.01))
+    assert below.status == optimum.UPPER_BOUND and below.lo is None and below.hi <= 0.08
+    above = fit_optimum(lrs, planted(rng, lrs, math.log(2.0), c=0.05, noise=0.01))
+    assert above.status == optimum.LOWER_BOUND and above.hi is None and above.lo >= 0.01
+    flat = fit_optimum(lrs, list(0.5 + rng.normal(0, 0.05, len(lrs))))
+    assert flat.status == optimum.FLAT and flat.lr is None
+    assert fit_optimum(lrs[:3], [0.5, 0.6, 0.5]).status == optimum.TOO_FEW
+
+
+def test_trials_that_did_not_train_or_lie_above_the_ceiling_are_not_fitted():
+    lrs = list(np.geomspace(0.002, 0.05, 9))
+    q = [0.6 - 0.1 * (math.log(lr) - math.log(0.01)) ** 2 for lr in lrs]
+    spoilt = q + [0.9, 0.9, None]                  # a cliff's worth of noise above the ceiling, a diverged one
+    fit = fit_optimum(lrs + [0.3, 0.5, 0.4], spoilt, ceiling=0.2)
+    assert fit.n == 9 and fit.lrs[1] == pytest.approx(0.05)
+    assert optimum.quality({"outcome": "diverged", "test_acc": 0.1}, "test_acc") is None
+    assert optimum.quality("trained", "test_acc") is None                 # a bare outcome has no quality
+
+
+EDGE = math.log(0.15)
+
+
+def simulated_point(seed, x_opt, *, c=0.1, noise=0.06, mu=EDGE, spread=0.25, k=1, opt=True):
+    """Trials of a planted point: an upper edge of training at exp(mu), divergence 0.3 above it,
+    and below it a quality that peaks at exp(x_opt) (a parabola in log lr, floored at chance)."""
+    rng = np.random.default_rng(seed)
+
+    def run(lrs):
+        out = []
+        for lr in lrs:
+            x = math.log(lr)
+            if x + rng.normal(0, spread) > mu + 0.3:
+                out.append({"outcome": "diverged"})
+            elif x + rng.normal(0, spread) > mu:
+                out.append({"outcome": "stalled", "test_acc": 0.1})
+            else:
+                out.append({"outcome": "trained", "test_acc": max(0.1, 0.6 - c * (x - x_opt) ** 2)
+                            + rng.normal(0, noise)})
+        return out
+    return find_edges(run, 0.15 * math.exp(rng.uniform(-1, 1)), parallel=k,
+                      opt=OptimumSearch(precision=0.35, max_trials=8) if opt else None)
+
+
+def test_the_search_walks_down_to_a_peak_far_below_the_edge_and_brackets_it():
+    """The reference trial sits at lr_max / 4; a peak 16x below lr_max is reached by walking down."""
+    truth = math.log(0.15 / 16)
+    found = [simulated_point(seed, truth).optimum for seed in range(12)]
+    bracketed = [f for f in found if f.status == optimum.BRACKETED]
+    assert len(bracketed) >= 8
+    assert sum(f.lo <= math.exp(truth) <= f.hi for f in bracketed) >= len(bracketed) - 1
+    assert all(f.lrs[0] < 0.15 / 16 for f in bracketed)           # trials placed on both sides of it
+
+
+def test_lr_opt_costs_at_most_its_own_trials_and_nothing_when_off():
+    with_opt = simulated_point(5, math.log(0.02), k=4)
+    without = simulated_point(5, math.log(0.02), k=4, opt=False)
+    assert without.optimum is None
+    assert len(without.trials) < len(with_opt.trials) <= len(without.trials) + 8
+    assert with_opt.optimum.status == optimum.BRACKETED
