@@ -617,3 +617,50 @@ def gradient_noise_scale(b_small, sqnorm_small, b_big, sqnorm_big) -> NoiseScale
     g2 = (b_big * mb - b_small * ms) / (b_big - b_small)
     tr = (ms - mb) / (1.0 / b_small - 1.0 / b_big)
     return NoiseScale(grad_sqnorm=g2, trace_sigma=tr, b_noise=tr / g2 if g2 > 0 else math.nan)
+
+
+# ------------------------------------------------------------------------------ which law fits best
+
+@dataclass(frozen=True)
+class LawComparison:
+    """The free power law against McCandlish et al.'s saturating form, on the same points.
+
+    saturating: ``lr = lr_inf * (B / (B + B_noise)) ** q`` with q the law under test (1 for SGD,
+    1/2 for Adam: its square-root analogue); it grows as B^q well below B_noise and flattens above.
+    Both have two parameters, so AIC compares their chi-squared directly: a difference under 2 is
+    no preference ("either").
+    """
+
+    preferred: str          # "power law" | "saturating" | "either"
+    chi2_power: float
+    chi2_saturating: float
+    b_noise: float          # the fitted B_noise (inf: no saturation in the range, the pure law)
+    b_noise_lo: float       # its 95% profile interval (inf where unbounded above)
+    b_noise_hi: float
+    lr_inf: float
+
+
+def compare_laws(batch_sizes, lrs, se, law: float) -> LawComparison:
+    """Weighted least squares in log lr (weights 1/se^2) of both forms; B_noise on a log grid from
+    1/100 of the smallest to 100x the largest B, and beyond it the pure law (B_noise -> inf)."""
+    B = _positive_finite("batch_sizes", batch_sizes)
+    y = np.log(_positive_finite("lrs", lrs))
+    w = 1.0 / _positive_finite("se", se) ** 2
+    if B.size < 3 or np.unique(B).size < 3:
+        raise ValueError("need at least 3 batch sizes to compare the laws")
+    x = np.log(B)
+    residuals = _wls(x, y, w)[3]
+    chi2_power = float((w * residuals ** 2).sum())
+    grid = np.append(np.geomspace(B.min() / 100, B.max() * 100, 400), np.inf)
+    chi2 = np.empty(grid.size)
+    levels = np.empty(grid.size)
+    for i, bn in enumerate(grid):
+        g = law * (x - np.log(B + bn)) if np.isfinite(bn) else law * x
+        levels[i] = float((w * (y - g)).sum() / w.sum())
+        chi2[i] = float((w * (y - g - levels[i]) ** 2).sum())
+    best = int(np.argmin(chi2))
+    inside = grid[chi2 <= chi2[best] + stats.chi2.ppf(0.95, 1)]
+    delta = float(chi2[best]) - chi2_power
+    preferred = "either" if abs(delta) < 2 else ("saturating" if delta < 0 else "power law")
+    return LawComparison(preferred, chi2_power, float(chi2[best]), float(grid[best]), float(inside.min()),
+                         float(inside.max()), float(math.exp(levels[best])))

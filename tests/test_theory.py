@@ -442,3 +442,22 @@ def test_measured_saturation_reads_the_intervals_not_the_points():
     with pytest.raises(ValueError, match="not both"):
         detect_saturation(b, lr, lr, lr * 1.1, se=se)
     assert detect_saturation(b[:3], lr[:3], se=se[:3], min_plateau=3) is None   # no knee to try
+
+
+@pytest.mark.parametrize("law", [1.0, 0.5])
+def test_compare_laws_finds_a_planted_b_noise_and_prefers_the_law_that_made_the_points(law):
+    """McCandlish's saturating form (and its square-root analogue for Adam) against the free power law."""
+    rng = np.random.default_rng(4)
+    B = np.array([32, 64, 128, 256, 512, 1024, 2048.0])
+    se = np.full(B.size, 0.05)
+    saturating = 0.01 * (B / (B + 300)) ** law * np.exp(rng.normal(0, 0.05, B.size))
+    c = theory.compare_laws(B, saturating, se, law)
+    assert c.preferred == "saturating" and c.b_noise_lo < 300 < c.b_noise_hi
+    assert c.lr_inf == pytest.approx(0.01, rel=0.2)
+    power = 0.001 * B ** (0.6 * law) * np.exp(rng.normal(0, 0.05, B.size))
+    assert theory.compare_laws(B, power, se, law).preferred == "power law"
+    pure = 0.001 * B ** law * np.exp(rng.normal(0, 0.05, B.size))         # the law itself: B_noise unbounded
+    c = theory.compare_laws(B, pure, se, law)
+    assert c.preferred in ("either", "power law") and c.b_noise_hi > 100 * B.max()
+    with pytest.raises(ValueError, match="3 batch sizes"):
+        theory.compare_laws(B[:2], power[:2], se[:2], law)

@@ -61,7 +61,13 @@ SCALING_NOTE = ("Exponent p of lr_max ~ B^p: weighted least squares of log lr_ma
                 "the fit on all points is shown for comparison. The blow-up edge's exponent (the curvature "
                 "theory's quantity) is shown beside it, fitted the same way, and so is lr_opt's (the lr to "
                 "train at, fitted on its own intervals over its bracketed points), each with its own verdict. "
-                "lower_bound and nothing_trains points are never fitted.")
+                "lower_bound and nothing_trains points are never fitted. 'law preferred': with 3 or more "
+                "bracketed batch sizes, the free power law against the saturating form of McCandlish et al. "
+                "2018, lr = lr_inf (B / (B + B_noise))^q with q the law under test (its square-root analogue "
+                "for Adam), both fitted on the measured errors; both have two parameters, so AIC compares "
+                "their chi-squared: a difference under 2 is 'either'. B_noise is the fitted one with its 95% "
+                "profile interval; the spectrum's measured gradient noise scale, where measured, is b_noise in "
+                "the saturation table.")
 SPECTRUM_NOTE = ("lambda_max: mean and std over random batches of size B. lr_pred: the stability limit the "
                  "spectrum predicts for the optimizer as it ran (theory.stability_limit): 2(1+momentum)/lambda_max "
                  "for SGD with heavy-ball momentum, 2(1+momentum)/((1+2 momentum) lambda_max) with Nesterov momentum, "
@@ -138,9 +144,25 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
                                                  scaling["ci_high_blowup"], scaling["verdict_blowup"]),
         "lr_opt: exponent [95%]": _with_ci(scaling["exponent_opt"], scaling["ci_low_opt"], scaling["ci_high_opt"],
                                            scaling["verdict_opt"]),
+        "law preferred (lr_max; lr_opt)": [_law_text(*row) for row in zip(
+            scaling["preferred_law"], scaling["b_noise_fit"], scaling["b_noise_fit_lo"], scaling["b_noise_fit_hi"],
+            scaling["preferred_law_opt"], scaling["b_noise_opt"], scaling["b_noise_opt_lo"],
+            scaling["b_noise_opt_hi"])],
         "to decide": scaling["to_decide"],
         "excluded from fits": scaling["excluded"], "note": scaling["note"]})
     return markdown_table(view)
+
+
+def _law_text(law, bn, lo, hi, law_opt, bn_opt, lo_opt, hi_opt) -> str:
+    """'saturating (B_noise 310 [280, 350]); power law' per group, '—' without a comparison."""
+    def one(name, b, a, c):
+        if not isinstance(name, str) or not name:
+            return "—"
+        if not np.isfinite(b):
+            return f"{name} (B_noise beyond the range)"
+        top = "inf" if not np.isfinite(c) else f"{c:.3g}"
+        return f"{name} (B_noise {b:.3g} [{a:.3g}, {top}])"
+    return f"{one(law, bn, lo, hi)}; {one(law_opt, bn_opt, lo_opt, hi_opt)}"
 
 
 def lr_max_markdown(points: pd.DataFrame) -> str:

@@ -310,7 +310,8 @@ def analyse_group(points: pd.DataFrame) -> dict:
     B, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_lo", "lr_hi"))
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
            "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points),
-           "opt_fit": _blowup_fit(points, "lr_opt"), "fit_batch_sizes": B}
+           "opt_fit": _blowup_fit(points, "lr_opt"),
+           "laws": _laws(points, "lr_max", expected), "laws_opt": _laws(points, "lr_opt", expected), "fit_batch_sizes": B}
     excluded = points[~use]
     out["excluded"] = "; ".join(f"B={int(b)} {s}" for b, s in zip(excluded["batch_size"],
                                                                   excluded["lr_max_status"]))
@@ -357,6 +358,18 @@ def _fit(B, mid, lo, hi, se):
     return theory.fit_power_law(B, lo, lo, hi)
 
 
+def _laws(points: pd.DataFrame, name: str, expected: float):
+    """The free power law against the saturating form (theory.compare_laws) over the bracketed
+    points with measured errors; None with fewer than 3 batch sizes, or without errors."""
+    if name not in points or not math.isfinite(expected):
+        return None
+    u = points[usable(points, name)]
+    se = pd.to_numeric(u[f"{name}_se" if name != "lr_max" else "lr_max_se"], errors="coerce").to_numpy(float)
+    if u["batch_size"].nunique() < 3 or not _measured(se):
+        return None
+    return theory.compare_laws(u["batch_size"].to_numpy(float), u[name].to_numpy(float), se, expected)
+
+
 def _blowup_fit(points: pd.DataFrame, name: str = "lr_blowup"):
     """The power law of the blow-up edge (or of lr_opt, ``name``) over its bracketed points (None
     with fewer than 2 batch sizes)."""
@@ -372,7 +385,9 @@ def _blowup_fit(points: pd.DataFrame, name: str = "lr_blowup"):
 SCALING_COLUMNS = [*GROUP, "expected_exponent", "exponent", "ci_low", "ci_high", "verdict", "direction", "to_decide",
                    "n_fit", "fit_range", "saturation_batch", "exponent_all", "ci_low_all", "ci_high_all",
                    "verdict_all", "n_all", "exponent_blowup", "ci_low_blowup", "ci_high_blowup", "verdict_blowup",
-                   "exponent_opt", "ci_low_opt", "ci_high_opt", "verdict_opt", "n_opt", "prefactor",
+                   "exponent_opt", "ci_low_opt", "ci_high_opt", "verdict_opt", "n_opt", "preferred_law", "b_noise_fit",
+                   "b_noise_fit_lo", "b_noise_fit_hi", "preferred_law_opt", "b_noise_opt", "b_noise_opt_lo",
+                   "b_noise_opt_hi", "prefactor",
                    "excluded", "note"]
 
 
@@ -394,8 +409,17 @@ def _scaling_row(key, a: dict) -> dict:
                 verdict_all=theory.verdict(fa, e) if fa and math.isfinite(e) else "no fit", n_all=fa.n if fa else 0,
                 **_fit_columns(fb, "_blowup"), verdict_blowup=_verdict(fb, e),
                 **_fit_columns(fo, "_opt"), verdict_opt=_verdict(fo, e), n_opt=fo.n if fo else 0,
+                **_law_columns(a.get("laws"), "preferred_law", "b_noise_fit"),
+                **_law_columns(a.get("laws_opt"), "preferred_law_opt", "b_noise_opt"),
                 prefactor=f.prefactor if f else math.nan,
                 excluded=a["excluded"], note=a["note"] or (f.note if f else ""))
+
+
+def _law_columns(c, preferred: str, b_noise: str) -> dict:
+    """Which law the points prefer and the fitted B_noise with its interval (NaN without a comparison)."""
+    if c is None:
+        return {preferred: "", b_noise: math.nan, f"{b_noise}_lo": math.nan, f"{b_noise}_hi": math.nan}
+    return {preferred: c.preferred, b_noise: c.b_noise, f"{b_noise}_lo": c.b_noise_lo, f"{b_noise}_hi": c.b_noise_hi}
 
 
 def _verdict(fit, expected: float) -> str:
