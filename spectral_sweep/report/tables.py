@@ -311,7 +311,8 @@ def analyse_group(points: pd.DataFrame) -> dict:
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
            "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points),
            "opt_fit": _blowup_fit(points, "lr_opt"),
-           "laws": _laws(points, "lr_max", expected), "laws_opt": _laws(points, "lr_opt", expected), "fit_batch_sizes": B}
+           "laws": _laws(points, "lr_max", expected), "laws_opt": _laws(points, "lr_opt", expected),
+           "fit_batch_sizes": B}
     excluded = points[~use]
     out["excluded"] = "; ".join(f"B={int(b)} {s}" for b, s in zip(excluded["batch_size"],
                                                                   excluded["lr_max_status"]))
@@ -419,7 +420,8 @@ def _law_columns(c, preferred: str, b_noise: str) -> dict:
     """Which law the points prefer and the fitted B_noise with its interval (NaN without a comparison)."""
     if c is None:
         return {preferred: "", b_noise: math.nan, f"{b_noise}_lo": math.nan, f"{b_noise}_hi": math.nan}
-    return {preferred: c.preferred, b_noise: c.b_noise, f"{b_noise}_lo": c.b_noise_lo, f"{b_noise}_hi": c.b_noise_hi}
+    return {preferred: c.preferred, b_noise: c.b_noise, f"{b_noise}_lo": c.b_noise_lo,
+            f"{b_noise}_hi": c.b_noise_hi}
 
 
 def _verdict(fit, expected: float) -> str:
