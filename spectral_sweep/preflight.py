@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ HYDRA_ALLOWED = ("hydra/launcher", "hydra.launcher.", "hydra.sweep.dir", "hydra.
                  "hydra.job_logging", "hydra.hydra_logging", "hydra.output_subdir", "hydra.job.env_set.")
 
 
+SLURM_TOOLS = ("sbatch", "srun")    # what submitit's SLURM launcher calls
 LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
                     "submitit_local": "hydra_plugins.hydra_submitit_launcher",
                     "submitit_slurm": "hydra_plugins.hydra_submitit_launcher"}
@@ -188,9 +190,12 @@ def check_launcher(name: str) -> None:
         return
     if name not in LAUNCHER_PLUGINS:
         raise UsageError(f"unknown hydra/launcher '{name}'; choose one of: basic, {', '.join(LAUNCHER_PLUGINS)}")
-    if importlib.util.find_spec(LAUNCHER_PLUGINS[name]) is not None:
-        return
-    raise UsageError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'spectral-sweep[cluster]'")
+    if importlib.util.find_spec(LAUNCHER_PLUGINS[name]) is None:
+        raise UsageError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'spectral-sweep[cluster]'")
+    missing = [tool for tool in SLURM_TOOLS if name == "submitit_slurm" and shutil.which(tool) is None]
+    if missing:    # submitit would stop inside Hydra with a traceback ("Could not detect srun")
+        raise UsageError(f"hydra/launcher=submitit_slurm submits to SLURM, and {' and '.join(missing)} "
+                         "is not on this machine's PATH: launch from the cluster's login node")
 
 
 def _values(override) -> list[str]:
