@@ -116,13 +116,13 @@ def plot_lr_max_vs_batch(points, analyses, path: Path) -> Path:
     keys = list(analyses)
     ncol = min(len(keys), 2)
     nrow = math.ceil(len(keys) / ncol)
-    fig = _figure(6.2 * ncol, 4.6 * nrow)
+    fig = _figure(9.0 * ncol, 4.8 * nrow)     # each panel's legend to its right: three quantities to name
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
     for i, (ax, key) in enumerate(zip(axes, keys)):
         _lr_max_panel(ax, select(points, key).sort_values("batch_size"), analyses[key], key, _group_color(key, i))
     for ax in axes[len(keys):]:
         ax.set_visible(False)
-    fig.suptitle("Learning rates against batch size: lr_max, lr_blowup and lr_opt", fontsize=13, weight="bold")
+    fig.suptitle("Learning rates against batch size", fontsize=13, weight="bold")
     return _save(fig, path)
 
 
@@ -162,7 +162,7 @@ def _lr_max_panel(ax, g: pd.DataFrame, a: dict, key, color) -> None:
     ax.set_xlabel("batch size B (samples)")
     ax.set_ylabel("learning rate")
     ax.grid(True, which="major", alpha=0.3)
-    _legend(ax, fontsize=8, loc="upper left", framealpha=0.9)
+    _legend(ax, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def _brackets(ax, B, lo, hi, sat, color, mid, label: str) -> None:

@@ -158,6 +158,8 @@ def _law_text(law, bn, lo, hi, law_opt, bn_opt, lo_opt, hi_opt) -> str:
     def one(name, b, a, c):
         if not isinstance(name, str) or not name:
             return "—"
+        if name == "power law":
+            return name                                    # B_noise (in the csv) fits worse
         if not np.isfinite(b):
             return f"{name} (B_noise beyond the range)"
         top = "inf" if not np.isfinite(c) else f"{c:.3g}"
