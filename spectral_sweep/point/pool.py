@@ -139,7 +139,7 @@ class Pool:
                              f"likely {likely_cause(w.proc.exitcode)}. Finished trials are kept")
         losses[task[0]] = lost
         warnings.warn(f"{lost} under a trial, likely {likely_cause(w.proc.exitcode)}. Its trial runs again in a "
-                      f"fresh worker", stacklevel=4)
+                      f"fresh worker", stacklevel=3)
         todo.appendleft(task)
 
     def _replace(self, w: _Worker) -> _Worker:
