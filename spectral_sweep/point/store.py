@@ -72,7 +72,9 @@ class TrialCache:
             result = TrialRecord.from_dict(data)
             problem = _not_this_trial(result, key, lr, seed)
         except (CorruptRecord, TypeError, ValueError) as e:
-            warnings.warn(f"corrupt trial record, set aside as {set_aside(path).name}; recomputing: {e}", stacklevel=2)
+            reason = str(e).removeprefix(f"{path}: ")
+            warnings.warn(f"corrupt trial record {path}, set aside as {set_aside(path).name}; recomputing: {reason}",
+                          stacklevel=2)
             return None
         if problem:
             warnings.warn(f"trial record {path} is not this trial's ({problem}); set aside as "

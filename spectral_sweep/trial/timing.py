@@ -192,8 +192,9 @@ def _value_problem(stored, key: dict, choices: tuple[str, ...] | None) -> str | 
         return f"holds choice {choice!r}, not one of {', '.join(choices)}"
     if not isinstance(value.get("seconds", {}), dict):
         return f"holds seconds {value['seconds']!r}, not one time per candidate"
-    if not all(_time(v) for k, v in value.items() if k != "choice" and isinstance(v, (int, float, dict))):
-        return "holds a time that is not a finite number >= 0"
+    bad = [k for k, v in value.items() if k not in ("choice", "why") and not _time(v)]
+    if bad:
+        return f"holds {bad[0]}={value[bad[0]]!r}, not a finite number"
     return None
 
 
