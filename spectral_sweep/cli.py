@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from spectral_sweep.config.base import CONFIG_DIR
+from spectral_sweep.files import write_text_atomic
 
 from . import config as schema
 from . import preflight
@@ -44,8 +45,7 @@ def _job(cfg: DictConfig) -> None:
         fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}): {e}", code=1)
     except Exception as e:   # a bug or a broken machine: stop the sweep, keep the traceback
         path = Path(hc.runtime.output_dir) / "error.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc())
+        write_text_atomic(path, traceback.format_exc())   # replaces a link planted as error.txt, never follows it
         fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}) failed with {type(e).__name__}: {e}; "
              f"traceback in {path}. The sweep stops here, so no later job depends on it; rerun the "
              f"command to resume", code=1)

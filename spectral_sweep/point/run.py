@@ -177,7 +177,8 @@ def warm_start(config: Config, earlier: list[JobRecord]) -> tuple[float | None, 
     if not found:
         return None, None
     near = min(found, key=lambda r: abs(math.log(r.batch_size / config.batch)))
-    return near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent(), near
+    start = near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent()
+    return min(max(start, config.search.lr_min), config.search.lr_max_cap), near   # a search tries no lr outside
 
 
 def search_adaptive(config: Config, runner: TrialRunner, start: float | None, earlier: list[JobRecord]):
