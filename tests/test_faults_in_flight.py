@@ -73,7 +73,7 @@ def kill_attempts(marks: Path, sig: int, times: int, then_spare: bool = False) -
     """Kill the worker of trial 0's next ``times`` attempts with ``sig``, as a person or the kernel would."""
     def run():
         for n in range(1, times + 1):
-            pids = wait_for(lambda: len(attempts(marks, 0)) >= n and attempts(marks, 0), 10)
+            pids = wait_for(lambda n=n: len(attempts(marks, 0)) >= n and attempts(marks, 0), 10)
             os.kill(pids[n - 1], sig)
         if then_spare:
             (marks / "spare").touch()
