@@ -73,7 +73,7 @@ def kill_attempts(marks: Path, sig: int, times: int, then_spare: bool = False) -
     """Kill the worker of trial 0's next ``times`` attempts with ``sig``, as a person or the kernel would."""
     def run():
         for n in range(1, times + 1):
-            pids = wait_for(lambda: len(attempts(marks, 0)) >= n and attempts(marks, 0), 10)
+            pids = wait_for(lambda n=n: len(attempts(marks, 0)) >= n and attempts(marks, 0), 10)
             os.kill(pids[n - 1], sig)
         if then_spare:
             (marks / "spare").touch()
@@ -169,9 +169,11 @@ LONG = [*TINY, "train.steps=100000", "train.channels_last=false", "batch=16", "s
 
 
 def start(tmp_path: Path, *args, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """The command in a session of its own (as a terminal or a scheduler starts it), SIGINT at its default."""
     return subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *LONG, *args, f"out_dir={tmp_path}",
                              "name=f"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def said(stderr: str) -> list[str]:
@@ -180,19 +182,28 @@ def said(stderr: str) -> list[str]:
             and ": timing " not in line]
 
 
-@pytest.mark.parametrize("parallel", ["search.parallel=2", "search.parallel=1"])
-def test_sigterm_is_one_line_exit_143_and_leaves_no_worker(tmp_path, parallel):
-    proc = start(tmp_path, parallel)
-    want = 2 if parallel.endswith("2") else 0
-    workers = wait_for(lambda: len(children(proc.pid)) >= want and children(proc.pid) or want == 0
-                       and list(tmp_path.rglob("config.json")), 60, every=0.1)
-    assert workers and proc.poll() is None
+ENDINGS = {signal.SIGTERM: (143, "spectral-sweep: error: terminated (SIGTERM); rerun the same command to resume"),
+           signal.SIGINT: (130, "spectral-sweep: error: interrupted; rerun the same command to resume")}
+
+
+@pytest.mark.parametrize("sig, to, parallel", [
+    (signal.SIGTERM, "main", 2), (signal.SIGTERM, "main", 1),
+    (signal.SIGTERM, "group", 2),   # a scheduler's scancel or timeout: every process of the job at once
+    (signal.SIGINT, "group", 2),    # Ctrl-C at a terminal
+])
+def test_sigterm_and_ctrl_c_are_one_line_and_leave_no_worker(tmp_path, sig, to, parallel):
+    proc = start(tmp_path, f"search.parallel={parallel}")
+    started = wait_for(lambda: len(children(proc.pid)) >= parallel if parallel > 1
+                       else list(tmp_path.rglob("config.json")), 60, every=0.1)
+    assert started and proc.poll() is None
     time.sleep(0.5)                                        # inside the trials' steps
     workers = children(proc.pid)
-    proc.send_signal(signal.SIGTERM)
+    assert len(workers) == (parallel if parallel > 1 else 0)
+    os.killpg(proc.pid, sig) if to == "group" else proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 143, stderr
-    assert said(stderr) == ["spectral-sweep: error: terminated (SIGTERM); rerun the same command to resume"], stderr
+    code, line = ENDINGS[sig]
+    assert proc.returncode == code, stderr
+    assert said(stderr) == [line], stderr                 # not a word from the workers
     assert not [pid for pid in workers if alive(pid)]
 
 
