@@ -4,7 +4,6 @@ import contextlib
 import glob
 import hashlib
 import json
-import logging
 import os
 import tempfile
 import time
@@ -56,13 +55,6 @@ def open_no_follow(path: str | os.PathLike, mode: str = "a", **kwargs):
             path.unlink()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
     return os.fdopen(fd, mode, **kwargs)
-
-
-class NoFollowFileHandler(logging.FileHandler):
-    """Hydra's job log (``<job>/cli.log``) opened with ``open_no_follow``: conf/config.yaml names it."""
-
-    def _open(self):
-        return open_no_follow(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors)
 
 
 def set_aside(path: str | os.PathLike) -> Path:

@@ -18,7 +18,7 @@ from test_train import Interrupt, data, settings, small_cnn  # noqa: F401  (data
 from spectral_sweep import preflight
 from spectral_sweep.config.schema import compose
 from spectral_sweep.errors import UsageError
-from spectral_sweep.files import NoFollowFileHandler, read_json, write_json_atomic, write_text_atomic
+from spectral_sweep.files import read_json, write_json_atomic, write_text_atomic
 from spectral_sweep.point import run as job
 from spectral_sweep.point.record import JobRecord
 from spectral_sweep.point.store import TrialCache, job_lock, load_records
@@ -247,13 +247,6 @@ def test_a_name_that_resolves_to_out_dir_itself_is_refused_in_one_line_with_noth
 
 def _writers(folder: Path):
     """Every way the tool writes a file into a sweep folder, each as (file, write)."""
-    import logging
-
-    def log():
-        handler = NoFollowFileHandler(folder / "cli.log")
-        handler.emit(logging.makeLogRecord({"msg": "a log line"}))
-        handler.close()
-
     def lock():
         with job_lock(folder):
             pass
@@ -262,11 +255,11 @@ def _writers(folder: Path):
     return {"error.txt": lambda: write_text_atomic(folder / "error.txt", "Traceback"),
             "record.json": lambda: write_json_atomic(folder / "record.json", {"ok": 1}),
             "report.md": lambda: write_text_atomic(folder / "report.md", "# report"),
-            ".lock": lock, "cli.log": log,
+            ".lock": lock,
             "trials/k.json": lambda: cache.put("k", TrialRecord(lr=0.1, outcome="trained"))}
 
 
-@pytest.mark.parametrize("name", ["error.txt", "record.json", "report.md", ".lock", "cli.log", "trials/k.json"])
+@pytest.mark.parametrize("name", ["error.txt", "record.json", "report.md", ".lock", "trials/k.json"])
 def test_no_file_the_tool_writes_follows_a_link_planted_in_its_place(tmp_path, name):
     outside, folder = tmp_path / "outside.txt", tmp_path / "sweep" / "job"
     outside.write_text("the user's own")
