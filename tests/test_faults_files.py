@@ -120,7 +120,7 @@ def test_its_own_checkpoint_still_resumes(data, tmp_path, capsys):
     assert "resuming trial lr=0.05" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field, value", [("lr_max", 1e300), ("lr_max", -1.0), ("lr_blowup", 1e-30),
+@pytest.mark.parametrize("field, value", [("lr_max", 1e300), ("lr_max", -1.0), ("lr_safe", 1e300), ("lr_blowup", -2.0),
                                           ("best_test_acc", float("inf")), ("lr_max_bracket", [1e-3, 1e300])])
 def test_a_job_record_number_out_of_range_is_never_a_warm_start_and_the_job_is_recomputed(tmp_path, field, value):
     config = compose(*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16", "device=cpu")
@@ -135,6 +135,7 @@ def test_a_job_record_number_out_of_range_is_never_a_warm_start_and_the_job_is_r
     with pytest.warns(UserWarning, match=rf"corrupt job record.*record\.json.*{field}"):
         again = job.run_point(config, job_dir, sweep)
     assert again.lr_max == first.lr_max and read_json(job_dir / "record.json")[field] == getattr(first, field)
+    assert read_json(job_dir / "record.json.bad")[field] == value   # kept for a look, never read again
 
 
 def test_a_warm_start_never_leaves_the_search_range():
