@@ -13,15 +13,16 @@ import pytest
 import torch
 from test_cli import TINY
 from test_report import make_sweep
-from test_train import Interrupt, data, settings, small_cnn  # noqa: F401  (data: the module's fixture)
+from test_train import Interrupt, settings, small_cnn
 
 from spectral_sweep import preflight
 from spectral_sweep.config.schema import compose
+from spectral_sweep.data.load import load_dataset
 from spectral_sweep.errors import UsageError
 from spectral_sweep.files import read_json, write_json_atomic, write_text_atomic
 from spectral_sweep.point import run as job
 from spectral_sweep.point.record import JobRecord
-from spectral_sweep.point.store import TrialCache, job_lock, load_records
+from spectral_sweep.point.store import TrialCache, job_lock
 from spectral_sweep.report import tables
 from spectral_sweep.trial import fastpath
 from spectral_sweep.trial.record import TrialRecord
@@ -33,6 +34,11 @@ from spectral_sweep.trial.train import run_trial
 # ============================================================================================
 
 
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", seed=0, train_size=512, test_size=256)   # test_train's: 16 steps an epoch at B=32
+
+
 def _two_trials(tmp_path):
     cache = TrialCache(tmp_path)
     cache.put("mine", TrialRecord(lr=0.01, outcome="trained", test_acc=0.5, steps=8, seed=3))
@@ -42,9 +48,9 @@ def _two_trials(tmp_path):
 
 def _legacy(path):
     """The file as written before trial files carried their key."""
-    data = read_json(path)
-    data.pop("key")
-    write_json_atomic(path, data)
+    stored = read_json(path)
+    stored.pop("key")
+    write_json_atomic(path, stored)
 
 
 @pytest.mark.parametrize("plant", ["another trial's file copied over", "a keyless file of another lr",
@@ -104,7 +110,8 @@ def test_a_checkpoint_that_is_not_this_trials_is_set_aside_and_the_trial_trained
         state = torch.load(mine, weights_only=True)
         del state["identity"]
         torch.save(state, mine)
-    with pytest.warns(UserWarning, match=r"trial checkpoint .*mine\.pt is not this trial's .*set aside as mine\.pt\.bad"):
+    aside = r"trial checkpoint .*mine\.pt is not this trial's .*set aside as mine\.pt\.bad"
+    with pytest.warns(UserWarning, match=aside):
         again = run_trial(small_cnn, data, 0.05, settings(steps=None, epochs=3, evaluate=False, checkpoint=str(mine)))
     assert again.loss_curve == whole.loss_curve and again.steps == whole.steps
     assert not mine.exists() and (tmp_path / "mine.pt.bad").exists()
@@ -120,7 +127,7 @@ def test_its_own_checkpoint_still_resumes(data, tmp_path, capsys):
     assert "resuming trial lr=0.05" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("field, value", [("lr_max", 1e300), ("lr_max", -1.0), ("lr_blowup", 1e-30),
+@pytest.mark.parametrize("field, value", [("lr_max", 1e300), ("lr_max", -1.0), ("lr_safe", 1e300), ("lr_blowup", -2.0),
                                           ("best_test_acc", float("inf")), ("lr_max_bracket", [1e-3, 1e300])])
 def test_a_job_record_number_out_of_range_is_never_a_warm_start_and_the_job_is_recomputed(tmp_path, field, value):
     config = compose(*TINY, "search=fixed", "optimizer.lr=0.01", "batch=16", "device=cpu")
@@ -135,6 +142,7 @@ def test_a_job_record_number_out_of_range_is_never_a_warm_start_and_the_job_is_r
     with pytest.warns(UserWarning, match=rf"corrupt job record.*record\.json.*{field}"):
         again = job.run_point(config, job_dir, sweep)
     assert again.lr_max == first.lr_max and read_json(job_dir / "record.json")[field] == getattr(first, field)
+    assert read_json(job_dir / "record.json.bad")[field] == value   # kept for a look, never read again
 
 
 def test_a_warm_start_never_leaves_the_search_range():
@@ -175,9 +183,9 @@ def _keyed_sweep(root, seed=0):
     marked as a sweep (Hydra's multirun.yaml)."""
     recs, _, _ = make_sweep(root, seed)
     for path in root.rglob("record.json"):
-        data = json.loads(path.read_text()) if path.parent.name != "vgg16_cifar100_sgd_B4096_s0" else {}   # corrupt
-        if "trials" in data:
-            write_json_atomic(path, {**data, "job_key": f"{root.name}-{path.parent.name}"})
+        stored = json.loads(path.read_text()) if path.parent.name != "vgg16_cifar100_sgd_B4096_s0" else {}   # corrupt
+        if "trials" in stored:
+            write_json_atomic(path, {**stored, "job_key": f"{root.name}-{path.parent.name}"})
     (root / "multirun.yaml").write_text("hydra: {}\n")
     return len(recs)
 

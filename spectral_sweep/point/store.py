@@ -68,8 +68,7 @@ class TrialCache:
         if not path.exists():
             return None
         try:
-            data = read_json(path, self.REQUIRED)
-            result = TrialRecord.from_dict(data)
+            result = TrialRecord.from_dict(read_json(path, self.REQUIRED))
             problem = _not_this_trial(result, key, lr, seed)
         except (CorruptRecord, TypeError, ValueError) as e:
             reason = str(e).removeprefix(f"{path}: ")
@@ -140,40 +139,54 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    records, seen, keys = [], set(), set()
-    twice, copies, nested = [], [], set()
+    once = _Once()
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"no such sweep directory: {root}")
         if root.is_file() and root.name != RECORD_FILE:
             raise FileNotFoundError(f"{root} is a file, not a sweep directory or a {RECORD_FILE}")
         for path in [root] if root.is_file() else sorted(root.rglob(RECORD_FILE)):
-            inner = None if root.is_file() else _nested_sweep(root, path)
-            if inner is not None:
-                nested.add(str(inner))
-                continue
-            if path.resolve() in seen:
-                twice.append(path)
-                continue
-            seen.add(path.resolve())
-            try:
-                record = read_job_record(path)
-            except CorruptRecord as e:
-                warnings.warn(f"skipping corrupt record {e}", stacklevel=2)
-                continue
-            if record.job_key is not None and record.job_key in keys:
-                copies.append(path)
-                continue
-            keys.add(record.job_key)
-            records.append(record)
-    left_out = ([f"{len(twice)} record(s) reached twice through the folders given"] if twice else []) + \
-        ([f"{len(copies)} copy(ies) of a record already read (same job_key), e.g. {copies[0]}"] if copies else []) + \
-        ([f"the records of nested sweep(s) {', '.join(sorted(nested))} (give one as a folder of its own to "
-          "report it)"] if nested else [])
-    if left_out:
-        warnings.warn("left out " + "; ".join(left_out), stacklevel=2)
-    records.sort(key=lambda r: (r.model, r.dataset, r.optimizer, r.batch_size, r.seed))
-    return records
+            once.read(root, path)
+    if once.left_out():
+        warnings.warn("left out " + "; ".join(once.left_out()), stacklevel=2)
+    once.records.sort(key=lambda r: (r.model, r.dataset, r.optimizer, r.batch_size, r.seed))
+    return once.records
+
+
+class _Once:
+    """The records of a report, each read once, and what was left out."""
+
+    def __init__(self):
+        self.records: list[JobRecord] = []
+        self.seen, self.keys, self.nested = set(), set(), set()
+        self.twice, self.copies = [], []
+
+    def read(self, root: Path, path: Path) -> None:
+        inner = None if root.is_file() else _nested_sweep(root, path)
+        if inner is not None:
+            self.nested.add(str(inner))
+            return
+        if path.resolve() in self.seen:
+            self.twice.append(path)
+            return
+        self.seen.add(path.resolve())
+        try:
+            record = read_job_record(path)
+        except CorruptRecord as e:
+            warnings.warn(f"skipping corrupt record {e}", stacklevel=3)   # the caller of load_records
+            return
+        if record.job_key is not None and record.job_key in self.keys:
+            self.copies.append(path)
+            return
+        self.keys.add(record.job_key)
+        self.records.append(record)
+
+    def left_out(self) -> list[str]:
+        return (([f"{len(self.twice)} record(s) reached twice through the folders given"] if self.twice else [])
+                + ([f"{len(self.copies)} copy(ies) of a record already read (same job_key), e.g. {self.copies[0]}"]
+                   if self.copies else [])
+                + ([f"the records of nested sweep(s) {', '.join(sorted(self.nested))} (give one as a folder of "
+                    "its own to report it)"] if self.nested else []))
 
 
 SWEEP_MARK = "multirun.yaml"   # Hydra writes it in every sweep's folder, and only there

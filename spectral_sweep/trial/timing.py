@@ -185,10 +185,12 @@ def _value_problem(stored, key: dict, choices: tuple[str, ...] | None) -> str | 
     value = stored.get("value") if isinstance(stored, dict) else None
     if not isinstance(value, dict):
         return f"holds {value!r}, not a choice"
-    if stored.get("key", key) != key:
+    if config_key(stored.get("key", key)) != config_key(key):   # as JSON: a tuple reads back as a list
         return "is another key's"
+    if choices is None:   # a caller that knows no schema: any dict will do
+        return None
     choice = value.get("choice")
-    if choices is not None and choice not in choices:
+    if choice not in choices:
         return f"holds choice {choice!r}, not one of {', '.join(choices)}"
     if not isinstance(value.get("seconds", {}), dict):
         return f"holds seconds {value['seconds']!r}, not one time per candidate"
