@@ -10,12 +10,17 @@ final records equal an uninterrupted run's, whatever happened in between. This s
    one or both;
 3. lets a final run, and a concurrent pair, finish;
 4. compares every job record with the clean run's (every trial's lr, outcome, steps, losses and
-   accuracy, both edges, the warm start) and reads back every file in the sweep folder.
+   accuracy, both edges, the warm start) and reads back every file in the sweep folder;
+5. with trials in flight (search.parallel=2), runs the sweep clean once more, then --worker-runs
+   times into fresh sweeps while kill -9 or kill -TERM hits a random trial worker at random
+   moments: each run must end by itself (a lost worker's trial runs again in a fresh worker; a
+   trial that loses two workers stops the job with one line, and a rerun finishes it), and its
+   records must equal the clean run's.
 
 It prints the kills survived, the records identical, and the files left corrupt or half-written
 (both should be 0). Minutes on 2 CPU cores; a script, not a test.
 
-    python scripts/soak.py --kills 20 --out /tmp/soak
+    python scripts/soak.py --kills 20 --worker-runs 2 --out /tmp/soak
 """
 
 from __future__ import annotations
@@ -40,9 +45,15 @@ JOB_FIELDS = ("lr_max", "lr_max_bracket", "lr_max_status", "lr_blowup", "lr_blow
               "acc_at_lr_max", "lr_best", "non_monotone")
 
 
-def start(out: Path, name: str) -> subprocess.Popen:
+# The worker-kill phase: trials in forked workers (point/pool.py). Each of its runs is a sweep of its
+# own, and a sweep times channels_last for itself: on a busy machine two sweeps may pick differently,
+# and then their records differ for that reason alone. So the format is fixed here.
+IN_FLIGHT = ["search.parallel=2", "train.channels_last=false"]
+
+
+def start(out: Path, name: str, extra: tuple = ()) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}   # one thread: bit-identical arithmetic in every run
-    return subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *COMMAND, f"out_dir={out}",
+    return subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *COMMAND, *extra, f"out_dir={out}",
                              f"name={name}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)
 
@@ -126,12 +137,68 @@ def soak(out: Path, kills: int, concurrent_every: int, window: float, rng: rando
     return {"kills": survived, "concurrent": concurrent + 1}
 
 
+def workers_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (a run's trial workers), read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else None
+        except OSError:
+            continue
+        if fields and int(fields[1]) == pid and fields[0] not in "ZX":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_workers(proc: subprocess.Popen, moments: list[float], rng: random.Random) -> list[str]:
+    """At each moment (seconds from now), SIGKILL or SIGTERM one of the run's workers, if it has any."""
+    began, landed = time.monotonic(), []
+    for moment in sorted(moments):
+        time.sleep(max(0.0, moment - (time.monotonic() - began)))
+        pids = workers_of(proc.pid) if proc.poll() is None else []
+        if pids:
+            sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
+            os.kill(rng.choice(pids), sig)
+            landed.append(sig.name)
+    return landed
+
+
+def worker_soak(out: Path, runs: int, kills: int, rng: random.Random) -> dict:
+    """Sweeps with trials in flight whose workers are killed; each must end by itself and match a clean run."""
+    began = time.monotonic()
+    finish([start(out, "clean-inflight", IN_FLIGHT)])
+    length = time.monotonic() - began
+    landed, stopped, problems = [], 0, []
+    for i in range(runs):
+        proc = start(out, f"inflight{i}", IN_FLIGHT)
+        landed += kill_workers(proc, [rng.uniform(0.2, 0.9) * length for _ in range(kills)], rng)
+        try:
+            _, err = proc.communicate(timeout=3 * length + 60)
+        except subprocess.TimeoutExpired:
+            kill(proc)
+            raise SystemExit(f"run {i} with killed workers hung (no end after {3 * length + 60:.0f} s)") from None
+        if proc.returncode == 1 and "lost its worker twice" in err.decode():
+            stopped += 1                       # the designed stop; the rerun resumes it
+            finish([start(out, f"inflight{i}", IN_FLIGHT)])
+        elif proc.returncode != 0:
+            raise SystemExit(f"run {i} with killed workers failed (exit {proc.returncode}):\n"
+                             f"{err.decode()[-3000:]}")
+        problems += compare(records(out / "clean-inflight"), records(out / f"inflight{i}"))
+        print(f"  in-flight run {i + 1}/{runs}: {len(landed)} worker kills so far "
+              f"({time.monotonic() - began:.0f} s in)", flush=True)
+    return {"landed": landed, "stopped": stopped, "problems": problems,
+            "identical": runs * len(records(out / "clean-inflight")) - len({p.split(":")[0] for p in problems})}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--concurrent-every", type=int, default=4, help="every n-th start runs two copies")
     parser.add_argument("--out", type=Path, default=Path("outputs/soak"))
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments")
+    parser.add_argument("--worker-runs", type=int, default=2,
+                        help="runs with trials in flight whose workers are killed")
+    parser.add_argument("--worker-kills", type=int, default=3, help="kill moments in each of those runs")
     args = parser.parse_args()
     rng = random.Random(args.seed)
 
@@ -153,7 +220,15 @@ def main() -> None:
           f"never read: {len(leftovers)})")
     for line in problems + broken:
         print("  " + line)
-    sys.exit(1 if problems or broken else 0)
+    workers = worker_soak(args.out, args.worker_runs, args.worker_kills, rng) if args.worker_runs else None
+    if workers:
+        print(f"\n{len(workers['landed'])} trial workers killed ({workers['landed'].count('SIGKILL')} SIGKILL, "
+              f"{workers['landed'].count('SIGTERM')} SIGTERM) in {args.worker_runs} runs with trials in flight; "
+              f"none hung; {workers['stopped']} stopped on a trial that lost two workers and resumed")
+        print(f"records identical to the clean run's: {workers['identical']}/{args.worker_runs * jobs}")
+        for line in workers["problems"]:
+            print("  " + line)
+    sys.exit(1 if problems or broken or (workers and workers["problems"]) else 0)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 With preflight.py, the only module that reads Hydra config objects: it turns the composed config
 into a typed ``config.Config`` and hands that to ``point.run.run_point``. Bad input becomes one line on
 stderr and exit 2: preflight.py checks every job of the command before Hydra creates a folder.
-Ctrl-C is one line and exit 130; the rerun resumes.
+Ctrl-C is one line and exit 130, SIGTERM one line and exit 143 (128 + the signal, as a shell
+reports it), the trial workers stopped either way; the rerun resumes.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,10 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from spectral_sweep.config.base import CONFIG_DIR
+from spectral_sweep.files import write_text_atomic
 
 from . import config as schema
 from . import preflight
-from .errors import UsageError
+from .errors import UsageError, WorkerLost
 from .preflight import variant_suffix  # noqa: F401  (the folder names' resolver, registered there)
 
 schema.register()
@@ -38,13 +41,24 @@ def _job(cfg: DictConfig) -> None:
                   variant=hc.job.override_dirname, launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
     except UsageError as e:
         fail(str(e))
+    except WorkerLost as e:   # the message says why and what to do; finished trials are kept
+        fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}): {e}", code=1)
     except Exception as e:   # a bug or a broken machine: stop the sweep, keep the traceback
         path = Path(hc.runtime.output_dir) / "error.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(traceback.format_exc())
+        write_text_atomic(path, traceback.format_exc())   # replaces a link planted as error.txt, never follows it
         fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}) failed with {type(e).__name__}: {e}; "
              f"traceback in {path}. The sweep stops here, so no later job depends on it; rerun the "
              f"command to resume", code=1)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so every ``finally`` (the workers' pool, the
+    job's lock) runs on the way out, as for Ctrl-C; not an ``Exception``, so no job catches it."""
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second SIGTERM does not cut the way out short
+    raise Terminated
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -67,6 +81,7 @@ def _hide_schema_groups() -> None:
 
 def main() -> None:
     """Console script ``spectral-sweep``: every job checked first (preflight.py), then Hydra runs them."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         try:
             plan = preflight.check_command(sys.argv[1:])
@@ -79,6 +94,8 @@ def main() -> None:
         _job()
     except KeyboardInterrupt:   # finished trials and jobs are on disk; the rerun picks them up
         fail("interrupted; rerun the same command to resume", code=130)
+    except Terminated:
+        fail("terminated (SIGTERM); rerun the same command to resume", code=128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

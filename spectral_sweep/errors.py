@@ -1,4 +1,4 @@
-"""The one exception type for bad user input.
+"""The exception for bad user input, and the one for a lost trial worker.
 
 Anything the user can fix (an unknown name, a non-positive batch, a dataset root with no data)
 raises ``UsageError`` with a single-line message. The CLI prints that line to stderr and exits
@@ -13,3 +13,8 @@ class UsageError(ValueError):
 def unknown_choice(kind: str, name: str, choices) -> UsageError:
     """The error for a name that is not among the valid ones, listing them."""
     return UsageError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(choices))}")
+
+
+class WorkerLost(RuntimeError):
+    """A trial's worker process died under it twice (point/pool.py); the message is one line that
+    names the workers, the signal and the likely cause."""

@@ -7,20 +7,10 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-try:
-    import fcntl  # POSIX: file locks
-except ImportError:   # elsewhere jobs are not locked
-    fcntl = None
-
-
-
-try:
-    import fcntl  # POSIX: file locks
-except ImportError:   # elsewhere jobs are not locked
-    fcntl = None
 
 class CorruptRecord(ValueError):
     """A record file that exists but cannot be used (truncated, not JSON, missing fields)."""
@@ -37,11 +27,44 @@ def replace_atomically(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600: a shared sweep stays readable to the team
+        os.replace(tmp, path)               # a planted link at ``path`` is replaced, never followed
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _remove_stale(path)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def open_no_follow(path: str | os.PathLike, mode: str = "a", **kwargs):
+    """Open a file the tool keeps in a sweep folder (a lock, a log) for appending, never through a
+    symlink: a link planted there is removed (its target is left alone) and a fresh file made in
+    its place, so nothing is written outside the sweep. O_NOFOLLOW closes the race with a link
+    planted in between (an ``OSError`` then, not a write outside)."""
+    path = Path(path)
+    if path.is_symlink():
+        warnings.warn(f"{path} was a symlink; replaced by a plain file (the tool writes nothing through a link)",
+                      stacklevel=2)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move a file that cannot be used to ``<name>.bad`` beside it (kept for a look, never read
+    again), so the next write makes a fresh one; returns where it went."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".bad")
+    with contextlib.suppress(FileNotFoundError):   # a concurrent reader may have moved it first
+        os.replace(path, aside)
+    return aside
 
 
 STALE_SECONDS = 3600   # a temp file this old belongs to a writer killed mid-write, not to a live one

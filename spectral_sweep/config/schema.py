@@ -270,11 +270,21 @@ def _folder_problems(out_dir: str, name: str):
         yield "name may not be empty: it is the sweep's folder under out_dir, e.g. name=sweep"
     elif PurePath(name).is_absolute() or ".." in PurePath(name).parts:
         yield f"name must be a folder inside out_dir (not absolute, no '..'), got {name!r}"
+    elif not PurePath(name).parts or _same_folder(out_dir, name):
+        yield (f"name={name} is out_dir itself; the sweep would write its files among out_dir's own: "
+               "give the sweep a folder of its own, e.g. name=sweep")
     else:
         longest = max(PurePath(name).parts, key=lambda part: len(part.encode()), default="")
         if len(longest.encode()) > NAME_MAX:
             yield (f"name has a folder name of {len(longest.encode())} bytes; the filesystem allows at most "
                    f"{NAME_MAX}: shorten name")
+
+
+def _same_folder(out_dir: str, name: str) -> bool:
+    """Does out_dir/name lead back to out_dir itself (name=./, or a link inside out_dir pointing back at it)?"""
+    import os
+
+    return os.path.realpath(os.path.join(out_dir, name)) == os.path.realpath(out_dir)
 
 
 NAME_MAX = 255   # bytes in one file name on ext4, XFS, APFS and NTFS alike

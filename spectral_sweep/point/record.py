@@ -104,7 +104,28 @@ class JobRecord:
             known["nesterov"] = bool(((data.get("config") or {}).get("optimizer") or {}).get("nesterov"))
         if known.get("lr_max_status") == "no_stable_lr":   # schema 1
             known["lr_max_status"] = "nothing_trains"
+        _within_trials(known)
         return cls(**known, extra=extra)
+
+
+#: How far past its trials a bracketed lr_max may lie: a fit extrapolates a little (47 real records:
+#: never past the trials, a 95% bracket 2.4x at most), a damaged file (lr_max=1e300) by far more.
+TRIAL_SPAN_SLACK = 10.0
+
+
+def _within_trials(known: dict) -> None:
+    """A bracketed edge lies among the job's own trials: one far outside the lrs it tried is a
+    damaged file (a warm start from it would search nowhere, a fit would bend to it), a
+    ``ValueError``. Other statuses are left out of fits and warm starts, and only range-checked."""
+    lrs = [t.lr for t in known.get("trials", [])]
+    if not lrs or known.get("lr_max_status") != "bracketed":
+        return
+    low, high = min(lrs) / TRIAL_SPAN_SLACK, max(lrs) * TRIAL_SPAN_SLACK
+    for key in ("lr_max", "lr_safe", "lr_max_bracket"):
+        value = known.get(key)
+        if any(v is not None and not low <= v <= high for v in (value if isinstance(value, list) else [value])):
+            raise ValueError(f"field {key} holds {value!r}, far outside the lrs its trials tried "
+                             f"({min(lrs):.3g}..{max(lrs):.3g})")
 
 
 def provenance() -> dict[str, Any]:

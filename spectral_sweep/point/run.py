@@ -20,12 +20,19 @@ from spectral_sweep.config.schema import Config
 from spectral_sweep.curvature.learner import hooks_for, owns_lr
 from spectral_sweep.curvature.spectrum import SpectrumRecord, point_spectrum
 from spectral_sweep.data.load import load_dataset
-from spectral_sweep.files import CorruptRecord, config_key, write_json_atomic
+from spectral_sweep.files import CorruptRecord, config_key, set_aside, write_json_atomic
 from spectral_sweep.models import build_target
 from spectral_sweep.point.check import check_job
 from spectral_sweep.point.pool import trials_in_flight
 from spectral_sweep.point.record import LEARNER, JobRecord, device_name, provenance
-from spectral_sweep.point.store import TrialCache, finished_job, job_lock, load_records, write_job_record
+from spectral_sweep.point.store import (
+    RECORD_FILE,
+    TrialCache,
+    finished_job,
+    job_lock,
+    load_records,
+    write_job_record,
+)
 from spectral_sweep.point.trials import EXPECTED_OPTIMUM_TRIALS, EXPECTED_TRIALS, TrialRunner
 from spectral_sweep.search.adaptive import find_edges, priors_from
 from spectral_sweep.search.bisect import locate
@@ -129,7 +136,8 @@ def _finished(job_dir: Path, job_key: str) -> JobRecord | None:
     try:
         done = finished_job(job_dir)
     except CorruptRecord as e:
-        warnings.warn(f"corrupt job record, recomputing: {e}", stacklevel=3)
+        aside = set_aside(Path(job_dir) / RECORD_FILE)
+        warnings.warn(f"corrupt job record, set aside as {aside.name}; recomputing: {e}", stacklevel=3)
         return None
     return done if done is not None and done.job_key == job_key else None
 
@@ -177,7 +185,8 @@ def warm_start(config: Config, earlier: list[JobRecord]) -> tuple[float | None, 
     if not found:
         return None, None
     near = min(found, key=lambda r: abs(math.log(r.batch_size / config.batch)))
-    return near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent(), near
+    start = near.lr_max * (config.batch / near.batch_size) ** config.optimizer.exponent()
+    return min(max(start, config.search.lr_min), config.search.lr_max_cap), near   # a search tries no lr outside
 
 
 def search_adaptive(config: Config, runner: TrialRunner, start: float | None, earlier: list[JobRecord]):

@@ -11,6 +11,7 @@ file or the new one, never half of one, and two writers never share a temporary 
 """
 
 import contextlib
+import math
 import os
 import warnings
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ try:
 except ImportError:   # elsewhere jobs are not locked
     fcntl = None
 
-from spectral_sweep.files import CorruptRecord, read_json, write_json_atomic
+from spectral_sweep.files import CorruptRecord, open_no_follow, read_json, set_aside, write_json_atomic
 from spectral_sweep.point.record import JobRecord
 from spectral_sweep.trial.record import TrialRecord
 
@@ -38,7 +39,7 @@ def job_lock(job_dir: str | os.PathLike, on_wait=None):
     and a warm start sees the same finished neighbours whatever the timing."""
     path = Path(job_dir) / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with open_no_follow(path) as f:   # a link planted as .lock never makes a file outside the sweep
         if fcntl is not None:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,7 +51,11 @@ def job_lock(job_dir: str | os.PathLike, on_wait=None):
 
 
 class TrialCache:
-    """Finished trials of one job, keyed by a hash of (job config, lr); survives any crash."""
+    """Finished trials of one job, keyed by a hash of (job config, lr); survives any crash.
+
+    Each file carries its key (and its lr and seed): a file that is not the trial asked for (another
+    lr's file copied over it) or holds numbers no trial makes is set aside as ``<key>.json.bad``
+    with a warning naming it, and the trial is trained again."""
 
     REQUIRED = ("lr", "outcome")
 
@@ -58,24 +63,44 @@ class TrialCache:
         self.dir = Path(job_dir) / TRIALS_DIR
         self.hits = 0
 
-    def get(self, key: str) -> TrialRecord | None:
+    def get(self, key: str, lr: float | None = None, seed: int | None = None) -> TrialRecord | None:
         path = self.dir / f"{key}.json"
         if not path.exists():
             return None
         try:
             result = TrialRecord.from_dict(read_json(path, self.REQUIRED))
+            problem = _not_this_trial(result, key, lr, seed)
         except (CorruptRecord, TypeError, ValueError) as e:
-            warnings.warn(f"corrupt trial record, recomputing: {e}", stacklevel=2)
+            reason = str(e).removeprefix(f"{path}: ")
+            warnings.warn(f"corrupt trial record {path}, set aside as {set_aside(path).name}; recomputing: {reason}",
+                          stacklevel=2)
+            return None
+        if problem:
+            warnings.warn(f"trial record {path} is not this trial's ({problem}); set aside as "
+                          f"{set_aside(path).name}, recomputing", stacklevel=2)
             return None
         self.hits += 1
         return result
 
     def put(self, key: str, result: TrialRecord) -> None:
-        write_json_atomic(self.dir / f"{key}.json", result.to_dict())
+        write_json_atomic(self.dir / f"{key}.json", {**result.to_dict(), "key": key})
 
     def checkpoint(self, key: str) -> Path:
         """Where the unfinished trial ``key`` saves itself every epoch, to resume from."""
         return self.dir / f"{key}.pt"
+
+
+def _not_this_trial(result: TrialRecord, key: str, lr: float | None, seed: int | None) -> str | None:
+    """Why a trial file read under ``key`` is another trial's, or None (files before the key was
+    written carry none: their lr and seed still tell)."""
+    found = result.extra.pop("key", None)
+    if found is not None and found != key:
+        return f"it says key {found}, lr={result.lr:.4g}"
+    if lr is not None and not math.isclose(result.lr, lr, rel_tol=1e-9):
+        return f"it holds lr={result.lr:.4g}, not {lr:.4g}"
+    if seed is not None and result.seed is not None and result.seed != seed:
+        return f"it holds seed {result.seed}, not {seed}"
+    return None
 
 
 JOB_REQUIRED = ("model", "dataset", "optimizer", "batch_size", "trials")
@@ -103,23 +128,74 @@ def write_job_record(job_dir: str | os.PathLike, record: JobRecord) -> Path:
 
 
 def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[JobRecord]:
-    """Every job record found (recursively) under ``paths``, sorted for stable tables.
+    """Every job record of the sweeps under ``paths``, each once, sorted for stable tables.
 
     A corrupt or partial record is named in a warning and left out, so one bad file never hides
-    a sweep's other results; each record's ``record_path`` points back to its file.
+    a sweep's other results; each record's ``record_path`` points back to its file. A record
+    counts once, where its sweep put it: a file reached twice (the same folder given twice, a
+    folder and its parent, a link), a copy of a record already read (the same ``job_key``) and
+    the records of a sweep nested inside another (a folder with its own ``multirun.yaml``) are
+    left out, said in one warning. A nested sweep is read when given itself.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    records = []
+    once = _Once()
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"no such sweep directory: {root}")
         if root.is_file() and root.name != RECORD_FILE:
             raise FileNotFoundError(f"{root} is a file, not a sweep directory or a {RECORD_FILE}")
         for path in [root] if root.is_file() else sorted(root.rglob(RECORD_FILE)):
-            try:
-                records.append(read_job_record(path))
-            except CorruptRecord as e:
-                warnings.warn(f"skipping corrupt record {e}", stacklevel=2)
-    records.sort(key=lambda r: (r.model, r.dataset, r.optimizer, r.batch_size, r.seed))
-    return records
+            once.read(root, path)
+    if once.left_out():
+        warnings.warn("left out " + "; ".join(once.left_out()), stacklevel=2)
+    once.records.sort(key=lambda r: (r.model, r.dataset, r.optimizer, r.batch_size, r.seed))
+    return once.records
+
+
+class _Once:
+    """The records of a report, each read once, and what was left out."""
+
+    def __init__(self):
+        self.records: list[JobRecord] = []
+        self.seen, self.keys, self.nested = set(), set(), set()
+        self.twice, self.copies = [], []
+
+    def read(self, root: Path, path: Path) -> None:
+        inner = None if root.is_file() else _nested_sweep(root, path)
+        if inner is not None:
+            self.nested.add(str(inner))
+            return
+        if path.resolve() in self.seen:
+            self.twice.append(path)
+            return
+        self.seen.add(path.resolve())
+        try:
+            record = read_job_record(path)
+        except CorruptRecord as e:
+            warnings.warn(f"skipping corrupt record {e}", stacklevel=3)   # the caller of load_records
+            return
+        if record.job_key is not None and record.job_key in self.keys:
+            self.copies.append(path)
+            return
+        self.keys.add(record.job_key)
+        self.records.append(record)
+
+    def left_out(self) -> list[str]:
+        return (([f"{len(self.twice)} record(s) reached twice through the folders given"] if self.twice else [])
+                + ([f"{len(self.copies)} copy(ies) of a record already read (same job_key), e.g. {self.copies[0]}"]
+                   if self.copies else [])
+                + ([f"the records of nested sweep(s) {', '.join(sorted(self.nested))} (give one as a folder of "
+                    "its own to report it)"] if self.nested else []))
+
+
+SWEEP_MARK = "multirun.yaml"   # Hydra writes it in every sweep's folder, and only there
+
+
+def _nested_sweep(root: Path, record: Path) -> Path | None:
+    """The sweep nested inside ``root``'s sweep that ``record`` belongs to, or None: the folders from
+    ``root`` down to the record's job folder (not included: a job is no sweep) hold two sweep marks."""
+    below = record.parent.relative_to(root).parts
+    marked = [folder for folder in (root.joinpath(*below[:i]) for i in range(len(below)))
+              if (folder / SWEEP_MARK).exists()]
+    return marked[-1] if len(marked) > 1 else None

@@ -62,7 +62,7 @@ class TrialRunner:
 
     def __call__(self, lr: float) -> TrialRecord:
         key = config_key(self.identity, round(lr, 12))
-        result = self.cache.get(key)
+        result = self.cache.get(key, lr)
         if result is None:
             result = self._train(lr, key)
             self.cache.put(key, result)
@@ -76,7 +76,7 @@ class TrialRunner:
             seed = child_seed(self.settings.seed, Stream.TRIAL, self.made)
             jobs.append((lr, config_key(self.identity, round(lr, 12), "trial", self.made), seed))
             self.made += 1
-        found = {key: self.cache.get(key) for _, key, _ in jobs}
+        found = {key: self.cache.get(key, lr, seed) for lr, key, seed in jobs}
         todo = [job for job in jobs if found[job[1]] is None]
         if len(todo) > 1 and self.in_flight > 1:
             self.pool = self.pool or Pool(self._train_and_keep, self.in_flight)

@@ -271,8 +271,8 @@ def skipped_section(skipped: list[str]) -> list[str]:
     if not skipped:
         return []
     return [f"## Skipped record files ({len(skipped)})\n",
-            "These files exist but could not be read or lack required fields; their sweep points are "
-            "missing from every table and figure below.\n",
+            "These files exist but could not be read or lack required fields, or are not this report's "
+            "sweep's (read twice, a copy, a nested sweep); they are missing from every table and figure below.\n",
             "\n".join(f"- {s}" for s in skipped) + "\n"]
 
 

@@ -70,7 +70,7 @@ def load_sweep(sweep_dirs) -> tuple[list[JobRecord], list[str]]:
     skipped = []
     for w in caught:
         msg = str(w.message)
-        if "corrupt" in msg:
+        if "corrupt" in msg or msg.startswith("left out"):
             skipped.append(msg)
         warnings.warn(msg, w.category, stacklevel=3)
     return label_variants(records), skipped

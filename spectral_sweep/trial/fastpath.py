@@ -112,11 +112,15 @@ def _shared(key: dict, device: torch.device, fresh: CompiledForward | None) -> C
     return _COMPILED[name]
 
 
+#: What each timed knob may be: a stored choice outside these is a damaged file, timed again.
+CHOICES = {"precision": ("fp32", "bf16"), "channels_last": ("false", "true"), "compile": ("false", "true")}
+
+
 def _remember(store: ChoiceStore | None, key: dict, knob: str, measure: Callable[[], dict]) -> dict:
     """The stored choice of ``knob`` for ``key`` (``choice``, and what was timed), or a fresh
     measurement, stored (first one wins)."""
     where = {**key, "knob": knob}
-    found = store.get(where) if store is not None else None
+    found = store.get(where, CHOICES[knob]) if store is not None else None
     if found is None:
         tqdm.write(f"B={key.get('batch', '?')}: timing {knob} on a few training steps of each choice, once "
                    "per sweep", file=sys.stderr)

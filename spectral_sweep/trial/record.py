@@ -35,12 +35,33 @@ def _known(cls, data: dict) -> tuple[dict, dict]:
     for key, value in known.items():
         if not _has_type(value, hints[key]) or (key in FINITE and value is not None and not _finite(value)):
             raise ValueError(f"field {key} holds {value!r}, not {_name(hints[key])}")
+        if key in RANGES and not _in_range(value, *RANGES[key]):
+            raise ValueError(f"field {key} holds {value!r}, outside {RANGES[key][2]}")
     return known, {k: v for k, v in data.items() if k not in names}
 
 
 # learning rates and sizes: a NaN or infinite one is never a result, only a damaged file
 FINITE = ("lr", "lr_max", "lr_blowup", "lr_best", "lr_opt", "lr_opt_bracket", "search_start", "batch_size",
           "lr_max_bracket", "lr_blowup_bracket")
+
+
+# numbers with a meaning that bounds them: an accuracy of Infinity or a negative lr is a damaged file
+POSITIVE, FRACTION, COUNT = (0.0, math.inf, "(0, inf)"), (0.0, 1.0, "[0, 1]"), (0.0, math.inf, "[0, inf)")
+RANGES = {"lr": POSITIVE, "lr_max": POSITIVE, "lr_blowup": POSITIVE, "lr_best": POSITIVE, "lr_safe": POSITIVE,
+          "search_start": POSITIVE, "lr_max_bracket": POSITIVE, "lr_blowup_bracket": POSITIVE,
+          "test_acc": FRACTION, "best_test_acc": FRACTION, "acc_at_lr_max": FRACTION,
+          "steps": COUNT, "budget_steps": COUNT, "seconds": COUNT, "images_per_s": COUNT, "batch_size": POSITIVE}
+
+
+def _in_range(value, low: float, high: float, text: str) -> bool:
+    """Every number of ``value`` (one, or a list with None for an open end) lies in ``text``'s interval."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if v is None:
+            continue
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and low <= v <= high) or (text[0] == "(" and v == low):
+            return False
+    return True
 
 
 def _finite(value) -> bool:

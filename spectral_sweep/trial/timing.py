@@ -18,15 +18,17 @@ The clock is injectable everywhere (``clock=``): tests plant costs and get deter
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from spectral_sweep.files import config_key
+from spectral_sweep.files import config_key, set_aside
 
 Clock = Callable[[], float]
 PRODUCTS = ("double_backward", "forward_over_reverse")
@@ -142,11 +144,25 @@ class ChoiceStore:
     def path(self, key: dict) -> Path:
         return self.folder / f"{config_key(key)}.json"
 
-    def get(self, key: dict) -> dict | None:
+    def get(self, key: dict, choices: tuple[str, ...] | None = None) -> dict | None:
+        """The stored value of ``key``, or None: none stored, or one that cannot be used (not JSON,
+        another key's, a ``choice`` not among ``choices``, a time that is not a finite number). A
+        bad one is set aside as ``<file>.bad`` with a warning naming it, so the choice is timed again."""
+        path = self.path(key)
         try:
-            return json.loads(self.path(key).read_text())["value"]
-        except (OSError, ValueError, KeyError):
+            stored = json.loads(path.read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as e:
+            return self._bad(path, f"unreadable: {e}")
+        problem = _value_problem(stored, key, choices)
+        return self._bad(path, problem) if problem else stored["value"]
+
+    @staticmethod
+    def _bad(path: Path, problem: str) -> None:
+        warnings.warn(f"autotune file {path} {problem}; set aside as {set_aside(path).name}, timing again",
+                      stacklevel=3)
+        return None
 
     def put(self, key: dict, value: dict) -> dict:
         """Store ``value`` under ``key`` unless a value is there already; return the stored one."""
@@ -162,3 +178,30 @@ class ChoiceStore:
             tmp.unlink(missing_ok=True)
         stored = self.get(key)
         return value if stored is None else stored
+
+
+def _value_problem(stored, key: dict, choices: tuple[str, ...] | None) -> str | None:
+    """Why a stored choice cannot be used, or None."""
+    value = stored.get("value") if isinstance(stored, dict) else None
+    if not isinstance(value, dict):
+        return f"holds {value!r}, not a choice"
+    if config_key(stored.get("key", key)) != config_key(key):   # as JSON: a tuple reads back as a list
+        return "is another key's"
+    if choices is None:   # a caller that knows no schema: any dict will do
+        return None
+    choice = value.get("choice")
+    if choice not in choices:
+        return f"holds choice {choice!r}, not one of {', '.join(choices)}"
+    if not isinstance(value.get("seconds", {}), dict):
+        return f"holds seconds {value['seconds']!r}, not one time per candidate"
+    bad = [k for k, v in value.items() if k not in ("choice", "why") and not _time(v)]
+    if bad:
+        return f"holds {bad[0]}={value[bad[0]]!r}, not a finite number"
+    return None
+
+
+def _time(v) -> bool:
+    """A stored number (seconds, a count) or a dict of them: finite (``pays_s`` may be negative)."""
+    if isinstance(v, dict):
+        return all(_time(x) for x in v.values())
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)

@@ -32,7 +32,7 @@ from spectral_sweep.config.train import TrainConfig
 from spectral_sweep.data.loaders import BatchLoader
 from spectral_sweep.data.splits import Data
 from spectral_sweep.errors import UsageError
-from spectral_sweep.files import replace_atomically
+from spectral_sweep.files import replace_atomically, set_aside
 from spectral_sweep.trial.optim import build_optimizer, lr_factor
 from spectral_sweep.trial.outcomes import DIVERGED, check_judging, judge
 from spectral_sweep.trial.record import TrialRecord
@@ -223,11 +223,14 @@ def _start(make_model, lr, settings: TrialSettings, where: _Device, total: int, 
     if not (settings.checkpoint and Path(settings.checkpoint).exists()):
         return run
     try:
-        _resume(settings.checkpoint, run, where.device, hooks)
-    except Exception as e:   # truncated or foreign
-        warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); "
-                      "training this trial from the start", stacklevel=2)
-        Path(settings.checkpoint).unlink(missing_ok=True)
+        _resume(settings.checkpoint, run, where.device, hooks, _identity(settings.checkpoint, lr, settings))
+    except NotThisTrial as e:   # another trial's file copied over this one's
+        warnings.warn(f"trial checkpoint {settings.checkpoint} is not this trial's ({e}); set aside as "
+                      f"{set_aside(settings.checkpoint).name}, training this trial from the start", stacklevel=2)
+        return fresh()
+    except Exception as e:   # truncated or damaged
+        warnings.warn(f"unreadable trial checkpoint {settings.checkpoint} ({type(e).__name__}); set aside as "
+                      f"{set_aside(settings.checkpoint).name}, training this trial from the start", stacklevel=2)
         return fresh()
     tqdm.write(f"resuming trial lr={lr:.4g} B={settings.batch_size} at epoch {run.step // per_epoch} "
                f"(step {run.step} of {total})")
@@ -269,7 +272,7 @@ def _loop(run: _Progress, loader: BatchLoader, lr: float, settings: TrialSetting
             if reason:
                 break
         if epoch_end and settings.checkpoint and run.step < total and _checkpoint_due(run, settings):
-            _save(settings.checkpoint, run, run.seconds(), hooks)
+            _save(settings.checkpoint, run, run.seconds(), hooks, _identity(settings.checkpoint, lr, settings))
             run.saved = time.perf_counter()
     bar.close()
     return reason
@@ -359,9 +362,19 @@ def _result(run: _Progress, data: Data, lr, settings: TrialSettings, where: _Dev
                        extra={"fast_path": fast_path(where, settings)})
 
 
-def _save(path, run: _Progress, seconds: float, hooks=()) -> None:
-    """The trial at an epoch boundary, written atomically: everything a resume needs."""
-    state = {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+class NotThisTrial(ValueError):
+    """A checkpoint that reads but holds another trial (another lr, seed, batch or config)."""
+
+
+def _identity(path, lr: float, settings: TrialSettings) -> dict:
+    """Whose a checkpoint is: the trial's lr, seed and batch, and its key (the file's name, a hash
+    of the point's config and the lr), so a checkpoint copied over another trial's is not resumed."""
+    return {"key": Path(path).stem, "lr": float(lr), "seed": int(settings.seed), "batch_size": int(settings.batch_size)}
+
+
+def _save(path, run: _Progress, seconds: float, hooks=(), identity: dict | None = None) -> None:
+    """The trial at an epoch boundary, written atomically: everything a resume needs, and whose it is."""
+    state = {"identity": identity or {},"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
              "losses": run.losses[:run.step].cpu(), "step": run.step, "initial": run.watch.initial,
              "ema": run.watch.ema, "seconds": seconds, "rng": torch.get_rng_state(),
              "hooks": {hook.name: hook.state_dict() for hook in hooks}}
@@ -371,10 +384,16 @@ def _save(path, run: _Progress, seconds: float, hooks=()) -> None:
         torch.save(state, tmp)
 
 
-def _resume(path, run: _Progress, device, hooks=()) -> None:
+def _resume(path, run: _Progress, device, hooks=(), identity: dict | None = None) -> None:
     """Restore a trial saved by ``_save`` into ``run``; the data order of later epochs is seeded,
-    so the resumed trial continues exactly as the uninterrupted one would have."""
+    so the resumed trial continues exactly as the uninterrupted one would have. ``NotThisTrial``
+    when the file says it is another trial's (or says nothing: a checkpoint must say whose it is)."""
     state = torch.load(path, map_location=device, weights_only=True)   # callers catch a bad file
+    if identity is not None:
+        found = state.get("identity") or {}
+        wrong = [f"{k}={found.get(k)!r}, not {v!r}" for k, v in identity.items() if found.get(k) != v]
+        if wrong:
+            raise NotThisTrial("; ".join(wrong))
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     saved_hooks = state.get("hooks", {})
