@@ -238,3 +238,25 @@ def test_the_command_survives_a_worker_killed_under_its_trial(tmp_path):
     assert f"trial worker {workers[0]} was killed by SIGKILL under a trial, likely out of memory" in stderr
     (record,) = tmp_path.rglob("record.json")
     assert len(json.loads(record.read_text())["trials"]) == 2
+
+
+def test_the_command_stops_with_one_line_when_a_trial_loses_two_workers(tmp_path):
+    """Both workers killed, then both of their successors: each trial lost twice. Exit 1, one error
+    line naming the workers, the signal and the likely cause, no traceback, no worker left."""
+    proc = start(tmp_path)
+    first = wait_for(lambda: len(children(proc.pid)) >= 2 and children(proc.pid), 60, every=0.1)
+    assert first
+    time.sleep(0.3)
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    fresh = wait_for(lambda: len(set(children(proc.pid)) - set(first)) >= 2 and children(proc.pid), 20)
+    time.sleep(0.3)
+    for pid in fresh:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("spectral-sweep: error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr
+    assert "a trial lost its worker twice: trial worker" in errors[0] and "killed by SIGKILL" in errors[0]
+    assert "likely out of memory" in errors[0] and "search.parallel=1" in errors[0]
+    assert not [pid for pid in first + fresh if alive(pid)] and not children(proc.pid)
