@@ -29,6 +29,7 @@ DESIGNS = [
     ("peak 4x below lr_max (near the edge)", {"below": 4.0}),
     ("seed noise 0.1 (the quickstart's spread of accuracies)", {"noise": 0.1}),
     ("a broad peak (curvature 0.05)", {"curvature": 0.05}),
+    ("a sharp peak (curvature 0.2: quality reaches chance within 5x of it)", {"curvature": 0.2}),
     ("one trial in flight", {"parallel": 1}),
 ]
 

@@ -59,9 +59,9 @@ def test_where_the_edges_coincide_the_search_reports_them_in_order(seed):
 
 
 def test_the_report_orders_the_edges_of_the_committed_quickstart():
-    """results/quickstart at B = 64 had lr_blowup 0.277 [0.208, 0.363] against lr_max 0.278."""
+    """results/quickstart at B = 64 once had lr_blowup 0.277 [0.208, 0.363] against lr_max 0.278: in
+    whatever run is committed, each end of lr_blowup's interval lies at or above lr_max's."""
     table = lr_max_table(load_records(ROOT / "results" / "quickstart" / "records"))
     assert len(table) == 4 and table["lr_blowup_status"].eq("bracketed").all()
     for blowup, upper in (("lr_blowup_lo", "lr_lo"), ("lr_blowup", "lr_max"), ("lr_blowup_hi", "lr_hi")):
         assert (table[blowup] >= table[upper]).all(), blowup
-    assert table.loc[table["batch_size"].eq(64), "lr_max"].item() == pytest.approx(0.2776, abs=1e-4)
