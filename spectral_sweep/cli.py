@@ -39,6 +39,7 @@ def _job(cfg: DictConfig) -> None:
         run_point(schema.to_config(cfg, hc.overrides.task), hc.runtime.output_dir, sweep_dir,
                   model_label=hc.runtime.choices.get("model"), job_num=hc.job.num or 0,
                   variant=hc.job.override_dirname, launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
+        (Path(hc.runtime.output_dir) / "error.txt").unlink(missing_ok=True)   # an earlier failure's, now stale
     except UsageError as e:
         fail(str(e))
     except WorkerLost as e:   # the message says why and what to do; finished trials are kept

@@ -217,6 +217,10 @@ def test_a_failed_job_stops_the_sweep_with_one_line_and_keeps_its_traceback(tmp_
     assert [json.loads(p.read_text())["batch_size"] for p in records(tmp_path / "f")] == [8]   # B=32 never ran
     (error,) = (tmp_path / "f").rglob("error.txt")
     assert "RuntimeError: planted failure" in error.read_text() and "_B16_" in str(error)
+    again = subprocess.run([sys.executable, "-m", "spectral_sweep.cli", *args], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)                     # the fault gone, the rerun resumes
+    assert again.returncode == 0, again.stderr
+    assert not error.exists() and len(records(tmp_path / "f")) == 3    # and leaves no stale traceback behind
 
 
 def test_a_write_removes_temp_files_left_by_a_killed_writer_but_not_a_live_ones(tmp_path):

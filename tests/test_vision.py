@@ -84,7 +84,7 @@ def test_the_builder_by_its_target_path_reads_any_mnist_style_class(tmp_path):
     assert (data.num_classes, data.channels, data.train.crop_padding, data.train.flip) == (10, 1, 0, False)
 
 
-def test_the_debian_folder_is_read_in_place_when_root_has_nothing(tmp_path, monkeypatch):
+def test_the_debian_folder_is_read_in_place_when_root_has_nothing(tmp_path, monkeypatch, capsys):
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     arrays = write_idx(debian)
     before = {p.name: p.read_bytes() for p in debian.iterdir()}
@@ -94,6 +94,12 @@ def test_the_debian_folder_is_read_in_place_when_root_has_nothing(tmp_path, monk
     assert data.train.labels.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     assert not (tmp_path / "empty").exists()                             # nothing written into root
     assert {p.name: p.read_bytes() for p in debian.iterdir()} == before   # nor beside the package's files
+    said = capsys.readouterr().err.splitlines()                          # and it says which copy it read
+    assert said == [f"FashionMNIST: read from {debian} (the dataset-fashion-mnist package), as "
+                    f"{tmp_path / 'empty'} has no copy"]
+    write_idx(tmp_path / "root" / "FashionMNIST" / "raw")
+    load_dataset("fashion_mnist", root=str(tmp_path / "root"))
+    assert capsys.readouterr().err == ""                                   # its own root: nothing to say
 
 
 def test_no_data_names_all_three_ways_in_one_line(tmp_path, no_debian):

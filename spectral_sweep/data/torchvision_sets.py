@@ -27,6 +27,7 @@ import gzip
 import inspect
 import pickle
 import shutil
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -58,6 +59,7 @@ def torchvision_data(root: Path, download: bool, seed: int, torchvision_class: s
     root = Path(root)
     packed = None if _present(cls, root) else _packed(cls, root)
     if packed is not None:
+        _say_where(cls, packed, root)
         with tempfile.TemporaryDirectory(prefix="spectral-sweep-") as folder:
             _decompress(cls, packed, Path(folder) / cls.__name__ / "raw")
             raw = [_read(cls, Path(folder), False, train, packed) for train in (True, False)]
@@ -74,6 +76,15 @@ def torchvision_data(root: Path, download: bool, seed: int, torchvision_class: s
     return Data(TensorSplit(train_x, train_y, mean, std, crop_padding, flip),
                 TensorSplit(test_x, test_y, mean, std, crop_padding, flip),
                 num_classes, int(train_x.shape[-1]), mean, std, channels=int(train_x.shape[1]))
+
+
+def _say_where(cls, packed: Path, root: Path) -> None:
+    """One line where the files came from a system copy, not dataset.root: which of the places
+    that may hold them was read is otherwise invisible."""
+    system = SYSTEM_COPIES.get(cls.__name__)
+    if system and Path(packed) == Path(system[0]):
+        print(f"{cls.__name__}: read from {packed} (the {system[1]} package), as {root} has no copy",
+              file=sys.stderr, flush=True)
 
 
 def _folder(cls, root: Path) -> tuple[Path, str]:
