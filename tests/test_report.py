@@ -552,3 +552,17 @@ def test_lr_opt_gets_its_own_exponent_and_verdict_and_a_bound_is_never_fitted(tm
     assert table.loc[16, "lr_opt"] == pytest.approx(0.001 * 2 ** 0.5)
     assert table.loc[128, "lr_opt_status"] == "upper_bound"
     assert "lr_opt: exponent [95%]" in (tmp_path / "report.md").read_text()
+
+
+def test_the_report_says_which_launcher_ran_the_jobs_and_where_each_started(tmp_path):
+    for B, launcher, warm in ((8, "basic", None), (16, "basic", 8), (32, "basic", 16)):
+        rec = _three_outcome_record(B, 0.01 * B / 8, 0.01 * B / 8 * R, 0.1, 0.1 * R)
+        rec.update(launcher=launcher, warm_from=warm)
+        write_json_atomic(tmp_path / "a" / f"B{B}" / "record.json", rec)
+    report.write_report(tmp_path / "a", quiet=True)
+    assert "- launcher: basic; warm starts: B=16 from B=8; B=32 from B=16" in (tmp_path / "a" / "report.md").read_text()
+    rec = _three_outcome_record(8, 0.01, 0.01 * R, 0.1, 0.1 * R)
+    rec.update(launcher="joblib", warm_from=None)
+    write_json_atomic(tmp_path / "b" / "B8" / "record.json", rec)
+    report.write_report(tmp_path / "b", quiet=True)
+    assert "- launcher: joblib; warm starts: none (every job cold)" in (tmp_path / "b" / "report.md").read_text()

@@ -259,12 +259,24 @@ def provenance(records: list[JobRecord], sweep_dirs) -> str:
              f"- records: {len(records)} jobs, {sum(len(r.trials) for r in records)} trials"]
     for field in ("command", "commit", "device"):
         lines += _field_lines(records, field)
+    lines += _starts(records)
     created = sorted(str(r.created) for r in records if r.created)
     if created:
         lines.append(f"- created: {created[0]}" + (f" .. {created[-1]}" if created[-1] != created[0] else ""))
     else:
         lines.append("- created: unknown")
     return "\n".join(lines) + "\n"
+
+
+def _starts(records: list[JobRecord]) -> list[str]:
+    """Which launcher ran the jobs and how each started: a basic launcher's jobs warm-start from the
+    earlier batch sizes, any other's start cold (so their records never depend on which finished first)."""
+    launchers = sorted({r.launcher for r in records if r.launcher})
+    if not launchers:
+        return []
+    warm = [f"B={r.batch_size} from B={r.warm_from}" for r in sorted(records, key=lambda r: r.batch_size)
+            if r.warm_from is not None]
+    return [f"- launcher: {', '.join(launchers)}; warm starts: {'; '.join(warm) if warm else 'none (every job cold)'}"]
 
 
 def skipped_section(skipped: list[str]) -> list[str]:
