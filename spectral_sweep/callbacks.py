@@ -11,6 +11,8 @@ import sys
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .errors import os_problem
+
 
 class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -24,4 +26,8 @@ class ReportCallback(Callback):
         except (FileNotFoundError, ValueError) as e:
             print(f"spectral-sweep: no report written: {e}", file=sys.stderr)
             return
+        except OSError as e:   # a full disk: the records are kept, the report is not there; one line, exit 1
+            print(f"spectral-sweep: error: no report written: {os_problem(e)}; then write it with "
+                  f"spectral-sweep-report {sweep_dir}", file=sys.stderr)
+            sys.exit(1)
         print(f"report: {sweep_dir}/report.md (tables and plots beside it)")

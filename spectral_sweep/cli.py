@@ -2,7 +2,9 @@
 
 With preflight.py, the only module that reads Hydra config objects: it turns the composed config
 into a typed ``config.Config`` and hands that to ``point.run.run_point``. Bad input becomes one line on
-stderr and exit 2: preflight.py checks every job of the command before Hydra creates a folder.
+stderr and exit 2: preflight.py checks every job of the command before Hydra creates a folder. An
+OS error (a full disk, a file where a folder belongs) is one line, exit 1, that names the path and
+what to fix, since a rerun alone would meet it again.
 Ctrl-C is one line and exit 130, SIGTERM one line and exit 143 (128 + the signal, as a shell
 reports it), the trial workers stopped either way; the rerun resumes.
 """
@@ -23,7 +25,7 @@ from spectral_sweep.files import write_text_atomic
 
 from . import config as schema
 from . import preflight
-from .errors import UsageError, WorkerLost
+from .errors import UsageError, WorkerLost, os_problem
 from .preflight import variant_suffix  # noqa: F401  (the folder names' resolver, registered there)
 
 schema.register()
@@ -44,11 +46,18 @@ def _job(cfg: DictConfig) -> None:
         fail(str(e))
     except WorkerLost as e:   # the message says why and what to do; finished trials are kept
         fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}): {e}", code=1)
+    except OSError as e:   # a full disk, a file where a folder belongs: a rerun alone meets it again
+        fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}): {os_problem(e)}. Finished trials are kept: "
+             "the same command resumes once that is fixed", code=1)
     except Exception as e:   # a bug or a broken machine: stop the sweep, keep the traceback
         path = Path(hc.runtime.output_dir) / "error.txt"
-        write_text_atomic(path, traceback.format_exc())   # replaces a link planted as error.txt, never follows it
+        try:
+            write_text_atomic(path, traceback.format_exc())   # replaces a link planted as error.txt, never follows it
+            kept = f"traceback in {path}"
+        except OSError as unwritten:
+            kept = f"no traceback kept ({os_problem(unwritten)})"
         fail(f"job #{hc.job.num} ({' '.join(hc.overrides.task)}) failed with {type(e).__name__}: {e}; "
-             f"traceback in {path}. The sweep stops here, so no later job depends on it; rerun the "
+             f"{kept}. The sweep stops here, so no later job depends on it; rerun the "
              f"command to resume", code=1)
 
 
@@ -97,6 +106,8 @@ def main() -> None:
         fail("interrupted; rerun the same command to resume", code=130)
     except Terminated:
         fail("terminated (SIGTERM); rerun the same command to resume", code=128 + signal.SIGTERM)
+    except OSError as e:   # outside a job (the plan, the report at the end): one line as well
+        fail(os_problem(e), code=1)
 
 
 if __name__ == "__main__":

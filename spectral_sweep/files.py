@@ -1,6 +1,7 @@
 """Files written so that a crash loses none, read back with a check, and the keys that name them."""
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -20,7 +21,8 @@ class CorruptRecord(ValueError):
 def replace_atomically(path: str | os.PathLike):
     """Yield a fresh temporary path beside ``path``; on success it replaces ``path`` (atomic on
     POSIX), on failure it is removed. Readers see the old file or the new one, never half of one,
-    and two writers never share a temporary name."""
+    and two writers never share a temporary name. A full disk is one ``OSError(ENOSPC)`` that
+    names ``path``, however the writer reported it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -29,10 +31,22 @@ def replace_atomically(path: str | os.PathLike):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600: a shared sweep stays readable to the team
         os.replace(tmp, path)               # a planted link at ``path`` is replaced, never followed
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(e):   # named by the file it was to become, whatever the writer said
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
         raise
     _remove_stale(path)
+
+
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed")   # torch.save's words for a write that fell short
+
+
+def _disk_full(e: BaseException) -> bool:
+    """A full disk (or quota), as the OS says it or as torch.save does (a RuntimeError)."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return isinstance(e, RuntimeError) and any(words in str(e) for words in TORCH_WRITE_FAILED)
 
 
 def _umask() -> int:

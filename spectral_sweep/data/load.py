@@ -136,6 +136,13 @@ def _stack(path: str, dataset) -> tuple[Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.ndim != 3 or not isinstance(y, (int, np.integer, Tensor)):
             raise UsageError(f"dataset._target_={path}: item {i} is {type(item).__name__}, not (image tensor "
                              "[C, H, W], integer label)")
+        if isinstance(y, Tensor) and (y.numel() != 1 or y.dtype == torch.bool or (y.is_floating_point() and not
+                                                                                   bool(y == y.round()))):
+            raise UsageError(f"dataset._target_={path}: item {i}'s label is {list(y.shape)} {y.dtype}, not one "
+                             "integer class index (one-hot or soft labels are not taken)")
+        if x.is_floating_point() and not torch.isfinite(x).all():   # uint8 would make it a silent 0
+            raise UsageError(f"dataset._target_={path}: item {i}'s image holds values that are not finite "
+                             "(NaN or inf); the images must be finite numbers")
         images.append((x.clamp(0, 1) * 255).round().to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8))
         labels.append(int(y))
     if not images:

@@ -23,6 +23,7 @@ from spectral_sweep.data.load import load_dataset
 from spectral_sweep.files import CorruptRecord, config_key, set_aside, write_json_atomic
 from spectral_sweep.models import build_target
 from spectral_sweep.point.check import check_job
+from spectral_sweep.point.contract import check_contract
 from spectral_sweep.point.pool import trials_in_flight
 from spectral_sweep.point.record import LEARNER, JobRecord, device_name, provenance
 from spectral_sweep.point.store import (
@@ -76,12 +77,15 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     if done is not None:
         _say(f"reusing finished job: {done.record_path}")
         return done
-    write_json_atomic(job_dir / "config.json", config.to_dict())
     device = resolve_device(config.device, job_num or 0)
     data = load_dataset(config.dataset._target_, root=config.dataset.root, subset=config.dataset.subset,
                         test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
     make_model = partial(build_target, config.model._target_, data.num_classes,
                          input_shape=(data.channels, data.image_size), **config.model.options())
+    check_contract(data, make_model, device, batch=config.batch, seed=config.seed,   # before any trial or file
+                   dataset=_culprit("dataset", config.dataset._target_, config.dataset.name),
+                   model=_culprit("model", config.model._target_, model_label or config.model.name))
+    write_json_atomic(job_dir / "config.json", config.to_dict())
     settings = trial_settings(config, device)
     timed: list[float] = []   # seconds a step of the fast path, where it was timed
     settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir,   # auto: by timing
@@ -119,6 +123,12 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     record.record_path = str(write_job_record(job_dir, record))
     _announce(record, outcome, runner.cache)
     return record
+
+
+def _culprit(group: str, target: str, preset: str | None) -> str:
+    """How a refusal names a dataset or model: its ``_target_``, and the preset chosen where it has a name."""
+    return f"{group}._target_={target}" + (f" ({group}={preset})" if preset and preset != target.rpartition(".")[2]
+                                           else "")
 
 
 def _spectrum(config: Config, make_model, data, settings: TrialSettings, device) -> SpectrumRecord:

@@ -8,7 +8,9 @@ atomically (a killed report leaves each file old or new, never half) and remembe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from spectral_sweep.files import replace_atomically, write_text_atomic
 from spectral_sweep.point.record import JobRecord
 from spectral_sweep.point.store import RECORD_FILE
 
-from ..errors import UsageError
+from ..errors import UsageError, os_problem
 from . import figures, markdown, tables
 from .comparison import comparison_table, partners_of
 from .tables import label, point_of, slug
@@ -60,13 +62,18 @@ def _sweep_dirs(sweep_dirs) -> list[Path]:
 
 
 def _make_out(out_dir: Path) -> None:
-    """The report's folder, or one line saying why it cannot be there (``--out /dev/null``)."""
+    """The report's folder, or one line saying why it cannot be there (``--out /dev/null``, a sweep
+    folder that is read-only), before anything is written."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".report-probe-")   # a read-only sweep: said before any file
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
-        raise UsageError(f"cannot write the report to {out_dir}: {e.strerror}") from None
+        raise UsageError(f"cannot write the report to {out_dir}: {e.strerror}; choose another folder with "
+                         "--out DIR") from None
 
 
 def write_report(sweep_dirs, out_dir=None, quiet: bool = False) -> dict[str, Path]:
@@ -195,5 +202,8 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"spectral-sweep-report: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:   # a full disk mid-report, a file where a folder belongs: one line, not a traceback
+        print(f"spectral-sweep-report: {os_problem(e, '--out DIR')}", file=sys.stderr)
+        sys.exit(1)
     print(f"report: {written['report.md']} ({len(written)} files in {written['report.md'].parent})")
     return 0
