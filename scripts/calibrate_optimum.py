@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))      # runnable from a checkout without installing
 
+from spectral_sweep.point.record import git_commit  # noqa: E402
 from spectral_sweep.search.calibration import calibrate_optimum  # noqa: E402
 
 #: (name, keyword arguments of calibrate_optimum)
@@ -49,8 +49,7 @@ def main(argv=None) -> int:
                     f"{r['exponent_coverage']:.3f} | {r['exponent_half_width']:.3f} | {r['added_per_point']:.1f} | "
                     f"{r['trials_per_point']:.1f} |")
         print(rows[-1], f"({time.time() - t:.0f} s)", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_commit()     # with -dirty where the checkout differs from it
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_page(rows, commit, time.time() - started, args.sweeps))
     print(f"wrote {args.out}")

@@ -360,8 +360,8 @@ def _edge_marks(ax, curve: pd.Series, point: pd.Series, c) -> None:
 
 
 def _optimum_mark(ax, tb: pd.DataFrame, point: pd.Series, c, scale: float) -> None:
-    """lr_opt with its interval at its fitted quality, and the fitted parabola over the trials it
-    used (refitted from the trials: the same fit the search made), when the objective is accuracy."""
+    """lr_opt with its interval at its fitted quality, as the table gives them, and the parabola
+    refitted from the trials (its curvature is not recorded), when the objective is accuracy."""
     from spectral_sweep.search import optimum
 
     if point.get("lr_opt_status") != optimum.BRACKETED or point.get("objective") != "test_acc":
@@ -373,9 +373,9 @@ def _optimum_mark(ax, tb: pd.DataFrame, point: pd.Series, c, scale: float) -> No
         return
     xs = np.geomspace(*fit.lrs, 60)
     ax.plot(xs, fit.predict(xs) * scale, "--", color=c, lw=1.2, alpha=0.8, zorder=3)
-    y = fit.quality * scale
-    ax.errorbar([fit.lr], [y], xerr=[[fit.lr - fit.lo], [fit.hi - fit.lr]], fmt="v", color=c, mec="black",
-                ms=9, capsize=3, lw=1.2, zorder=6)
+    lr, lo, hi = (as_number(point[k]) for k in ("lr_opt", "lr_opt_lo", "lr_opt_hi"))
+    ax.errorbar([lr], [as_number(point["quality_at_opt"]) * scale], xerr=[[lr - lo], [hi - lr]], fmt="v", color=c,
+                mec="black", ms=9, capsize=3, lw=1.2, zorder=6)
 
 
 def _accuracy_legend(ax, any_div: bool) -> None:

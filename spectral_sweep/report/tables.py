@@ -309,8 +309,8 @@ def analyse_group(points: pd.DataFrame) -> dict:
     u = points[use]
     B, lo, hi = (u[c].to_numpy(float) for c in ("batch_size", "lr_lo", "lr_hi"))
     out = {"expected": expected, "usable": use, "saturation": None, "fit": None, "fit_all": None,
-           "fit_range": "all", "note": "", "blowup_fit": _blowup_fit(points),
-           "opt_fit": _blowup_fit(points, "lr_opt"),
+           "fit_range": "all", "note": "", "blowup_fit": _quantity_fit(points, "lr_blowup"),
+           "opt_fit": _quantity_fit(points, "lr_opt"),
            "laws": _laws(points, "lr_max", expected), "laws_opt": _laws(points, "lr_opt", expected),
            "fit_batch_sizes": B}
     excluded = points[~use]
@@ -365,13 +365,13 @@ def _laws(points: pd.DataFrame, name: str, expected: float):
     if name not in points or not math.isfinite(expected):
         return None
     u = points[usable(points, name)]
-    se = pd.to_numeric(u[f"{name}_se" if name != "lr_max" else "lr_max_se"], errors="coerce").to_numpy(float)
+    se = pd.to_numeric(u[f"{name}_se"], errors="coerce").to_numpy(float)
     if u["batch_size"].nunique() < 3 or not _measured(se):
         return None
     return theory.compare_laws(u["batch_size"].to_numpy(float), u[name].to_numpy(float), se, expected)
 
 
-def _blowup_fit(points: pd.DataFrame, name: str = "lr_blowup"):
+def _quantity_fit(points: pd.DataFrame, name: str):
     """The power law of the blow-up edge (or of lr_opt, ``name``) over its bracketed points (None
     with fewer than 2 batch sizes)."""
     if name not in points:

@@ -269,12 +269,12 @@ def _result(trials: _Trials, status: str, reference: float | None, priors: Prior
         if not any(lr <= target * 1.2 for lr in trials.lrs(TRAINED, STALLED)):
             trials.run([target])
             upper = _upper(trials, status, priors)
-    best, opt_made = None, 0
-    if opt is not None and status in (BRACKETED, LOWER_BOUND):
+    best, opt_made, wants_opt = None, 0, opt is not None and status in (BRACKETED, LOWER_BOUND)
+    if wants_opt:
         opt_made = _find_optimum(trials, opt, upper.fit().lo if upper is not None else trials.lr_max_cap, k)
         upper = _upper(trials, status, priors)
     fit = upper.fit() if upper is not None else None
-    if opt is not None and status in (BRACKETED, LOWER_BOUND):   # from every trial, under the final edge
+    if wants_opt:   # from every trial, under the final edge
         best = _optimum_fit(trials, opt, fit.lo if fit is not None else trials.lr_max_cap)
     trained = trials.lrs(TRAINED)
     if fit is not None:
