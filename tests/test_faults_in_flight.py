@@ -163,6 +163,46 @@ def test_an_error_in_a_trial_reaches_the_parent_with_the_workers_traceback():
         pool.close()
 
 
+class _SignalAtBirth:
+    """Sends a fresh worker ``sig`` in its first instants, before its own code runs (multiprocessing's
+    after-fork hooks run before the target): the pool closing on a worker just forked, or a Ctrl-C
+    to the process group as it forks. Registered while this object lives."""
+    def __init__(self, sig: int):
+        import multiprocessing.util
+        self.sig = sig
+        multiprocessing.util.register_after_fork(self, lambda me: os.kill(os.getpid(), me.sig))
+
+
+def quiet(i: int):
+    return i
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_in_a_workers_first_instants_waits_for_its_own_handlers(capfd, sig):
+    """The parent's handlers (cli._terminate raises, SIGINT raises KeyboardInterrupt) must never run in
+    a worker: a SIGTERM there printed the parent's traceback from inside threading's after-fork
+    code (a CI run). Held across the fork, SIGTERM kills the worker silently, SIGINT is ignored."""
+    from spectral_sweep import cli
+    previous = signal.signal(signal.SIGTERM, cli._terminate)
+    hook = _SignalAtBirth(sig)
+    try:
+        pool = Pool(quiet, 1)
+    finally:
+        del hook
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        worker = pool.workers[0].proc
+        if sig == signal.SIGTERM:
+            worker.join(10)
+            assert worker.exitcode == -signal.SIGTERM
+        else:
+            assert pool.map([(3,)]) == [3] and pool.lost == []
+    finally:
+        pool.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Terminated" not in err and "KeyboardInterrupt" not in err, err
+
+
 # --- the command: SIGTERM, and kill -9 with workers running ---------------------------------
 
 LONG = [*TINY, "train.steps=100000", "train.channels_last=false", "batch=16", "search.parallel=2"]

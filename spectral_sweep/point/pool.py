@@ -81,7 +81,11 @@ class Pool:
         ours, theirs = self.context.Pipe()
         proc = self.context.Process(target=serve, args=(theirs, self.work, self.threads, self.steps, slot, os.getpid()),
                                     name=f"trial-worker-{slot}", daemon=True)
-        proc.start()
+        held = _hold_stop_signals()   # until the worker has its own handlers (worker.py), the parent's would run
+        try:
+            proc.start()
+        finally:
+            _release_stop_signals(held)
         theirs.close()
         return _Worker(proc, ours, slot)
 
@@ -150,6 +154,24 @@ class Pool:
         for w in self.workers:
             _stop(w)
         self.workers = []
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _hold_stop_signals():
+    """Block SIGTERM and SIGINT across the fork: a forked worker starts with the parent's Python
+    handlers, and one of those signals in its first instants (the pool closing at once, a Ctrl-C to
+    the process group) would raise the parent's exception there and print its traceback. Blocked, it
+    waits until the worker has its own handlers and unblocks it (worker._follow_parent)."""
+    if hasattr(signal, "pthread_sigmask"):
+        return signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    return None
+
+
+def _release_stop_signals(held) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _stop(w: _Worker) -> None:

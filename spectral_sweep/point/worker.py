@@ -53,6 +53,8 @@ def _follow_parent(parent: int) -> None:
     """Die with the parent: the kernel's signal on Linux, else a thread that polls ``getppid``."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):   # held since the fork (pool._hold_stop_signals): now ours to take
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     if not _death_signal():
         threading.Thread(target=_watch, args=(parent,), daemon=True).start()
     if os.getppid() != parent:   # the parent died before the signal was asked for
