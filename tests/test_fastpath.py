@@ -214,3 +214,21 @@ def test_the_timed_step_of_the_pick_is_handed_on_now_and_from_the_store(monkeypa
     fastpath.tune_settings(settings(precision="fp32", channels_last="false"), small_cnn, data, None, KEY,
                            clock=again, on_timed=heard.append)
     assert heard == [0.5, 0.5]            # nothing timed: nothing said (the first round will tell)
+
+
+def test_a_learner_point_plans_one_trial_whatever_the_search(monkeypatch, tmp_path):
+    """An optimizer that sets its own lr runs one trial at any search method, so a lanczos_sgd point
+    of 60 steps plans 60, not the adaptive search's 8 x 60: it is not timed, and its one trial keeps the
+    device's rule (as the fixed-lr trials it is compared with do), not a timed channels_last."""
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.point.run import run_point
+
+    clock = Planted(monkeypatch, {("fp32", True, False): 0.1})   # channels_last would win if timed
+    monkeypatch.setattr(fastpath, "device_clock", lambda device: clock)
+    args = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=64", "dataset.test_size=32",
+            "train.steps=60", "quiet=true", "batch=16", "device=cpu", "optimizer=lanczos_sgd",
+            "optimizer.learner.batch=32", "optimizer.learner.every=30",
+            "train.channels_last=auto"]
+    record = run_point(compose(*args), tmp_path / "a", sweep_dir=tmp_path)
+    assert clock.steps == [] and not (tmp_path / "autotune").exists()
+    assert [t.extra["fast_path"]["channels_last"] for t in record.trials] == [False]

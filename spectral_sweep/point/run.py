@@ -89,7 +89,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     settings = trial_settings(config, device)
     timed: list[float] = []   # seconds a step of the fast path, where it was timed
     settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir,   # auto: by timing
-                                  on_timed=timed.append)
+                                  on_timed=timed.append, trials=1 if owns_lr(config.optimizer) else None)
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
     in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1

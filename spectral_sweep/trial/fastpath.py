@@ -213,16 +213,19 @@ BISECT_TRIALS = 8                     # a typical bisection of both edges (fewer
 
 
 def for_point(config, settings: TrialSettings, make_model, data, folder,
-              on_timed: Callable[[float], None] | None = None) -> TrialSettings:
+              on_timed: Callable[[float], None] | None = None, trials: int | None = None) -> TrialSettings:
     """``tune_settings`` for one sweep point of ``config`` (a ``config.Config``), its choices kept
-    under ``folder``/autotune (the sweep folder: every job of the sweep shares them)."""
+    under ``folder``/autotune (the sweep folder: every job of the sweep shares them). ``trials``: the
+    point's trials where the caller knows better than the search method (an optimizer that sets its
+    own lr runs one, whatever the method)."""
     from pathlib import Path
 
     from spectral_sweep.trial.train import budget_steps
 
-    method = str(config.search.method)
-    trials = PLANNED_TRIALS.get(method, BISECT_TRIALS)
-    trials = len(config.search.lrs) if trials is None else trials
+    if trials is None:
+        method = str(config.search.method)
+        trials = PLANNED_TRIALS.get(method, BISECT_TRIALS)
+        trials = len(config.search.lrs) if trials is None else trials
     per_epoch = max(1, len(data.train) // settings.batch_size)
     planned = trials * budget_steps(settings.budget, per_epoch)
     key = {"model": dataclasses.asdict(config.model), "batch": config.batch}
