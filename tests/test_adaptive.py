@@ -72,6 +72,42 @@ def test_search_finds_a_planted_edge_within_its_interval_and_budget(mu):
     assert max(calls) <= 2 and sum(calls) == len(res.trials) <= 40
 
 
+def _known_spread(spread: float) -> np.ndarray:
+    """A nuisance prior that knows the spread and has no lapses or guesses."""
+    prior = np.full(edge.NUISANCE, -np.inf)
+    prior[int(np.argmin(abs(edge.SPREADS - spread))), 0, 0] = 0.0
+    return prior - edge.NUISANCE_PRIOR
+
+
+def test_informative_trials_bisect_a_sharp_edge_and_pile_at_a_known_one():
+    """Known answers. A sharp edge (spread 0.03, known) somewhere in a bracket one unit wide: its
+    posterior is uniform, one trial teaches most at the middle (bisection), and three at once at the
+    quartiles (each outcome pattern leaves a quarter). A wide edge (spread 0.25, known) already
+    located to about its spread: every trial of a round at the threshold, where a probit trial
+    carries the most Fisher information."""
+    sharp = edge.posterior(0.1 * np.exp([-0.5, 0.5]), [True, False], _known_spread(0.03))
+    (one,) = edge.informative_points(sharp, 1)
+    assert math.log(one / 0.1) == pytest.approx(0.0, abs=edge.CANDIDATE_STEP)
+    three = sorted(math.log(lr / 0.1) for lr in edge.informative_points(sharp, 3))
+    assert three == pytest.approx([-0.25, 0.0, 0.25], abs=edge.CANDIDATE_STEP)
+    lrs = 0.1 * np.exp([-0.4, -0.2, -0.1, 0.1, 0.2, 0.4])
+    wide = edge.posterior(lrs, [True, True, False, True, False, False], _known_spread(0.25))
+    assert [math.log(lr / 0.1) for lr in edge.informative_points(wide, 2)] == pytest.approx([0, 0], abs=edge.CANDIDATE_STEP)
+
+
+def test_information_placement_finds_a_planted_edge_like_the_default():
+    rng = np.random.default_rng(4)
+    covered, made = 0, []
+    for _ in range(12):
+        res = find_edges(planted_trial(math.log(0.1), 0.25, 0.0, rng), start=0.15, parallel=2, precision=0.2,
+                         step=2.0, reference=None, placement="info")
+        covered += res.estimate.lo <= 0.1 <= res.estimate.hi
+        made.append(len(res.trials))
+    assert covered >= 10 and max(made) <= 30
+    with pytest.raises(Exception, match="placement must be levels or info"):
+        find_edges(planted_trial(0.0, 0.25, 0.0, rng), start=1.0, placement="psi")
+
+
 def test_window_shape_gives_both_edges():
     """stalled (too small) | trained | stalled (too large) | diverged, each seed's edges jittered:
     lr_max sits at the top of the trained window, lr_blowup at the start of divergence."""

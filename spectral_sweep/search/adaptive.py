@@ -111,24 +111,29 @@ def priors_from(points) -> Priors:
 def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: int = 30,
                parallel: int = 1, step: float = 4.0, tolerance: float = 2 ** 0.25, lr_min: float = 1e-6,
                lr_max_cap: float = 100.0, blowup: bool = True, reference: float | None = 0.25,
-               priors: Priors | None = None, opt: optimum.OptimumSearch | None = None) -> SearchResult:
+               priors: Priors | None = None, opt: optimum.OptimumSearch | None = None,
+               placement: str = "levels") -> SearchResult:
     """Both edges of one batch size, each with a 95% interval (see the module doc).
 
     ``run`` takes a list of lrs and returns one result per lr (an outcome string, a mapping or
     object with ``outcome``, or a bool for trained/diverged); it is called once per round with at
     most ``parallel`` lrs, and each call's trials get fresh seeds. With ``opt``, lr_opt too: the
     lr whose trials reach the best quality (``search/optimum.py``), from the same trials and its own.
+    ``placement``: where the upper edge's trials go, ``levels`` (``edge.next_points``) or ``info``
+    (``edge.informative_points``, compared in scripts/study_placement.py).
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
                          f"lr_min={lr_min}, lr_max_cap={lr_max_cap}")
+    if placement not in ("levels", "info"):
+        raise UsageError(f"placement must be levels or info; got {placement!r}")
     if not (precision > 0 and max_trials >= 1 and parallel >= 1 and step > 1 and tolerance > 1):
         raise UsageError(f"need precision > 0, max_trials >= 1, parallel >= 1, step > 1, tolerance > 1; got "
                          f"{precision}, {max_trials}, {parallel}, {step}, {tolerance}")
     trials, priors = _Trials(run, lr_min, lr_max_cap), priors or Priors()
     status = _locate(trials, start, step, tolerance, parallel, max_trials)
     if status == BRACKETED:
-        _refine(trials, precision, max_trials, parallel, blowup, priors)
+        _refine(trials, precision, max_trials, parallel, blowup, priors, placement)
     return _result(trials, status, reference, priors, opt, parallel)
 
 
@@ -190,7 +195,8 @@ def _between(trials: _Trials, tolerance: float, k: int) -> list[float]:
     return [math.sqrt(a * b) for a, b in gaps[:k]]
 
 
-def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: bool, priors: Priors) -> None:
+def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: bool, priors: Priors,
+            placement: str = "levels") -> None:
     """Rounds of trials until lr_max's interval is within ``precision``: at its posterior, and, with
     ``blowup``, every third trial at the blow-up edge's while that is wider (it informs lr_max only
     where the two edges coincide, so it never takes most of the budget)."""
@@ -204,11 +210,12 @@ def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: 
         other = above.posterior(trials) if above is not None else None
         if other is not None and other.half_width() <= precision:
             other = None
-        proposals = []
-        for _ in range(min(k, max_trials - len(trials.outcomes))):
-            use_other = other is not None and slot % 3 == 2
-            proposals.append(_propose(other if use_other else post, slot))
-            slot += 1
+        slots = range(slot, slot + min(k, max_trials - len(trials.outcomes)))
+        slot = slots.stop
+        mine = [i for i in slots if other is None or i % 3 != 2]   # the upper edge's; the rest the blow-up edge's
+        placed = dict(zip(mine, edge.informative_points(post, len(mine)) if placement == "info"
+                          else [_propose(post, i) for i in mine]))
+        proposals = [placed[i] if i in placed else _propose(other, i) for i in slots]
         trials.run(proposals)
 
 

@@ -47,7 +47,7 @@ def planted_trial(mu: float, spread: float, flip: float, rng: np.random.Generato
 def simulate_sweep(batch_sizes, exponent: float, expected: float, rng: np.random.Generator, *,
                    spread: float = 0.25, flip: float = 0.03, prefactor: float = 1e-3,
                    precision: float = 0.2, max_trials: int = 30, parallel: int = 2,
-                   start: float = 0.05) -> SweepOutcome:
+                   start: float = 0.05, placement: str = "levels") -> SweepOutcome:
     """One simulated sweep of one group: its fitted exponent, verdict, cost and per-point coverage."""
     points, priors, first = [], Priors(), start
     for i, b in enumerate(batch_sizes):
@@ -56,7 +56,7 @@ def simulate_sweep(batch_sizes, exponent: float, expected: float, rng: np.random
             first = points[-1][2] * (b / batch_sizes[i - 1]) ** expected
         result = find_edges(planted_trial(mu, spread, flip, rng), first, precision=precision,
                             max_trials=max_trials, parallel=parallel, step=2.0 if i else 4.0,
-                            reference=None, priors=priors)
+                            reference=None, priors=priors, placement=placement)
         lrs = [lr for lr, _ in result.trials]
         ok = [o == "trained" for _, o in result.trials]
         points.append((lrs, ok, result.lr_max or first, mu, result.status))

@@ -291,3 +291,35 @@ def next_points(post: EdgePosterior, k: int, start: int = 0) -> list[float]:
     width = math.sqrt(spread ** 2 + var)
     levels = [LEVELS[(start + i) % len(LEVELS)] for i in range(k)]
     return [float(math.exp(mid + width * ndtri(1 - level))) for level in levels]
+
+
+#: Candidate lrs for ``informative_points``: a grid in log lr this fine, this far beyond mu's posterior.
+CANDIDATE_STEP, CANDIDATE_REACH = 0.05, 1.0
+
+
+def informative_points(post: EdgePosterior, k: int) -> list[float]:
+    """``k`` learning rates whose outcomes are expected to shrink the posterior variance of the edge
+    most (Psi / QUEST+ placement, on the grid posterior): chosen greedily, each for its expected
+    reduction given the outcomes the earlier ones of the round may have, so a round of K spreads
+    where one trial alone would not. Deterministic: the same trials give the same lrs.
+
+    Not the default (``find_edges(placement="levels")``): on the calibration's designs it brings the
+    error of log lr_max closer to the information bound at one trial a round, but not the trial count,
+    which the posterior's spread and lapse set, and it lost decisiveness (results/calibration/placement.md)."""
+    w = post.weights().reshape(post.mu.size, -1)                       # mu x nuisance
+    lo, hi = post.quantiles([0.005, 0.995])
+    x = np.arange(lo - CANDIDATE_REACH, hi + CANDIDATE_REACH + CANDIDATE_STEP / 2, CANDIDATE_STEP)
+    phi = ndtr((post.mu[None, :, None] - x[:, None, None]) / SPREADS[None, None, :])   # cand x mu x spread
+    p = (phi[..., None] * _SCALE + _FLOOR).reshape(x.size, post.mu.size, -1)   # P(success): cand x mu x nuisance
+    combos = [w]                                                      # w x likelihood of each outcome pattern
+    chosen = []
+    for _ in range(k):
+        gain = np.zeros(x.size)                                       # minus the expected posterior variance, up to a constant
+        for c in combos:
+            for q in (p, 1 - p):
+                m = np.einsum("mn,cmn->cm", c, q)                     # mu's marginal (unnormalised) per candidate
+                gain += (m @ post.mu) ** 2 / np.maximum(m.sum(axis=1), 1e-300)
+        best = int(np.argmax(gain))
+        chosen.append(float(math.exp(x[best])))
+        combos = [c * q[best] for c in combos for q in (p, 1 - p)]
+    return chosen
