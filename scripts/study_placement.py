@@ -122,6 +122,10 @@ def main(argv=None) -> int:
     return 0
 
 
+SWEEP_HEADER = ("| placement | sweeps | trials per point | exponent coverage | point coverage | decisive "
+                "| median half-width of the exponent |\n|---|---|---|---|---|---|---|")
+
+
 def _page(points, sweeps, ideal, args, commit, seconds) -> str:
     nl = chr(10)
     return f"""# Where a point's trials go, and what sets how many it needs (issue 28)
@@ -148,8 +152,7 @@ posterior variance (`edge.informative_points`). "bound ratio": the RMSE of log l
 
 As results/calibration/README.md, with each placement:
 
-| placement | sweeps | trials per point | exponent coverage | point coverage | decisive | median half-width of the exponent |
-|---|---|---|---|---|---|---|
+{SWEEP_HEADER}
 {nl.join(sweeps)}
 
 ## What the count is made of: the posterior's half-width under an ideal placement

@@ -314,7 +314,7 @@ def informative_points(post: EdgePosterior, k: int) -> list[float]:
     combos = [w]                                                      # w x likelihood of each outcome pattern
     chosen = []
     for _ in range(k):
-        gain = np.zeros(x.size)                                       # minus the expected posterior variance, up to a constant
+        gain = np.zeros(x.size)          # minus the expected posterior variance, up to a constant
         for c in combos:
             for q in (p, 1 - p):
                 m = np.einsum("mn,cmn->cm", c, q)                     # mu's marginal (unnormalised) per candidate
