@@ -99,22 +99,24 @@ class StreamLoader(BatchLoader):
     """Batches of a ``StreamSplit`` (an ImageFolder tree, a user's streamed dataset), its items
     read every epoch by the split's DataLoader workers.
 
-    The order is ``_order``'s, drawn from the epoch's generator on the loader's device, as a
-    ``TensorLoader`` there draws it; the next number of that generator seeds the epoch's
-    workers (torch's, numpy's and Python's generators in each), so a random transform draws
-    afresh every epoch and the same for the same (seed, epoch, workers). Without workers (a
-    daemonic trial worker cannot start them; or a single batch) the items are read in this
-    process with generators of their own (``stream.OwnRandom``), not the trial's. Images travel
-    to the device as uint8 (4x less than float), from pinned memory on CUDA, and are normalised there.
+    The epoch's generator lives on the loader's device and draws the order (``_order``) and then
+    each batch's augmentation, in the same sequence as a ``TensorLoader`` there: a dataset that
+    is the same every read gives the same batches streamed as in memory (given the same mean and
+    std). The epoch's workers are seeded from the epoch's second child seed (torch's, numpy's and
+    Python's generators in each), so a random transform draws afresh every epoch, the same for
+    the same (seed, epoch, workers). Without workers (a daemonic trial worker cannot start them;
+    or a single batch) the items are read in this process with generators of their own
+    (``stream.OwnRandom``), not the trial's. Images travel to the device as uint8 (4x less than
+    float), from pinned memory on CUDA.
     """
 
     def epoch(self, k: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         split = self.split
         generator = self._epoch_generator(k, _canonical(self.device))
-        order = self._order(len(split), generator)
+        order = self._order(len(split), generator).cpu()
         if split.indices is not None:
-            order = split.indices.to(order.device)[order]
-        base_seed = int(torch.randint(2 ** 62, (), generator=generator, device=generator.device))
+            order = split.indices[order]
+        workers_seed = seeds.child_seed(self.seed, Stream.EPOCHS + k, 1)
         workers = usable_workers(split.num_workers if len(self) > 1 else 0)
         batches = torch.utils.data.DataLoader(
             items.Checked(split.dataset(self.augment), split.name),
@@ -123,30 +125,31 @@ class StreamLoader(BatchLoader):
             drop_last=self.drop_last,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(base_seed),
+            generator=torch.Generator().manual_seed(workers_seed),
             collate_fn=items.Collate(split.name),
             worker_init_fn=seed_worker,
         )
-        own = OwnRandom(base_seed) if workers == 0 else None
+        own = OwnRandom(workers_seed) if workers == 0 else None
         batches = iter(batches)
         while True:
             with own.active() if own is not None else contextlib.nullcontext():
                 batch = next(batches, None)
             if batch is None:
                 return
-            yield self._on_device(batch)
+            images, labels = self._on_device(batch)
+            if self.augment and split.crop_padding is not None:
+                images = augment(images, generator, split.crop_padding, split.flip)
+            yield normalise(images, self.mean, self.std), labels
 
     def _on_device(self, batch) -> tuple[Tensor, Tensor]:
-        """A collated batch normalised on the device, or the fault a worker met as one line."""
+        """A collated batch on the device (uint8 images), or the fault a worker met as one line."""
         if isinstance(batch, items.Failure):
             raise UsageError(batch.message)
         images, labels = batch
         if self.split.shape is not None and tuple(images.shape[1:]) != tuple(self.split.shape):
             raise UsageError(f"{self.split.name}: a batch has images {list(images.shape[1:])}, the first item "
                              f"{list(self.split.shape)}; every image must have the same size")
-        images = images.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
-        return normalise(images, self.mean, self.std), labels
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
 
 # ----------------------------------------------------------------------------------------------

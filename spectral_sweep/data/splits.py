@@ -64,15 +64,19 @@ class StreamSplit:
     ``source`` is a map-style dataset of (image, label) items, ``indices`` the items of it kept
     (None: all), ``labels`` those of all its items. ``shape`` is the [C, H, W] every image must
     have (None: whatever the source's transform makes); ``name`` says whose items a message is
-    about. ``num_workers`` processes decode the items (0: in the loader's own process).
+    about. ``num_workers`` processes decode the items (0: in the loader's own process). A training
+    loader augments the batches on the device as a ``TensorSplit``'s (``crop_padding``, ``flip``),
+    unless ``crop_padding`` is None (the source's transform augments).
     """
 
     def __init__(self, source, labels: Tensor, mean, std, indices: Tensor | None = None, num_workers: int = 2,
-                 name: str = "the dataset", shape: tuple | None = None):
+                 name: str = "the dataset", shape: tuple | None = None, crop_padding: int | None = CROP_PADDING,
+                 flip: bool = True):
         self.source, self.indices = source, indices
         self.all_labels = torch.as_tensor(labels, dtype=torch.int64)
         self.mean, self.std = tuple(mean), tuple(std)
         self.num_workers, self.name, self.shape = int(num_workers), name, shape
+        self.crop_padding, self.flip = crop_padding, bool(flip)
 
     def __len__(self) -> int:
         return len(self.all_labels) if self.indices is None else len(self.indices)
@@ -101,7 +105,8 @@ class FolderSplit(StreamSplit):
 
     def __init__(self, folder, indices: Tensor | None = None, num_workers: int = 8,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        super().__init__(folder, folder.targets, mean, std, indices, num_workers, name=f"ImageFolder {folder.root}")
+        super().__init__(folder, folder.targets, mean, std, indices, num_workers, name=f"ImageFolder {folder.root}",
+                         crop_padding=None, flip=False)
 
     @property
     def folder(self):

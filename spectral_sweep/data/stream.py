@@ -49,14 +49,25 @@ def streams(stream: str, train, test, where: str) -> bool:
     first = items.fetch(train, 0, where)
     image = first[0] if isinstance(first, (tuple, list)) and len(first) == 2 else first
     if not items.is_array(image):
+        _say(where, f"its images are {type(image).__name__} objects, not tensors or arrays")
         return True
     need = (len(train) + len(test)) * items.as_item(first, f"{where}: item 0")[0].numel()
     if need > BUDGET:
-        print(f"{where}: streamed from its datasets each epoch; its {len(train)} + {len(test)} images would take "
-              f"{need / 2 ** 30:.1f} GiB in memory, over the {BUDGET / 2 ** 30:g} GiB budget "
-              "(dataset.stream=false reads them into memory all the same)", file=sys.stderr, flush=True)
+        _say(where, f"its {len(train)} + {len(test)} images would take {_size(need)} in memory, over the "
+                    f"{_size(BUDGET)} budget")
         return True
     return False
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest binary unit that keeps a number of at least 1."""
+    unit = next(u for u in range(3, -1, -1) if n >= 1024 ** u or u == 0)
+    return f"{n / 1024 ** unit:.3g} {('bytes', 'KiB', 'MiB', 'GiB')[unit]}"
+
+
+def _say(where: str, why: str) -> None:
+    print(f"{where}: streamed, read item by item every epoch ({why}; dataset.stream=false reads it into "
+          "memory all the same)", file=sys.stderr, flush=True)
 
 
 def streamed(where: str, train, test):
