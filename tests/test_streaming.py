@@ -123,6 +123,23 @@ def test_a_random_transform_is_drawn_afresh_each_epoch_streamed_and_frozen_in_me
     assert torch.equal(first, second)               # in memory: drawn once when read, frozen for every epoch
 
 
+def test_in_a_daemonic_trial_worker_the_items_are_read_in_process(user):
+    """A forked trial worker (point/pool.py) is daemonic and may not start DataLoader workers: there
+    the loader reads in process, with the generators a loader of no workers gets anywhere."""
+    import multiprocessing
+
+    data = load_dataset("mine.noisy", stream="true")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(_epoch(data.train, 1, train=True, seed=2).numpy()), daemon=True)
+    child.start()
+    in_child = torch.from_numpy(queue.get(timeout=30))
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    data.train.num_workers = 0
+    assert torch.equal(in_child, _epoch(data.train, 1, train=True, seed=2))
+
+
 def test_a_dataset_over_the_budget_is_never_stacked(user, monkeypatch, capsys):
     import mine
 

@@ -35,7 +35,10 @@ def fetch(dataset, index: int, where: str):
 def as_item(item, where: str) -> tuple[Tensor, int]:
     """``item`` as (uint8 image [C, H, W], int label), or a ``UsageError`` starting with ``where``."""
     x, y = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
-    x = _tensor(x)
+    try:
+        x = _tensor(x)
+    except (TypeError, ValueError, OSError) as error:   # an array of objects, a PIL mode torch has no dtype for
+        raise UsageError(f"{where}'s image ({type(x).__name__}) does not convert to a tensor: {error}") from None
     if not isinstance(x, Tensor) or x.ndim != 3 or not isinstance(y, (int, np.integer, Tensor)):
         raise UsageError(f"{where} is {type(item).__name__}, not (image tensor [C, H, W], integer label)")
     if isinstance(y, Tensor) and (y.numel() != 1 or y.dtype == torch.bool or (y.is_floating_point() and not
@@ -56,7 +59,7 @@ def is_array(image) -> bool:
 
 def _tensor(x):
     """An array or a PIL image as a tensor [C, H, W] (a grey PIL image: [1, H, W]); else ``x``."""
-    if isinstance(x, np.ndarray) and x.dtype != object:
+    if isinstance(x, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(x))
     if type(x).__module__.startswith("PIL."):
         from torchvision.transforms.functional import pil_to_tensor

@@ -102,10 +102,13 @@ def _sample_moments(train, where: str) -> tuple[tuple, tuple]:
 def _labels(dataset, where: str) -> Tensor:
     """The labels of every item: the dataset's ``targets`` where it has one per item, else one pass."""
     targets = getattr(dataset, "targets", None)
-    if targets is not None and len(targets) == len(dataset):
-        labels = torch.as_tensor(np.asarray(targets))
-        if labels.ndim == 1 and not labels.is_floating_point() and labels.dtype != torch.bool:
-            return labels.to(torch.int64)
+    try:
+        labels = torch.as_tensor(np.asarray(targets)) if targets is not None else None
+    except (TypeError, ValueError, RuntimeError):   # not numbers (class names, say): read the items' own
+        labels = None
+    if labels is not None and labels.ndim == 1 and len(labels) == len(dataset) and not labels.is_floating_point() \
+            and labels.dtype != torch.bool:
+        return labels.to(torch.int64)
     print(f"{where}: no .targets (a label per item); reading its {len(dataset)} labels once, item by item",
           file=sys.stderr, flush=True)
     workers = usable_workers(default_workers())
