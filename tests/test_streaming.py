@@ -170,6 +170,22 @@ def test_the_streamed_order_and_batches_are_the_in_memory_ones(user):
     assert torch.equal(ya, yb) and torch.equal(xa, xb)
 
 
+def test_a_streamed_trial_is_the_same_trial_twice(user):
+    """Records must not depend on the workers' timing: a trial on a streamed random transform (2
+    epochs of 4 steps, DataLoader workers in each) repeats exactly."""
+    import mine
+
+    from spectral_sweep.config.dataset import Budget
+    from spectral_sweep.trial.train import TrialSettings, run_trial
+
+    settings = TrialSettings(batch_size=16, optimizer={"name": "sgd", "momentum": 0.9}, quiet=True,
+                             budget=Budget(steps=8), seed=4, device="cpu")
+    data = load_dataset("mine.noisy", stream="true")
+    first, again = (run_trial(lambda: mine.SmallNet(3), data, 0.05, settings).to_dict() for _ in range(2))
+    assert first["loss_curve"] == again["loss_curve"] and first["test_loss"] == again["test_loss"]
+    assert first["steps"] == 8 and len(first["loss_curve"]) == 8
+
+
 def test_a_failing_item_is_one_line_naming_it_on_both_paths(user):
     data = load_dataset("mine.failing", stream="true", bad=None)   # it fails later, in a worker
     data.train.source.bad = 37
