@@ -51,7 +51,8 @@ def runner_for(overrides: list[str], cache: Path, in_flight: int):
     config = compose(*overrides, "train.channels_last=false", "train.precision=fp32", "train.compile=false")
     device = resolve_device(config.device, 0)
     data = load_dataset(config.dataset._target_, root=config.dataset.root, subset=config.dataset.subset,
-                        test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
+                        test_subset=config.dataset.test_subset, seed=config.seed, stream=config.dataset.stream,
+                        **config.dataset.options())
     make_model = partial(build_target, config.model._target_, data.num_classes,
                          input_shape=(data.channels, data.image_size), **config.model.options())
     settings = trial_settings(config, device)

@@ -23,7 +23,9 @@ the same numbers when their seeds are equal:
 * ``EPOCHS + k`` (k = 0, 1, ...), a loader's epoch k, is an open range; it coincides with every
   fixed stream below 14. With the run's seed, the training loader's epoch 0 (CPU) shuffles
   exactly as ``SPECTRUM_BATCHES`` draws, so the spectrum's first batch at size b is the first b
-  samples of the first training epoch's order.
+  samples of the first training epoch's order. A streamed loader's epoch k seeds its DataLoader
+  workers with index 1 of that stream (its order and augmentation draw from index 0, as an
+  in-memory loader's do).
 * ``SLQ_VECTORS + k``, density start vector k, coincides with the spectrum's streams 0-4.
 * ``SYNTHETIC_TRAIN``/``SYNTHETIC_TEST`` use the dataset's ``data_seed`` (0 by default), which
   equals the run's seed only when the run's seed is 0 or ``data_seed`` is null.

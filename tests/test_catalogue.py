@@ -91,6 +91,9 @@ CATALOGUE = [
     (["train.target_acc=abc"], "could not be converted to Float"),
     (["train.eval_batch_size=0"], "train.eval_batch_size must be a positive integer"),
     (["train.compile=maybe"], "train.compile must be one of true, false, auto, got 'maybe'"),
+    # how a dataset is held: a user's streams or not; a built-in preset has its own way
+    (["dataset.stream=maybe"], "dataset.stream must be one of auto, true, false, got 'maybe'"),
+    (["dataset.stream=true"], "dataset.stream=true: synthetic's builder holds it in memory"),
     # search
     (["search.blowup=maybe"], "is not a valid bool"),
     (["search.tolerance=abc"], "could not be converted to Float"),

@@ -24,7 +24,7 @@ class CustomModelConfig(ModelConfig):
 
 @dataclass
 class CustomDatasetConfig(DatasetConfig):
-    """A user's dataset preset without a schema: root, subset, test_subset and budget as for any
+    """A user's dataset preset without a schema: root, subset, test_subset, budget and stream as for any
     dataset; every other key is an argument of its _target_."""
 
     kwargs: dict = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from omegaconf import MISSING
 
@@ -18,6 +19,9 @@ from spectral_sweep.config.ranges import (
 )
 
 # ----------------------------------------------------------------------------------- dataset
+
+STREAM_CHOICES = ("auto", "true", "false")
+
 
 @dataclass
 class Budget:
@@ -41,10 +45,33 @@ class DatasetConfig:
     test_subset: int | None = knob(None, maybe(POSITIVE_INT))   # likewise for the test split
     budget: Budget = field(default_factory=lambda: Budget(epochs=10))  # a trial's length on this data,
                                  # unless train.steps / train.epochs say otherwise
+    # true | false | auto: read a _target_'s datasets item by item each epoch (DataLoader workers, its
+    # transform drawn afresh) rather than once into memory; auto streams past data/stream.py's budget
+    stream: str = "auto"
+
+    def __post_init__(self):
+        # true/false/auto as a string: Hydra and YAML read `true` as a bool, which an enum field refuses
+        value = str(self.stream).lower()
+        if value not in STREAM_CHOICES:
+            raise ValueError(f"dataset.stream must be one of {', '.join(STREAM_CHOICES)}, got {self.stream!r}")
+        self.stream = value
+
+    #: how the package's builder of this kind holds it, whatever dataset.stream says ("true": streamed,
+    #: "false": in memory); None: a user's _target_, held as dataset.stream decides
+    HELD: ClassVar[str | None] = None
 
     def options(self) -> dict:
         """The dataset's own settings, the keyword arguments of its loader in data/."""
         return _options(self, DatasetConfig)
+
+    def problems(self, config):
+        """``stream`` against the way the package's own builder holds the dataset (data/load.py refuses
+        the same when the data are loaded; here it is one line before any job starts)."""
+        if self.HELD is None or self.stream in ("auto", self.HELD) or not self._target_.startswith("spectral_sweep."):
+            return
+        how = "streams it (an image tree does not fit in memory)" if self.HELD == "true" else \
+            "holds it in memory (on the device); streaming is for your own datasets"
+        yield f"dataset.stream={self.stream}: {self.name}'s builder {how}; leave dataset.stream at auto"
 
     def known_train_size(self) -> int | None:
         """Training samples, where known without reading the data: a batch larger fails before any work."""
@@ -73,6 +100,7 @@ class TorchvisionConfig(DatasetConfig):
     """One of torchvision's in-memory image datasets (data/torchvision_sets.py): its preset names the class, the
     normalisation and the augmentation; the defaults are CIFAR's augmentation."""
 
+    HELD: ClassVar[str | None] = "false"
     torchvision_class: VisionClass = MISSING
     mean: list[float] = knob(MISSING, each(Range(0, 1)))   # per channel, of pixels in [0, 1]
     std: list[float] = knob(MISSING, each(POSITIVE))   # per channel (one value: grey images)
@@ -84,24 +112,29 @@ class TorchvisionConfig(DatasetConfig):
         return len(self.mean) if isinstance(self.mean, list) else None
 
     def problems(self, config):
+        yield from super().problems(config)
         yield (None if len(self.mean) == len(self.std) else
                f"dataset.mean and dataset.std need a value per channel each, got {len(self.mean)} and {len(self.std)}")
 
 
 @dataclass
 class ImageNetConfig(DatasetConfig):
+    HELD: ClassVar[str | None] = "true"
     num_workers: int = knob(8, Range(0, integer=True))   # DataLoader processes decoding JPEGs
     budget: Budget = field(default_factory=lambda: Budget(epochs=1))
 
 
 @dataclass
 class ImageNet32Config(DatasetConfig):
+    HELD: ClassVar[str | None] = "false"
     budget: Budget = field(default_factory=lambda: Budget(epochs=2))
 
 
 @dataclass
 class SyntheticConfig(DatasetConfig):
     """The embedded CIFAR-shaped task: no files, no network."""
+
+    HELD: ClassVar[str | None] = "false"
 
     num_classes: int = knob(10, Range(2, integer=True))
     train_size: int = knob(10000, POSITIVE_INT)

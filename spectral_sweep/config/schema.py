@@ -49,7 +49,7 @@ class Config:
 
     model: Any = MISSING         # a ModelConfig: a built-in preset's schema, or a user's plain preset
     # a DatasetConfig, likewise; a user's plain preset is merged onto the keys every dataset has
-    # (root, subset, test_subset, budget), so `dataset.subset=64` works on it as on a built-in one
+    # (root, subset, test_subset, budget, stream), so `dataset.subset=64` works on it as on a built-in one
     dataset: Any = field(default_factory=lambda: copy.deepcopy(DATASET_KEYS))
     optimizer: Any = MISSING     # an OptimizerConfig, likewise
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -77,7 +77,8 @@ def _plain(x):
     return x.value if isinstance(x, Enum) else x
 
 
-DATASET_KEYS = {"root": DATA_ROOT, "subset": None, "test_subset": None, "budget": {"steps": None, "epochs": None}}
+DATASET_KEYS = {"root": DATA_ROOT, "subset": None, "test_subset": None, "budget": {"steps": None, "epochs": None},
+                "stream": "auto"}
 
 SCHEMAS = {
     "model": {"vgg": VGGConfig, "preresnet": PreResNetConfig, "wide_resnet": WideResNetConfig,

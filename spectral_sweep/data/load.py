@@ -5,7 +5,8 @@ in-memory sets such as CIFAR or Fashion-MNIST, read by ``torchvision_sets.py``; 
 synthetic set) are one uint8 tensor ``[N, C, H, W]`` (C = 3, or 1 for grey images) plus int64
 labels; a loader moves them to its device once, so that on a GPU the whole set lives there and
 shuffling, augmentation and normalisation never touch the host. Full-size ImageNet is an
-ImageFolder tree decoded by DataLoader workers. ``BatchLoader`` gives both kinds one interface:
+ImageFolder tree decoded by DataLoader workers, and so is a user's dataset that is streamed
+(``dataset.stream``, data/stream.py). ``BatchLoader`` gives both kinds one interface:
 
     data = load_dataset("cifar100", root="data")
     loader = BatchLoader(data.train, batch_size=128, device=device, train=True, seed=0)
@@ -26,33 +27,40 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from spectral_sweep.config import targets
+from spectral_sweep.config.dataset import STREAM_CHOICES
 from spectral_sweep.config.presets import presets
-from spectral_sweep.data.splits import Data, TensorSplit
+from spectral_sweep.data import items
+from spectral_sweep.data.splits import Data, StreamSplit, TensorSplit
+from spectral_sweep.data.stream import streamed, streams
 from spectral_sweep.errors import UsageError, unknown_choice
 
 DATASET_NAMES = tuple(presets("dataset"))   # the built-in datasets: conf/dataset/'s presets, the one list
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False, subset: int | None = None,
-                 seed: int = 0, test_subset: int | None = None, **options) -> Data:
+                 seed: int = 0, test_subset: int | None = None, stream: str = "auto", **options) -> Data:
     """Load dataset ``name`` from ``root``.
 
     ``subset`` keeps that many training samples (``test_subset`` likewise for the test split),
-    chosen by a shuffle seeded with ``seed`` and spread evenly over the classes. ``options`` are
-    the dataset's own settings (synthetic: num_classes, train_size, test_size, noise, data_seed;
-    imagenet: num_workers), their defaults those of its config schema (config/dataset.py); a setting the
+    chosen by a shuffle seeded with ``seed`` and spread evenly over the classes. ``stream``
+    (``dataset.stream``: auto, true or false) says whether a ``_target_``'s datasets are read
+    into memory once or item by item every epoch (data/stream.py). ``options`` are the dataset's
+    own settings (synthetic: num_classes, train_size, test_size, noise, data_seed; imagenet:
+    num_workers), their defaults those of its config schema (config/dataset.py); a setting the
     dataset does not have is an error, not silently ignored.
     """
     root = Path(root).expanduser().absolute()
+    stream = str(stream).lower()
+    if stream not in STREAM_CHOICES:
+        raise UsageError(f"dataset.stream must be one of {', '.join(STREAM_CHOICES)}, got {stream!r}")
     if "." in name:   # a _target_: the package's builder or a user's dataset
-        data = from_target(name, root, download, seed, **options)
+        data = from_target(name, root, download, seed, stream=stream, **options)
     else:
-        data = _built_in(name, root, download, seed, **options)
+        data = _built_in(name, root, download, seed, stream, **options)
     if subset is not None:
         data.train = data.train.select(_balanced_subset(data.train.labels, subset, seed, "subset"))
     if test_subset is not None:
@@ -60,7 +68,7 @@ def load_dataset(name: str, root: str = "data", download: bool = False, subset: 
     return data
 
 
-def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Data:
+def _built_in(name: str, root: Path, download: bool, seed: int, stream: str = "auto", **options) -> Data:
     """A built-in dataset by its preset's name: the preset's ``_target_``, called with its schema's
     defaults as the preset sets them, and ``options`` on top."""
     if name not in DATASET_NAMES:
@@ -74,14 +82,18 @@ def _built_in(name: str, root: Path, download: bool, seed: int, **options) -> Da
             f"dataset '{name}' has no option {', '.join(unknown)}; "
             f"its options are: {', '.join(accepted) or 'none'}"
         )
-    return from_target(preset.target, root, download, seed, **{**defaults, **options})
+    return from_target(preset.target, root, download, seed, stream=stream, label=name, **{**defaults, **options})
 
 
-def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **options) -> Data:
+def from_target(path: str, root: Path, download: bool = False, seed: int = 0, stream: str = "auto",
+                label: str | None = None, **options) -> Data:
     """The dataset that ``dataset._target_`` names (see the README's contract): a builder returning
     a ``Data`` (the package's own), a callable returning (train, test) ``torch.utils.data.Dataset``s
-    of (image tensor, integer label), or a torchvision-style class taking root, train and transform.
-    root, download and seed are passed where the target takes them; the rest are its options."""
+    of (image, integer label), or a torchvision-style class taking root, train and transform.
+    root, download and seed are passed where the target takes them; the rest are its options.
+    ``stream`` decides whether the datasets are read into memory or streamed (data/stream.py); a
+    builder's ``Data`` holds its splits its own way, and ``stream`` may only agree with it.
+    ``label`` names the dataset in messages (a preset's name; default: the target)."""
     build = targets.locate(path, "dataset._target_")
     given = {k: v for k, v in (("root", root), ("download", download), ("seed", seed))
              if targets.accepts(build, k) and k not in options}
@@ -93,12 +105,29 @@ def from_target(path: str, root: Path, download: bool = False, seed: int = 0, **
     else:
         splits = targets.call(build, "dataset._target_", path, **given, **options)
     if isinstance(splits, Data):
-        return splits
+        return _as_built(splits, stream, label or f"dataset._target_={path}")
     if not (isinstance(splits, (tuple, list)) and len(splits) == 2
             and all(isinstance(d, torch.utils.data.Dataset) for d in splits)):
         raise UsageError(f"dataset._target_={path} returned {type(splits).__name__}, not (train, test) "
                          "torch.utils.data.Dataset objects")
+    where = f"dataset._target_={path}"
+    if streams(stream, *splits, where):
+        train, test, num_classes, shape, mean, std = streamed(where, *splits)
+        return Data(train, test, num_classes, int(shape[-1]), mean, std, channels=int(shape[0]))
     return _in_memory(path, *splits)
+
+
+def _as_built(data: Data, stream: str, label: str) -> Data:
+    """A builder's ``Data`` as it is, unless ``stream`` asks for the other way of holding it."""
+    held = "true" if isinstance(data.train, StreamSplit) else "false"
+    if stream in ("auto", held):
+        return data
+    if held == "true":
+        raise UsageError(f"dataset.stream=false: {label} is streamed by its builder (an image tree is read file "
+                         "by file; it does not fit in memory); leave dataset.stream at auto")
+    raise UsageError(f"dataset.stream=true: {label} is held in memory (on the device) by its builder; streaming "
+                     "is for your own datasets (a _target_ returning (train, test) Datasets); leave "
+                     "dataset.stream at auto")
 
 
 class _Image:
@@ -129,25 +158,15 @@ def _in_memory(path: str, train, test) -> Data:
 def _stack(path: str, dataset) -> tuple[Tensor, Tensor]:
     """All items of ``dataset`` as uint8 images [N, C, H, W] and int64 labels, or one line saying
     which item breaks the contract."""
-    images, labels = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        x, y = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
-        if not isinstance(x, Tensor) or x.ndim != 3 or not isinstance(y, (int, np.integer, Tensor)):
-            raise UsageError(f"dataset._target_={path}: item {i} is {type(item).__name__}, not (image tensor "
-                             "[C, H, W], integer label)")
-        if isinstance(y, Tensor) and (y.numel() != 1 or y.dtype == torch.bool or (y.is_floating_point() and not
-                                                                                   bool(y == y.round()))):
-            raise UsageError(f"dataset._target_={path}: item {i}'s label is {list(y.shape)} {y.dtype}, not one "
-                             "integer class index (one-hot or soft labels are not taken)")
-        if x.is_floating_point() and not torch.isfinite(x).all():   # uint8 would make it a silent 0
-            raise UsageError(f"dataset._target_={path}: item {i}'s image holds values that are not finite "
-                             "(NaN or inf); the images must be finite numbers")
-        images.append((x.clamp(0, 1) * 255).round().to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8))
-        labels.append(int(y))
-    if not images:
+    where = f"dataset._target_={path}"
+    read = [items.read(dataset, i, where) for i in range(len(dataset))]
+    if not read:
         raise UsageError(f"dataset._target_={path} returned an empty dataset")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+    shapes = {tuple(x.shape) for x, _ in read}
+    if len(shapes) > 1:
+        raise UsageError(f"{where}: its images have {len(shapes)} sizes ({', '.join(map(str, sorted(shapes)[:3]))}"
+                         "); every image must have the same size (resize or crop in the dataset's transform)")
+    return torch.stack([x for x, _ in read]), torch.tensor([y for _, y in read], dtype=torch.int64)
 
 
 def _balanced_subset(labels: Tensor, size: int, seed: int, key: str) -> Tensor:

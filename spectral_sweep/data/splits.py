@@ -1,4 +1,4 @@
-"""A dataset's splits: uint8 tensors in memory or an image folder, and the device-side transforms."""
+"""A dataset's splits: uint8 tensors in memory or a dataset read item by item, and the device-side transforms."""
 
 from __future__ import annotations
 
@@ -58,35 +58,62 @@ class TensorSplit:
                            self.crop_padding, self.flip)
 
 
-class FolderSplit:
+class StreamSplit:
+    """A split read item by item, every epoch, by DataLoader workers (``loaders.StreamLoader``).
+
+    ``source`` is a map-style dataset of (image, label) items, ``indices`` the items of it kept
+    (None: all), ``labels`` those of all its items. ``shape`` is the [C, H, W] every image must
+    have (None: whatever the source's transform makes); ``name`` says whose items a message is
+    about. ``num_workers`` processes decode the items (0: in the loader's own process). A training
+    loader augments the batches on the device as a ``TensorSplit``'s (``crop_padding``, ``flip``),
+    unless ``crop_padding`` is None (the source's transform augments).
+    """
+
+    def __init__(self, source, labels: Tensor, mean, std, indices: Tensor | None = None, num_workers: int = 2,
+                 name: str = "the dataset", shape: tuple | None = None, crop_padding: int | None = CROP_PADDING,
+                 flip: bool = True):
+        self.source, self.indices = source, indices
+        self.all_labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.num_workers, self.name, self.shape = int(num_workers), name, shape
+        self.crop_padding, self.flip = crop_padding, bool(flip)
+
+    def __len__(self) -> int:
+        return len(self.all_labels) if self.indices is None else len(self.indices)
+
+    @property
+    def labels(self) -> Tensor:
+        return self.all_labels if self.indices is None else self.all_labels[self.indices]
+
+    def select(self, indices: Tensor) -> StreamSplit:
+        kept = copy.copy(self)
+        kept.indices = torch.as_tensor(indices) if self.indices is None else self.indices[indices]
+        return kept
+
+    def dataset(self, augment: bool) -> torch.utils.data.Dataset:
+        """What a loader reads (its items indexed as ``source``'s): the source itself; the user's
+        transform, random or not, is the source's own, drawn afresh at every read."""
+        return self.source
+
+
+class FolderSplit(StreamSplit):
     """A split of image files read by ``torchvision.datasets.ImageFolder``.
 
-    Images are decoded in DataLoader workers; the transform depends on whether the loader
-    augments, so one split serves both a training loader and an augmentation-free pass over
-    the training set (e.g. a full-data Hessian).
+    The transform depends on whether the loader augments, so one split serves both a training
+    loader and an augmentation-free pass over the training set (e.g. a full-data Hessian).
     """
 
     def __init__(self, folder, indices: Tensor | None = None, num_workers: int = 8,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.folder = folder
-        self.indices = indices
-        self.num_workers = num_workers
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def __len__(self) -> int:
-        return len(self.folder) if self.indices is None else len(self.indices)
+        super().__init__(folder, folder.targets, mean, std, indices, num_workers, name=f"ImageFolder {folder.root}",
+                         crop_padding=None, flip=False)
 
     @property
-    def labels(self) -> Tensor:
-        labels = torch.as_tensor(self.folder.targets, dtype=torch.int64)
-        return labels if self.indices is None else labels[self.indices]
-
-    def select(self, indices: Tensor) -> FolderSplit:
-        kept = indices if self.indices is None else self.indices[indices]
-        return FolderSplit(self.folder, kept, self.num_workers, self.mean, self.std)
+    def folder(self):
+        return self.source
 
     def dataset(self, augment: bool) -> torch.utils.data.Dataset:
-        """The split as a map-style dataset yielding (uint8 [3, 224, 224], label)."""
+        """The folder yielding (uint8 [3, 224, 224], label)."""
         from torchvision import transforms
 
         if augment:
@@ -95,17 +122,15 @@ class FolderSplit:
             steps = [transforms.Resize(256), transforms.CenterCrop(224)]
         folder = copy.copy(self.folder)  # shares the sample list, owns its transform
         folder.transform = transforms.Compose(steps + [transforms.PILToTensor()])
-        if self.indices is None:
-            return folder
-        return torch.utils.data.Subset(folder, self.indices.tolist())
+        return folder
 
 
 @dataclass
 class Data:
     """A dataset: two splits and what a model and a loader need to know about them."""
 
-    train: TensorSplit | FolderSplit
-    test: TensorSplit | FolderSplit
+    train: TensorSplit | StreamSplit
+    test: TensorSplit | StreamSplit
     num_classes: int
     image_size: int
     mean: tuple
