@@ -214,9 +214,11 @@ def test_stream_true_on_a_built_in_dataset_is_refused_in_one_line(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_a_streamed_dataset_is_swept_end_to_end_from_the_command_line(user, monkeypatch, capsys):
+@pytest.mark.parametrize("stream", ["auto", "false"])
+def test_a_streamed_dataset_is_swept_end_to_end_from_the_command_line(user, monkeypatch, capsys, stream):
     """PIL images with a random flip: auto streams them, and a trial trains through the command's
-    own entry point (cli.main, in this process: a second interpreter would add 5 s of imports)."""
+    own entry point (cli.main, in this process: a second interpreter would add 5 s of imports);
+    dataset.stream=false typed on the command line holds them in memory instead."""
     from hydra.core.global_hydra import GlobalHydra
 
     from spectral_sweep import cli
@@ -227,7 +229,7 @@ def test_a_streamed_dataset_is_swept_end_to_end_from_the_command_line(user, monk
     monkeypatch.setattr(sys, "argv", ["spectral-sweep", "--config-dir", "myconf", "model=small", "dataset=photos",
                                       "optimizer=sgd", "batch=16", "search=fixed", "optimizer.lr=0.05",
                                       "dataset.budget.steps=6", f"out_dir={user / 'out'}", "name=s", "quiet=true",
-                                      "report=false"])
+                                      "report=false", f"dataset.stream={stream}"])
     handler = signal.getsignal(signal.SIGTERM)
     try:
         cli.main()
@@ -235,8 +237,18 @@ def test_a_streamed_dataset_is_swept_end_to_end_from_the_command_line(user, monk
         signal.signal(signal.SIGTERM, handler)
         GlobalHydra.instance().clear()
     err = capsys.readouterr().err
-    assert "dataset._target_=mine.photos: streamed" in err and "Image objects" in err
+    assert ("dataset._target_=mine.photos: streamed" in err and "Image objects" in err) == (stream == "auto")
     record = json.loads(next((user / "out" / "s").rglob("record.json")).read_text())
     assert record["dataset"] == "photos" and record["train_size"] == 64 and record["num_classes"] == 2
     trial, = record["trials"]
     assert trial["steps"] == 6 and trial["outcome"] in ("trained", "stalled")
+
+
+def test_the_default_stream_leaves_the_trial_cache_key_as_it_was():
+    """auto is the default: trials cached before the knob (the committed results) keep their key;
+    an explicit choice, which may change a random transform's draws, is part of it."""
+    from spectral_sweep.config import compose
+    from spectral_sweep.point.run import trial_identity
+
+    assert "stream" not in trial_identity(compose())["dataset"]
+    assert trial_identity(compose("dataset=imagenet", "dataset.stream=true"))["dataset"]["stream"] == "true"

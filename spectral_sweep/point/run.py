@@ -79,7 +79,8 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
         return done
     device = resolve_device(config.device, job_num or 0)
     data = load_dataset(config.dataset._target_, root=config.dataset.root, subset=config.dataset.subset,
-                        test_subset=config.dataset.test_subset, seed=config.seed, **config.dataset.options())
+                        test_subset=config.dataset.test_subset, seed=config.seed, stream=config.dataset.stream,
+                        **config.dataset.options())
     make_model = partial(build_target, config.model._target_, data.num_classes,
                          input_shape=(data.channels, data.image_size), **config.model.options())
     check_contract(data, make_model, device, batch=config.batch, seed=config.seed,   # before any trial or file
@@ -171,6 +172,8 @@ def trial_identity(config: Config) -> dict:
     identity["train"].pop("checkpoint_every")   # when a trial saves decides nothing of its result
     if identity["train"]["target_acc"] is None:   # off: the key a trial had before the knob, so older
         del identity["train"]["target_acc"]        # sweeps still reuse their finished trials
+    if identity["dataset"].get("stream") == "auto":   # the default: the key trials had before the knob
+        del identity["dataset"]["stream"]
     identity["budget"] = dataclasses.asdict(config.train.budget(config.dataset))
     return identity
 
