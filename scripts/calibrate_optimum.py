@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "calibration" / "optimum.md")
     args = parser.parse_args(argv)
     rows, started = [], time.time()
+    commit = git_commit()     # the code that runs (-dirty where edited), read before it runs
     for name, kwargs in DESIGNS:
         t = time.time()
         r = calibrate_optimum(args.sweeps, seed=11, **kwargs)
@@ -49,7 +50,6 @@ def main(argv=None) -> int:
                     f"{r['exponent_coverage']:.3f} | {r['exponent_half_width']:.3f} | {r['added_per_point']:.1f} | "
                     f"{r['trials_per_point']:.1f} |")
         print(rows[-1], f"({time.time() - t:.0f} s)", flush=True)
-    commit = git_commit()     # with -dirty where the checkout differs from it
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_page(rows, commit, time.time() - started, args.sweeps))
     print(f"wrote {args.out}")

@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "calibration" / "README.md")
     args = parser.parse_args(argv)
     rows, started = [], time.time()
+    commit = git_commit()     # the code that runs (-dirty where edited), read before it runs
     for name, sizes, exponent, expected, precision, share in DESIGNS:
         n = max(20, round(args.sweeps * share))
         t = time.time()
@@ -45,7 +46,6 @@ def main(argv=None) -> int:
                     f"{r['decisive']:.3f} | {r['correct']:.3f} | {r['half_width']:.3f} | "
                     f"{r['trials_per_point']:.1f} |")
         print(rows[-1], f"({time.time() - t:.0f} s)", flush=True)
-    commit = git_commit()     # with -dirty where the checkout differs from it
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_page(rows, commit, time.time() - started, args.sweeps))
     print(f"wrote {args.out}")

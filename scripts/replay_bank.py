@@ -80,12 +80,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="write results/outcome_bank/replay.md")
     args = parser.parse_args()
-    started = time.time()
+    started, commit = time.time(), git_commit()   # the code that runs, read before it runs
     text = table(rows(args.replays, args.precision, args.seed))
     print(text)
     if args.write:
         head = (f"Produced by `python scripts/replay_bank.py --replays {args.replays} --precision {args.precision} "
-                f"--write` at commit `{git_commit()}` in {time.time() - started:.0f} s (pure numpy, CPU).\n\n")
+                f"--write` at commit `{commit}` in {time.time() - started:.0f} s (pure numpy, CPU).\n\n")
         (BANKS / "replay.md").write_text(f"{head}{text}\n\nThe banks:\n\n{banks_table()}\n")
 
 

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweeps", type=int, default=200, help="simulated sweeps a row of the second table")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "calibration" / "placement.md")
     args = parser.parse_args(argv)
-    started = time.time()
+    started, commit = time.time(), git_commit()   # the code that runs, not what is checked out at the end
     points = []
     for spread in (0.15, 0.25, 0.4):
         for gap in (0.0, 0.3, 1.0):
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
                      + " |")
         print(ideal[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_page(points, sweeps, ideal, args, git_commit(), time.time() - started))
+    args.out.write_text(_page(points, sweeps, ideal, args, commit, time.time() - started))
     print(f"wrote {args.out}")
     return 0
 
