@@ -136,6 +136,30 @@ def test_nothing_trains_and_trained_at_the_cap_are_results():
     assert always.status == "lower_bound" and always.lr_max == 10.0 and always.bracket == (10.0, None)
 
 
+def test_locate_tries_a_stalled_lr_again_before_it_says_nothing_trains():
+    """Near a budget's limit only some seeds train at a good lr: here the first trial at each lr
+    stalls and the second trains below 0.05 (diverges from 0.2). One pass over the lattice finds
+    nothing, and the gaps under the divergence (0.05-0.2) hold nothing to find; a second look at each
+    lattice lr that stalled, highest first, finds the window. Where nothing ever trains, still
+    nothing_trains."""
+    seen: dict = {}
+
+    def half(lrs):
+        out = []
+        for lr in lrs:
+            seen[lr] = seen.get(lr, 0) + 1
+            out.append("diverged" if lr >= 0.2 else "trained" if seen[lr] > 1 and lr < 0.05 else "stalled")
+        return out
+
+    found = find_edges(half, start=0.1, lr_min=1e-3, lr_max_cap=10.0, reference=None)
+    assert found.status == "bracketed" and found.lr_max < 0.2
+    first_trained = next(i for i, (_, o) in enumerate(found.trials) if o == "trained")
+    assert found.trials[first_trained][0] == max(lr for lr, o in found.trials[:first_trained] if o == "stalled"
+                                                 and lr < 0.05)
+    never = find_edges(lambda lrs: ["stalled"] * len(lrs), start=0.1, lr_min=1e-3, lr_max_cap=10.0)
+    assert never.status == "nothing_trains" and never.lr_max is None
+
+
 def test_priors_from_earlier_points_share_their_spread():
     rng = np.random.default_rng(5)
     earlier = []
