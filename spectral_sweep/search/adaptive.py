@@ -197,22 +197,26 @@ def _between(trials: _Trials, tolerance: float, k: int) -> list[float]:
     return [math.sqrt(a * b) for a, b in gaps[:k]]
 
 
-#: How often locate tries a lattice lr that stalled before it looks between the lattice's lrs.
-LOCATE_TRIES = 2
+#: How often locate tries a lattice lr that stalled before it looks between the lattice's lrs, and
+#: how many lattice steps from the start it tries again (the lattice itself walks on to lr_min).
+LOCATE_TRIES, LOCATE_REACH = 2, 2
 
 
 def _again(trials: _Trials, start: float, step: float, k: int) -> list[float]:
     """Nothing trained on the lattice: its lrs that stalled below the first divergence once more,
-    with fresh seeds, the highest first (nearest the upper edge), before the gaps between them are
-    searched. Near a budget's limit only some seeds train even at a good lr
-    (results/outcome_bank/barely_B8: at most 8 of 12 at any lr), and one trial per lattice lr then
-    missed the window in 6% of replays."""
+    with fresh seeds, before the gaps between them are searched: those within ``LOCATE_REACH``
+    steps of the start, the start and those below it first, nearest first (a start is a guess of
+    the upper edge, and the trained window lies below it), then those above. Near a budget's limit
+    only some seeds train even at a good lr (results/outcome_bank/barely_B8: at most 8 of 12 at any
+    lr), and one trial per lattice lr then missed the window in 6% of warm replays (now 3%)."""
     ceiling, tries = _ceiling(trials), {}
     for lr, outcome in trials.outcomes:
         j = math.log(lr / start) / math.log(step)
-        if outcome == STALLED and lr < ceiling and abs(j - round(j)) < 1e-6:
+        on_lattice = abs(j - round(j)) < 1e-6 and abs(j) <= LOCATE_REACH + 1e-6
+        if outcome == STALLED and lr < ceiling and on_lattice:
             tries[lr] = tries.get(lr, 0) + 1
-    due = sorted((lr for lr, n in tries.items() if n < LOCATE_TRIES), key=lambda lr: (tries[lr], -lr))
+    due = sorted((lr for lr, n in tries.items() if n < LOCATE_TRIES),
+                 key=lambda lr: (tries[lr], lr > start * (1 + 1e-9), abs(math.log(lr / start))))
     return due[:k]
 
 
