@@ -161,7 +161,7 @@ class RayPool:
         self.running = {self._submit(a): i for i, a in enumerate(args)}
         each = (bar.total / len(args)) if bar is not None and bar.total and args else 0
         while self.running:
-            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=POLL_SECONDS)
+            ready = _wait(list(self.running))
             for ref in ready:
                 i = self.running.pop(ref)
                 try:
@@ -200,6 +200,21 @@ class RayPool:
             except Exception:   # already finished or gone: nothing to stop
                 pass
         self.running = {}
+
+
+def _wait(refs: list) -> list:
+    """The refs of ``refs`` that finished, waiting at most ``POLL_SECONDS``. A signal handler's
+    exception raised while Ray waits in its compiled code (cli.Terminated on SIGTERM) comes out of
+    it as a SystemError around that exception: raised as itself, so the command ends as it should."""
+    import ray
+
+    try:
+        return ray.wait(refs, num_returns=1, timeout=POLL_SECONDS)[0]
+    except SystemError as e:
+        inner = e.__cause__ or e.__context__
+        if inner is not None and not isinstance(inner, Exception):
+            raise inner from None
+        raise
 
 
 def _cause(error) -> Exception:
