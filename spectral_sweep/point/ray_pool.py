@@ -16,7 +16,9 @@ with the task's traceback as its cause.
 
 ``connect`` joins a running cluster (``search.ray_address``, else ``$RAY_ADDRESS``, else the one
 ``ray start`` left on this node) or starts a local instance with the job's CPUs only, no dashboard,
-quiet, which ends with the process. Ray replaces the process's SIGTERM handler when it starts; the
+quiet, which ends with the process. Its workers run at the job's own priority: Ray's default
+(nice 15) made a trial 6x slower than a forked worker's on a machine that other processes share
+(scripts/bench_gpu.py --quick --only ray). Ray replaces the process's SIGTERM handler when it starts; the
 command's own (cli.py: one line, exit 143) is put back.
 """
 
@@ -57,6 +59,7 @@ def connect(address: str | None = None, cpus: int | None = None) -> None:
             ray.init(address=found, **quiet)
         else:
             _share_import_path()
+            os.environ.setdefault("RAY_worker_niceness", "0")   # see the module doc
             ray.init(address="local", num_cpus=cpus or 1, include_dashboard=False, **quiet)
             global _own_instance
             _own_instance = True
