@@ -201,3 +201,22 @@ def test_executor_ray_without_ray_is_one_line_and_writes_nothing(tmp_path):
         "spectral-sweep: error: search.executor=ray needs Ray, which is not installed: "
         "pip install 'spectral-sweep[ray]' (or search.executor=local)"]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cpus, gpus, parallel, on_gpu, share, own, k", [
+    (16, 1, None, True, 0.25, False, 4),     # four trials on the one GPU: a GPU user's auto K is no longer 1
+    (64, 8, None, True, 0.5, False, 16),     # a cluster's GPUs / share
+    (64, 8, 6, True, 0.5, False, 6),         # capped by search.parallel
+    (64, 1, None, True, 3.0, False, 1),      # at least one
+    (2, 0, None, False, 0.0, True, 2),       # CPU, the job's own instance: the forked pool's auto
+    (48, 0, None, False, 0.0, False, 48),    # CPU, a cluster joined: its CPUs
+    (2, 0, 3, False, 0.0, True, 3),          # CPU: trials ask CPUs / K, so search.parallel is K
+])
+def test_auto_k_comes_from_the_clusters_resources(monkeypatch, cpus, gpus, parallel, on_gpu, share, own, k):
+    monkeypatch.setattr(ray_pool, "resources", lambda: (float(cpus), float(gpus)))
+    monkeypatch.setattr(ray_pool, "_own_instance", own)
+    assert ray_pool.in_flight(parallel, on_gpu, share, local_auto=2) == k
+
+
+def test_a_trials_share_of_cpus_is_what_ray_accepts():
+    assert [ray_pool.share(t, k) for t, k in ((1, 2), (2, 2), (16, 3), (1, 3))] == [0.5, 1.0, 5.0, 0.3333]
