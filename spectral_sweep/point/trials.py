@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from spectral_sweep.errors import UsageError
 from spectral_sweep.files import config_key
+from spectral_sweep.point.pool import Pool
 from spectral_sweep.point.store import TrialCache
 from spectral_sweep.seeds import Stream, child_seed
 from spectral_sweep.trial.record import TrialRecord
@@ -95,7 +96,7 @@ class TrialRunner:
         self.identity, self.cache = identity, cache
         self.work = KeepTrial(make_model, data, settings, hooks, cache)
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
-        self.open_pool = open_pool   # (work, k) -> a pool with map(args, bar) and close(); point/executor.py
+        self.open_pool = open_pool or Pool   # (work, k) -> map(args, bar) in order, close(); point/executor.py
         self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
         self.typical = typical   # ... and the trials it typically makes
         self.said, self.finished = False, 0
@@ -122,7 +123,7 @@ class TrialRunner:
         found = {key: self.cache.get(key, lr, seed) for lr, key, seed in jobs}
         todo = [job for job in jobs if found[job[1]] is None]
         if len(todo) > 1 and self.in_flight > 1:
-            self.pool = self.pool or self._open_pool()
+            self.pool = self.pool or self.open_pool(self.work.away(), self.in_flight)
             with self._round_bar(len(todo)) as bar:
                 done = self.pool.map(todo, bar)
         else:
@@ -173,13 +174,6 @@ class TrialRunner:
         """One bar for a round's steps across its trials in flight (the workers show none)."""
         return tqdm(total=trials * self._trial_steps(), desc=f"B={self.settings.batch_size}: {trials} trials in flight",
                     unit="step", leave=False, disable=True if self.settings.quiet else None)
-
-    def _open_pool(self):
-        if self.open_pool is None:
-            from spectral_sweep.point.pool import Pool
-
-            return Pool(self.work.away(), self.in_flight)
-        return self.open_pool(self.work.away(), self.in_flight)
 
     def _train(self, lr: float, key: str) -> TrialRecord:
         return self.work.train(lr, key)
