@@ -60,11 +60,14 @@ def _check_fits_in_memory(parameters: int, device: str, in_flight: int = 1) -> N
 def _check_executor(search) -> None:
     """search.executor=ray needs Ray (the ``ray`` extra): refused here, before any folder, not in the first round."""
     from spectral_sweep.point.executor import uses_ray
-    from spectral_sweep.point.ray_pool import available
+    from spectral_sweep.point.ray_pool import answers, available
 
     if uses_ray(search) and not available():
         raise UsageError("search.executor=ray needs Ray, which is not installed: pip install 'spectral-sweep[ray]' "
                          "(or search.executor=local)")
+    if uses_ray(search) and search.ray_address and not answers(search.ray_address):
+        raise UsageError(f"search.ray_address={search.ray_address}: nothing answers there; start the cluster "
+                         "(ray start --head) or fix the address")
 
 
 def device_memory(device: str) -> tuple[int, str]:

@@ -51,7 +51,15 @@ def connect(address: str | None = None, cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    found = address or os.environ.get("RAY_ADDRESS") or _started_here()
+    found, source = _address(address)
+    if found and not answers(found):
+        if source.startswith("left by"):   # a cluster gone without `ray stop` (a reboot): not this job's problem
+            warnings.warn(f"the Ray cluster `ray start` left at {found} does not answer; starting a local instance",
+                          stacklevel=2)
+            found = None
+        else:
+            raise UsageError(f"search.executor=ray: nothing answers at {found} ({source}); start the cluster "
+                             "(ray start --head) or fix the address")
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
     previous = signal.getsignal(signal.SIGTERM)
     try:
@@ -65,15 +73,39 @@ def connect(address: str | None = None, cpus: int | None = None) -> None:
             _own_instance = True
     except (ConnectionError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"search.executor=ray could not reach the Ray cluster at {found or 'a local instance'}: "
-                         f"{first}; check search.ray_address (or $RAY_ADDRESS), or leave both unset for a local "
-                         "instance") from None
+        where = f"reach the Ray cluster at {found} ({source})" if found else "start a local Ray instance"
+        raise UsageError(f"search.executor=ray could not {where}: {first}") from None
     finally:
-        if previous is not None and threading_main():
+        if previous is not None and _main_thread():
             signal.signal(signal.SIGTERM, previous)
 
 
-def threading_main() -> bool:
+def _address(given: str | None) -> tuple[str | None, str]:
+    """The cluster to join and where its address came from; (None, ...): start a local instance."""
+    if given:
+        return given, "search.ray_address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "$RAY_ADDRESS"
+    found = _started_here()
+    return found, "left by `ray start` on this node; `ray stop` forgets it"
+
+
+def answers(address: str, seconds: float = 3.0) -> bool:
+    """Something listens at ``address`` (``host:port`` or ``ray://host:port``); True where it is no
+    such address (``auto``): Ray decides. Ray itself would retry a dead address for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return True
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError:
+        return False
+    return True
+
+
+def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
