@@ -158,20 +158,27 @@ def ours(marker: str) -> list[int]:
 
 @pytest.mark.parametrize("how, code, says", [("ctrl-c", 130, "interrupted; rerun the same command to resume"),
                                              ("sigterm", 143, "terminated (SIGTERM); rerun the same command")])
-def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, how, code, says):
-    """The command's own local instance (no cluster around): stopped mid-trial, it ends with the job."""
+def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, request, how, code, says):
+    """Stopped mid-trial: Ctrl-C (to the process group, as a terminal sends it) on a command with its
+    own local instance, which ends with it; SIGTERM (a scheduler) on a command that joined a running
+    cluster ($RAY_ADDRESS: this module's), whose workers stop running its trials."""
     marker = f"SPECTRAL_SWEEP_RAY_TEST={uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_TMPDIR=tempfile.mkdtemp(prefix="rs", dir="/tmp"), **dict([marker.split("=")]))
+    if how == "sigterm":
+        request.getfixturevalue("cluster")
+        env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    raylet_parent = os.getpid() if how == "sigterm" else None
     proc = subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *SMALL, "train.steps=400",
                              "search.executor=ray", f"out_dir={tmp_path}"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    raylet_parent = raylet_parent or proc.pid
     try:
         deadline = time.monotonic() + 60
-        while not ray_trials(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+        while not ray_trials(raylet_parent) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        assert ray_trials(proc.pid), "no trial started on Ray"
-        if how == "ctrl-c":   # a terminal sends it to the whole foreground process group
+        assert ray_trials(raylet_parent), "no trial started on Ray"
+        if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signal.SIGTERM)
@@ -183,12 +190,13 @@ def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, how, co
     assert proc.returncode == code, err
     assert lines[-1].startswith(f"spectral-sweep: error: {says}") and "Traceback" not in err
     assert all(line.startswith("spectral-sweep: ") for line in lines), err   # the plan, then the one line
-    left = ours(marker.split("=")[1])
+
+    def left():
+        return ours(marker.split("=")[1]) + ray_trials(raylet_parent)
     deadline = time.monotonic() + 10
-    while left and time.monotonic() < deadline:   # the kernel reaps the last of them
+    while left() and time.monotonic() < deadline:   # the last of them exiting
         time.sleep(0.1)
-        left = ours(marker.split("=")[1])
-    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
+    assert not left(), [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left()]
 
 
 def test_executor_ray_without_ray_is_one_line_and_writes_nothing(tmp_path):
