@@ -228,3 +228,14 @@ def test_auto_k_comes_from_the_clusters_resources(monkeypatch, cpus, gpus, paral
 
 def test_a_trials_share_of_cpus_is_what_ray_accepts():
     assert [ray_pool.share(t, k) for t, k in ((1, 2), (2, 2), (16, 3), (1, 3))] == [0.5, 1.0, 5.0, 0.3333]
+
+
+def test_an_address_where_nothing_answers_is_told_at_once():
+    import socket
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert ray_pool.answers(f"127.0.0.1:{port}") and ray_pool.answers(f"ray://127.0.0.1:{port}")
+    assert not ray_pool.answers(f"127.0.0.1:{port}")
+    assert ray_pool.answers("auto")   # not an address: Ray decides
