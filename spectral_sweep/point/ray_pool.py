@@ -18,8 +18,11 @@ with the task's traceback as its cause.
 ``ray start`` left on this node) or starts a local instance with the job's CPUs only, no dashboard,
 quiet, which ends with the process. Its workers run at the job's own priority: Ray's default
 (nice 15) made a trial 6x slower than a forked worker's on a machine that other processes share
-(scripts/bench_gpu.py --quick --only ray). Ray replaces the process's SIGTERM handler when it starts; the
-command's own (cli.py: one line, exit 143) is put back.
+(scripts/bench_gpu.py --quick --only ray). And it keeps the job's idle workers between rounds:
+Ray's default kills a worker idle for 1 s beyond one per CPU, so with K above the job's threads
+(two trials on one thread each) every round started a fresh worker that imported torch and read
+the data again (4 workers for 5 rounds of 2 in a probe, 2 with this). Ray replaces the process's
+SIGTERM handler when it starts; the command's own (cli.py: one line, exit 143) is put back.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collections.abc import Callable
 from spectral_sweep.errors import UsageError, WorkerLost
 
 POLL_SECONDS = 0.5
+KEEP_IDLE_WORKERS_MS = 600_000   # a local instance keeps a job's idle workers 10 min (see the module doc)
 _own_instance = False   # this process started the local instance it uses (else it joined a cluster)
 
 
@@ -68,6 +72,7 @@ def connect(address: str | None = None, cpus: int | None = None) -> None:
         else:
             _share_import_path()
             os.environ.setdefault("RAY_worker_niceness", "0")   # see the module doc
+            os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", str(KEEP_IDLE_WORKERS_MS))
             ray.init(address="local", num_cpus=cpus or 1, include_dashboard=False, **quiet)
             global _own_instance
             _own_instance = True
