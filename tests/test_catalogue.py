@@ -118,7 +118,7 @@ CATALOGUE = [
     # issue 31: Ray's share of a GPU
     (["search.executor=spark"], "expected one of [local, ray]"),
     (["search.gpus_per_trial=0"], "search.gpus_per_trial must be a positive number, got 0"),
-    (["search.gpus_per_trial=1.5"], "search.gpus_per_trial above 1 must be a whole number of GPUs (Ray's rule), got 1.5"),
+    (["search.gpus_per_trial=1.5"], "search.gpus_per_trial above 1 must be a whole number of GPUs"),
     (["search.executor=ray", "search.ray_address=127.0.0.1:1"], "search.ray_address=127.0.0.1:1: nothing answers"),
     (["model.width=0"], "model.width must be a positive number, got 0"),
     (["model.dropout=1.5"], "model.dropout must be a number in [0, 1), got 1.5"),
