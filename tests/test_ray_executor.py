@@ -9,6 +9,7 @@ lives under a short folder of its own (RAY_TMPDIR), never the machine's /tmp/ray
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def cluster(forked_first):
     """This process's Ray: a local instance of 2 CPUs under a short folder of its own (after the
     forked pool's run, which forks this process)."""
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_ADDRESS", "PYTHONPATH")}
-    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rs", dir="/tmp")   # socket paths must stay short
+    os.environ["RAY_TMPDIR"] = folder = short_folder()
     os.environ.pop("RAY_ADDRESS", None)
     ray_pool.connect(None, cpus=2)
     try:
@@ -54,8 +55,14 @@ def cluster(forked_first):
     finally:
         ray.shutdown()
         ray_pool._own_instance = False
+        shutil.rmtree(folder, ignore_errors=True)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def short_folder() -> str:
+    """A folder of its own for a Ray instance, under /tmp: its socket paths must stay short."""
+    return tempfile.mkdtemp(prefix="rs", dir="/tmp")
 
 
 def in_process(args: list[str]):
@@ -164,7 +171,7 @@ def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, request
     cluster ($RAY_ADDRESS: this module's), whose workers stop running its trials."""
     marker = f"SPECTRAL_SWEEP_RAY_TEST={uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_TMPDIR=tempfile.mkdtemp(prefix="rs", dir="/tmp"), **dict([marker.split("=")]))
+    env.update(RAY_TMPDIR=short_folder(), **dict([marker.split("=")]))
     if how == "sigterm":
         request.getfixturevalue("cluster")
         env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
@@ -197,6 +204,7 @@ def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, request
     while left() and time.monotonic() < deadline:   # the last of them exiting
         time.sleep(0.1)
     assert not left(), [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left()]
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
 
 def test_executor_ray_without_ray_is_one_line_and_writes_nothing(tmp_path):
