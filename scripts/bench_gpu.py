@@ -12,7 +12,11 @@ and their ratio; the issue's H200 figure is shown beside it for orientation. Ref
 * full-data product: a full-data gradient over the same chunks, and PyHessian's
   ``dataloader_hv_product`` over the same chunks;
 * lambda_max: hessian-eigenthings' Lanczos on the same batch;
-* the mission's sweep (vgg16, sgd and adam, three batch sizes, trials that train) as a wall time.
+* the mission's sweep (vgg16, sgd and adam, three batch sizes, trials that train) as a wall time;
+* trials in flight through Ray (``search.executor=ray``, issue 31): K trials of one round on one GPU,
+  each asking 1/K of it, against the same trials one at a time in the job's process, as
+  ``executor=local`` runs them on a GPU (on a CPU with ``--quick``: K = 2 one-thread trials against
+  one at a time on all threads). Needs the ``ray`` extra; the GPU figure needs a GPU.
 
 ``--quick`` shrinks models, batches and the sweep so that it ends within 10 minutes on 2 CPU
 cores. Results go to ``<out>/<device>.md`` with the command, commit and device.
@@ -67,6 +71,7 @@ class Sizes:
     full: tuple = ("preresnet", 1.0, 10_000, 1000)   # model, width, images, chunk
     top: tuple = ("vgg16", 1.0, 128)
     sweep: tuple = ("model=vgg16", "batch=128,256,512", "train.steps=200")
+    ray: tuple = ("vgg16_bn", 1.0, 128, 200, 4, 8)   # model, width, B, steps a trial, K in flight, trials
     train_size: int = 50_000
 
 
@@ -75,7 +80,7 @@ QUICK = Sizes(train=("vgg16", 0.125, 32, 10), compile=("vgg11_bn", 0.125, 32, 10
               top=("vgg16", 0.125, 64),
               sweep=("model=vgg16", "model.width=0.0625", "batch=16,32,64", "train.steps=20",
                      "dataset.train_size=2048", "dataset.test_size=256"),
-              train_size=2048)
+              ray=("vgg11_bn", 0.125, 32, 60, 2, 4), train_size=2048)
 
 
 class Report:
@@ -372,6 +377,54 @@ def bench_sweep(report: Report, sizes: Sizes, device) -> None:
                "6 jobs, 67 s (200-step trials, before this issue)")
 
 
+def no_hooks() -> list:
+    return []
+
+
+def bench_ray(report: Report, sizes: Sizes, data, device, clock) -> None:
+    """K trials of a round at once as Ray tasks (1/K of the GPU each) against one at a time inline."""
+    try:
+        from spectral_sweep.point import executor, ray_pool
+        from spectral_sweep.point.store import TrialCache
+        from spectral_sweep.point.trials import KeepTrial
+    except ImportError as e:
+        report.note(f"ray part skipped: {e}")
+        return
+    if not ray_pool.available():
+        report.note("ray part skipped: Ray is not installed (pip install -e '.[ray]')")
+        return
+    name, width, batch, steps, k, n = sizes.ray
+    on_gpu = device.type == "cuda"
+    print(f"\n[ray] {name} width {width}, B={batch}, {n} trials of {steps} steps, {k} in flight", flush=True)
+    settings = TrialSettings(batch_size=batch, optimizer={"name": "sgd", "momentum": 0.9}, budget=Budget(steps=steps),
+                             device=str(device), quiet=True, train=TrainConfig(precision="fp32", channels_last="false"))
+    jobs = [(0.01 * 1.5 ** i, f"t{i}", i) for i in range(n)]
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as many:
+        work = KeepTrial(partial(build_model, name, 10, width=width), data, settings, no_hooks, TrialCache(one))
+        start = time.perf_counter()
+        alone = [work(*job) for job in jobs]
+        alone_s = time.perf_counter() - start
+        started = time.perf_counter()
+        ray_pool.connect(None, cpus=torch.get_num_threads())
+        up_s = time.perf_counter() - started
+        pool = executor._ray_pool(dataclasses.replace(work, cache=TrialCache(many)).away(), k,
+                                  gpus_per_trial=1 / k if on_gpu else 0.0)
+        try:
+            pool.map([(lr, f"warm{key}", seed) for lr, key, seed in jobs[:k]])   # each worker imports torch once
+            start = time.perf_counter()
+            together = pool.map(jobs)
+            together_s = time.perf_counter() - start
+        finally:
+            pool.close()
+    same = [a.outcome for a in alone] == [b.outcome for b in together]
+    where = f"1/{k} of the GPU each" if on_gpu else f"{pool.threads} thread(s) each"
+    report.row(f"{n} trials of {name} w{width:g} B={batch}, {steps} steps: {k} in flight on Ray ({where}), "
+               "trials/s", f"{n / together_s:.2f}", f"one at a time in the job's process {n / alone_s:.2f}",
+               alone_s / together_s, "2.2x (4 processes sharing one GPU, VGG-16-BN B=128)")
+    report.note(f"ray: a local instance started in {up_s:.1f} s, not timed, nor the workers' first trials; "
+                f"the same outcomes as one at a time: {same}")
+
+
 # ----------------------------------------------------------------------------------------------
 # the report file
 
@@ -402,7 +455,7 @@ def write_markdown(report: Report, path: Path, device: torch.device, command: st
     print(f"\nwrote {path}")
 
 
-PARTS = ("training", "compile", "products", "full", "top", "sweep")
+PARTS = ("training", "compile", "products", "full", "top", "sweep", "ray")
 
 
 def main(argv=None) -> None:
@@ -420,7 +473,7 @@ def main(argv=None) -> None:
     print(f"{device_label(device)[1]}, torch {torch.__version__}; data {time.perf_counter() - began:.1f} s")
     report = Report()
     parts = {"training": bench_training, "compile": bench_compile, "products": bench_products,
-             "full": bench_full_data, "top": bench_top}
+             "full": bench_full_data, "top": bench_top, "ray": bench_ray}
     for part in args.only:
         if part == "sweep":
             bench_sweep(report, sizes, device)

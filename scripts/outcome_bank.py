@@ -101,12 +101,12 @@ def _run(runner: TrialRunner, jobs: list[tuple], parallel: int) -> list:
     from spectral_sweep.point.pool import Pool
 
     out = []
-    pool = Pool(runner._train_and_keep, parallel) if parallel > 1 else None
+    pool = Pool(runner.work.away(), parallel) if parallel > 1 else None
     for start in tqdm(range(0, len(jobs), 8 * parallel), desc="bank", unit="round"):
         chunk = jobs[start:start + 8 * parallel]
         cached = [runner.cache.get(key) for _, key, _ in chunk]
         todo = [job for job, hit in zip(chunk, cached) if hit is None]
-        done = iter(pool.map(todo) if pool and todo else [runner._train_and_keep(*job) for job in todo])
+        done = iter(pool.map(todo) if pool and todo else [runner.work(*job) for job in todo])
         out += [hit if hit is not None else next(done) for hit in cached]
     if pool:
         pool.close()

@@ -78,7 +78,7 @@ class Plan:
     def summary(self) -> str:
         """The plan in one line, before the first trial: the jobs, each trial's length, the trial cap
         of a point, the device and the trials in flight, and where the sweep goes."""
-        from spectral_sweep.point.pool import trials_in_flight
+        from spectral_sweep.point.executor import planned_in_flight
         from spectral_sweep.point.run import trial_cap
 
         first = self.jobs[0].config
@@ -90,7 +90,7 @@ class Plan:
         cap = trial_cap(first.search)
         return (f"plan: {len(self.jobs)} job{'s' * (len(self.jobs) != 1)} ({'; '.join(groups)}; B = {sizes}), "
                 f"trials of {length}, at most {cap} trials a point, on {device} with "
-                f"{trials_in_flight(first.search.parallel, device)} in flight; sweep folder {self.sweep_dir}")
+                f"{planned_in_flight(first.search, device)} in flight; sweep folder {self.sweep_dir}")
 
 
 def _trial_steps(config: schema.Config) -> int | None:

@@ -118,6 +118,11 @@ CATALOGUE = [
     (["search.lr_min=0"], "search.lr_min must be a positive number, got 0"),
     (["search.lr_max_cap=1e-9"], "search.lr_max_cap (1e-09) must lie above search.lr_min (1e-06)"),
     (["search.start=-1"], "search.start must be a positive number or null, got -1"),
+    # issue 31: Ray's share of a GPU
+    (["search.executor=spark"], "expected one of [local, ray]"),
+    (["search.gpus_per_trial=0"], "search.gpus_per_trial must be a positive number, got 0"),
+    (["search.gpus_per_trial=1.5"], "search.gpus_per_trial above 1 must be a whole number of GPUs"),
+    (["search.executor=ray", "search.ray_address=127.0.0.1:1"], "search.ray_address=127.0.0.1:1: nothing answers"),
     (["model.width=0"], "model.width must be a positive number, got 0"),
     (["model.dropout=1.5"], "model.dropout must be a number in [0, 1), got 1.5"),
     (["model=preresnet110", "model.depth=5"], "PreResNet depth with basic blocks must be 6n+2"),

@@ -21,6 +21,11 @@ class Objective(Choice):
     test_loss = "test_loss"      # final test loss (smaller is better)
 
 
+class Executor(Choice):
+    local = "local"              # forked workers on this machine's CPU; one trial at a time on a GPU (point/pool.py)
+    ray = "ray"                  # Ray tasks: K trials on one GPU, across GPUs and hosts (point/ray_pool.py)
+
+
 class Method(Choice):
     adaptive = "adaptive"        # fresh seed per trial; each edge fitted with a 95% interval (search/adaptive.py)
     bisect = "bisect"            # one seed: find an lr that trains, then bisect both edges
@@ -39,7 +44,14 @@ class SearchConfig:
                                  # log lr_blowup with blowup=true); 0.2 makes 3 batch sizes over 4x
                                  # decisive in ~80% of simulated sweeps (spectral_sweep/search/calibration.py)
     max_trials: int = 30         # adaptive: at most this many trials per batch size
-    parallel: int | None = None  # adaptive: trials per round, run at once; null: auto (point/pool.py)
+    parallel: int | None = None  # adaptive: trials per round, run at once; null: auto (point/executor.py);
+                                 # with executor=ray, the most that auto takes from the cluster's resources
+    executor: Executor = Executor.local   # what runs a round's trials in flight (point/executor.py)
+    gpus_per_trial: float = 1.0  # executor=ray on a GPU: the share of a GPU each trial asks for; 0.25 runs four
+                                 # trials on one GPU, and auto K is the cluster's GPUs / this
+    ray_address: str | None = None   # executor=ray: the cluster to join (ray://host:10001, host:6379); null:
+                                     # $RAY_ADDRESS, else the one `ray start` left on this node, else a local
+                                     # instance that ends with the job
     warm_start: bool = True      # start from a neighbouring batch size's lr_max scaled by the law under test
     tolerance: float = 1.189207115   # bisect: final bracket ratio hi/lo, 2^(1/4); both: the finest gap searched
     step: float = 4.0            # bracketing factor of a cold start (a warm start uses its square root)
@@ -59,7 +71,7 @@ class SearchConfig:
 SEARCH_RANGES = {"start": maybe(POSITIVE), "precision": POSITIVE, "max_trials": POSITIVE_INT,
                  "parallel": maybe(POSITIVE_INT), "tolerance": Range(1, low_open=True), "step": Range(1, low_open=True),
                  "lr_min": POSITIVE, "lr_max_cap": POSITIVE, "reference": maybe(POSITIVE), "lrs": each(POSITIVE),
-                 "opt_precision": POSITIVE, "opt_trials": Range(0, integer=True)}
+                 "opt_precision": POSITIVE, "gpus_per_trial": POSITIVE, "opt_trials": Range(0, integer=True)}
 
 
 def _search_problems(search: SearchConfig):
@@ -67,4 +79,6 @@ def _search_problems(search: SearchConfig):
         yield valid.problem(f"search.{key}", getattr(search, key, None))
     yield (None if search.lr_max_cap > search.lr_min else
            f"search.lr_max_cap ({search.lr_max_cap:g}) must lie above search.lr_min ({search.lr_min:g})")
+    yield (None if search.gpus_per_trial <= 1 or float(search.gpus_per_trial).is_integer() else
+           f"search.gpus_per_trial above 1 must be a whole number of GPUs (Ray's rule), got {search.gpus_per_trial:g}")
     yield "search=grid needs at least one lr in search.lrs" if str(search.method) == "grid" and not search.lrs else None

@@ -25,6 +25,7 @@ def check_job(config: schema.Config) -> None:
                              **config.model.options())
         build_optimizer(params=model.parameters(), lr=config.optimizer.lr, **config.optimizer.options())
     _check_fits_in_memory(sum(p.numel() for p in model.parameters()), config.device, _in_flight(config))
+    _check_executor(config.search)
     _check_dataset_target(config.dataset)
     _check_dataset_files(config.dataset)
 
@@ -34,9 +35,9 @@ BYTES_PER_PARAMETER = 16   # fp32 weights, gradients and two optimizer states (A
 
 def _in_flight(config: schema.Config) -> int:
     """Trials of a round trained at once, each with its own model (point/pool.py)."""
-    from spectral_sweep.point.pool import trials_in_flight
+    from spectral_sweep.point.executor import memory_in_flight
 
-    return trials_in_flight(config.search.parallel, config.device) if str(config.search.method) == "adaptive" else 1
+    return memory_in_flight(config.search, config.device) if str(config.search.method) == "adaptive" else 1
 
 
 def _check_fits_in_memory(parameters: int, device: str, in_flight: int = 1) -> None:
@@ -45,7 +46,6 @@ def _check_fits_in_memory(parameters: int, device: str, in_flight: int = 1) -> N
     any folder (activations not counted). The memory is the device's whole (the machine's RAM),
     not what is free now: a refusal must hold whatever else runs."""
     total, where = device_memory(device)
-    in_flight = 1 if where.startswith("cuda") else in_flight   # on a GPU one trial at a time
     one = parameters * BYTES_PER_PARAMETER
     if one > total:
         raise UsageError(f"the model has {parameters:.3g} parameters: weights, gradients and optimizer state "
@@ -55,6 +55,19 @@ def _check_fits_in_memory(parameters: int, device: str, in_flight: int = 1) -> N
         raise UsageError(f"{in_flight} trials in flight, each with a model of {parameters:.3g} parameters, need "
                          f"{one * in_flight / 2**30:.0f} GiB for weights, gradients and optimizer state alone, more "
                          f"than the {total / 2**30:.0f} GiB of {where}; set search.parallel=1 or lower model.width")
+
+
+def _check_executor(search) -> None:
+    """search.executor=ray needs Ray (the ``ray`` extra): refused here, before any folder, not in the first round."""
+    from spectral_sweep.point.executor import uses_ray
+    from spectral_sweep.point.ray_pool import answers, available
+
+    if uses_ray(search) and not available():
+        raise UsageError("search.executor=ray needs Ray, which is not installed: pip install 'spectral-sweep[ray]' "
+                         "(or search.executor=local)")
+    if uses_ray(search) and search.ray_address and not answers(search.ray_address):
+        raise UsageError(f"search.ray_address={search.ray_address}: nothing answers there; start the cluster "
+                         "(ray start --head) or fix the address")
 
 
 def device_memory(device: str) -> tuple[int, str]:

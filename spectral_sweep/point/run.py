@@ -22,9 +22,9 @@ from spectral_sweep.curvature.spectrum import SpectrumRecord, point_spectrum
 from spectral_sweep.data.load import load_dataset
 from spectral_sweep.files import CorruptRecord, config_key, set_aside, write_json_atomic
 from spectral_sweep.models import build_target
+from spectral_sweep.point import executor
 from spectral_sweep.point.check import check_job
 from spectral_sweep.point.contract import check_contract
-from spectral_sweep.point.pool import trials_in_flight
 from spectral_sweep.point.record import LEARNER, JobRecord, device_name, provenance
 from spectral_sweep.point.store import (
     RECORD_FILE,
@@ -93,10 +93,10 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
                                   on_timed=timed.append, trials=1 if owns_lr(config.optimizer) else None)
     identity = trial_identity(config)
     adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
-    in_flight = trials_in_flight(config.search.parallel, str(device)) if adaptive else 1
+    in_flight = executor.in_flight(config.search, str(device)) if adaptive else 1
     cap = trial_cap(config.search) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
-                         in_flight=in_flight, cap=cap,
+                         in_flight=in_flight, cap=cap, open_pool=executor.pool_opener(config.search, str(device)),
                          typical=EXPECTED_TRIALS + (EXPECTED_OPTIMUM_TRIALS if config.search.optimum else 0))
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
         runner.say_cost(timed[0] * in_flight, "timed before the first trial")

@@ -7,15 +7,18 @@ becomes one line that says what to set.
 
 Two faces: ``runner(lr)`` trains at the point's own seed (search=bisect: one seed's edge), and
 ``runner.run_round(lrs)`` trains trial k of the point from its own seed
-``child_seed(seed, Stream.TRIAL, k)`` (search=adaptive), several at once (point/pool.py). A trial's
-seed depends on the point's seed and k alone, so a rerun proposes and finds the same trials.
+``child_seed(seed, Stream.TRIAL, k)`` (search=adaptive), several at once (point/executor.py picks
+the forked pool or Ray). A trial's seed depends on the point's seed and k alone, so a rerun
+proposes and finds the same trials. ``KeepTrial`` is what a round's worker runs, whichever kind:
+the trial trained and written to the cache before it returns.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import multiprocessing
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -44,15 +47,56 @@ def in_hours(minutes: float) -> str:
     return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
+@dataclass
+class KeepTrial:
+    """One trial from its own seed, trained and written to the trial cache (atomic) before it returns:
+    in this process, in a forked worker or in a Ray task (``elsewhere``: the round's bar is the
+    job's, so the trial shows none). Picklable, so Ray puts it, data and all, in its object store once."""
+
+    make_model: Callable[[], torch.nn.Module]
+    data: object
+    settings: TrialSettings
+    hooks: Callable[[], list[TrainingHook]]
+    cache: TrialCache
+    elsewhere: bool = False
+
+    def __call__(self, lr: float, key: str, seed: int) -> TrialRecord:
+        quiet = self.settings.quiet or self.elsewhere
+        result = self.train(lr, key, dataclasses.replace(self.settings, seed=seed, quiet=quiet))
+        result.seed = seed
+        self.cache.put(key, result)
+        return result
+
+    def train(self, lr: float, key: str, settings: TrialSettings | None = None) -> TrialRecord:
+        resumable = dataclasses.replace(settings or self.settings, checkpoint=str(self.cache.checkpoint(key)))
+        try:
+            return run_trial(self.make_model, self.data, lr, resumable, hooks=self.hooks())
+        except OUT_OF_MEMORY:
+            batch = self.settings.batch_size
+            raise UsageError(
+                f"out of memory training batch {batch} on {self.settings.device}; accumulate gradients "
+                f"over smaller pieces with train.micro_batch={max(1, batch // 4)} "
+                f"(BatchNorm statistics then come from each piece)") from None
+
+    def away(self) -> KeepTrial:
+        """The same work, run by a pool's worker (whose working folder may not be this one's)."""
+        cache = copy.copy(self.cache)
+        cache.dir = cache.dir.absolute()
+        return dataclasses.replace(self, cache=cache, elsewhere=True)
+
+
 class TrialRunner:
     """lr -> TrialRecord for one sweep point: cached, resumable, with a progress bar."""
 
     def __init__(self, make_model: Callable[[], torch.nn.Module], data, settings: TrialSettings,
                  hooks: Callable[[], list[TrainingHook]], identity: dict, cache: TrialCache,
-                 in_flight: int = 1, cap: int | None = None, typical: int = EXPECTED_TRIALS):
+                 in_flight: int = 1, cap: int | None = None, typical: int = EXPECTED_TRIALS,
+                 open_pool: Callable | None = None):
         self.make_model, self.data, self.settings, self.hooks = make_model, data, settings, hooks
         self.identity, self.cache = identity, cache
+        self.work = KeepTrial(make_model, data, settings, hooks, cache)
         self.in_flight, self.pool, self.made = in_flight, None, 0   # made: trials of run_round so far
+        self.open_pool = open_pool or Pool   # (work, k) -> map(args, bar) in order, close(); point/executor.py
         self.cap = cap   # the point's trial cap (None: not known), for its cost line (say_cost)
         self.typical = typical   # ... and the trials it typically makes
         self.said, self.finished = False, 0
@@ -79,11 +123,11 @@ class TrialRunner:
         found = {key: self.cache.get(key, lr, seed) for lr, key, seed in jobs}
         todo = [job for job in jobs if found[job[1]] is None]
         if len(todo) > 1 and self.in_flight > 1:
-            self.pool = self.pool or Pool(self._train_and_keep, self.in_flight)
+            self.pool = self.pool or self.open_pool(self.work.away(), self.in_flight)
             with self._round_bar(len(todo)) as bar:
                 done = self.pool.map(todo, bar)
         else:
-            done = [self._train_and_keep(*job) for job in todo]
+            done = [self.work(*job) for job in todo]
         found.update({key: result for (_, key, _), result in zip(todo, done)})
         if done and not self.said:   # the fast path timed nothing: the first round's trials tell
             steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
@@ -131,25 +175,8 @@ class TrialRunner:
         return tqdm(total=trials * self._trial_steps(), desc=f"B={self.settings.batch_size}: {trials} trials in flight",
                     unit="step", leave=False, disable=True if self.settings.quiet else None)
 
-    def _train_and_keep(self, lr: float, key: str, seed: int) -> TrialRecord:
-        """One trial from its own seed, written to the cache (in a worker, too) before it returns."""
-        in_worker = multiprocessing.parent_process() is not None   # the round's bar is the parent's
-        quiet = self.settings.quiet or in_worker
-        result = self._train(lr, key, dataclasses.replace(self.settings, seed=seed, quiet=quiet))
-        result.seed = seed
-        self.cache.put(key, result)
-        return result
-
-    def _train(self, lr: float, key: str, settings: TrialSettings | None = None) -> TrialRecord:
-        resumable = dataclasses.replace(settings or self.settings, checkpoint=str(self.cache.checkpoint(key)))
-        try:
-            return run_trial(self.make_model, self.data, lr, resumable, hooks=self.hooks())
-        except OUT_OF_MEMORY:
-            batch = self.settings.batch_size
-            raise UsageError(
-                f"out of memory training batch {batch} on {self.settings.device}; accumulate gradients "
-                f"over smaller pieces with train.micro_batch={max(1, batch // 4)} "
-                f"(BatchNorm statistics then come from each piece)") from None
+    def _train(self, lr: float, key: str) -> TrialRecord:
+        return self.work.train(lr, key)
 
     def close(self) -> None:
         self.bar.close()

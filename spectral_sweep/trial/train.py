@@ -296,6 +296,9 @@ class CompiledForward:
         self.mode = "reduce-overhead" if torch.device(device).type == "cuda" else "default"
         self.fn = torch.compile(_call, mode=self.mode)
 
+    def __reduce__(self):   # to another process (a Ray task) as what to compile, compiled again there
+        return CompiledForward, ("cuda" if self.mode == "reduce-overhead" else "cpu",)
+
     def __call__(self, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         def forward(x):
             if self.mode == "reduce-overhead":
