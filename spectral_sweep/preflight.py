@@ -195,7 +195,8 @@ def check_launcher(name: str) -> None:
     missing = [tool for tool in SLURM_TOOLS if name == "submitit_slurm" and shutil.which(tool) is None]
     if missing:    # submitit would stop inside Hydra with a traceback ("Could not detect srun")
         raise UsageError(f"hydra/launcher=submitit_slurm submits to SLURM, and {' and '.join(missing)} "
-                         "is not on this machine's PATH: launch from the cluster's login node")
+                         f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH: "
+                         "launch from the cluster's login node")
 
 
 def _values(override) -> list[str]:

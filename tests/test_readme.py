@@ -74,6 +74,6 @@ def test_every_readme_command_passes_the_preflight_as_written(line, machine, req
 def test_slurm_without_its_tools_is_one_line_before_anything_is_written(machine, monkeypatch):
     line = next(c for c in readme_commands() if "submitit_slurm" in c)
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(UsageError, match="sbatch and srun is not on this machine's PATH") as e:
+    with pytest.raises(UsageError, match="sbatch and srun are not on this machine's PATH") as e:
         preflight.check_command(argv_of(line, machine))
     assert "\n" not in str(e.value)

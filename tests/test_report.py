@@ -566,3 +566,19 @@ def test_the_report_says_which_launcher_ran_the_jobs_and_where_each_started(tmp_
     write_json_atomic(tmp_path / "b" / "B8" / "record.json", rec)
     report.write_report(tmp_path / "b", quiet=True)
     assert "- launcher: joblib; warm starts: none (every job cold)" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_the_report_commands_warnings_are_one_line_each_in_its_own_voice(tmp_path):
+    """A folder given twice is said in one line on stderr (README), not in Python's two lines
+    (file:line and the source line that called warnings.warn), as the sweep command's are."""
+    import subprocess
+    import sys
+    rng = np.random.default_rng(5)
+    for B in (16, 32):
+        write_json_atomic(tmp_path / "s" / f"B{B}" / "record.json", _record("m", "sgd", B, 0, rng, 0.002 * B, 0.9))
+    done = subprocess.run([sys.executable, "-c", "import sys; from spectral_sweep import report; "
+                           "sys.exit(report.main(sys.argv[1:]))", str(tmp_path / "s"), str(tmp_path / "s"),
+                           "--out", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["spectral-sweep-report: warning: left out 2 record(s) reached twice "
+                                        "through the folders given"], done.stderr

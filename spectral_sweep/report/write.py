@@ -187,8 +187,16 @@ def _print_summary(scaling: pd.DataFrame) -> None:
               f"{row.expected_exponent:g}: {row.verdict}{sat}" + (f" ({row.to_decide})" if row.to_decide else ""))
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A report's warnings (a record left out, a folder given twice) as one line each, in its own
+    voice, as the command's are (cli.py), not Python's two (file:line and the calling source line)."""
+    return f"spectral-sweep-report: warning: {message}\n"
+
+
 def main(argv=None) -> int:
     """``spectral-sweep-report SWEEP_DIR... [--out DIR] [--quiet]``."""
+    import warnings
+    warnings.formatwarning = _one_line_warning
     parser = argparse.ArgumentParser(
         prog="spectral-sweep-report",
         description="Tables and plots of max stable lr against batch size from a sweep's records.")
