@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
 import hydra
@@ -26,7 +25,7 @@ from spectral_sweep.files import write_text_atomic
 
 from . import config as schema
 from . import preflight
-from .errors import UsageError, WorkerLost, os_problem
+from .errors import UsageError, WorkerLost, one_line_warnings, os_problem
 from .preflight import variant_suffix  # noqa: F401  (the folder names' resolver, registered there)
 
 schema.register()
@@ -90,16 +89,10 @@ def _hide_schema_groups() -> None:
     Hydra.format_config_groups = format_config_groups
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """The command's warnings (a lost worker, a skipped record) as one line each, in its own voice,
-    not Python's two (file:line and the source line that called ``warnings.warn``)."""
-    return f"spectral-sweep: warning: {message}\n"
-
-
 def main() -> None:
     """Console script ``spectral-sweep``: every job checked first (preflight.py), then Hydra runs them."""
     signal.signal(signal.SIGTERM, _terminate)
-    warnings.formatwarning = _one_line_warning
+    one_line_warnings("spectral-sweep")
     try:
         try:
             plan = preflight.check_command(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""The exception for bad user input, the one for a lost trial worker, and OS errors in one line.
+"""The exception for bad user input, the one for a lost trial worker, OS errors and warnings in one line.
 
 Anything the user can fix (an unknown name, a non-positive batch, a dataset root with no data)
 raises ``UsageError`` with a single-line message. The CLI prints that line to stderr and exits
@@ -44,3 +44,20 @@ def os_problem(e: OSError, elsewhere: str = "out_dir=PATH") -> str:
     if e.errno == errno.EROFS:
         return f"read-only file system: {path}; choose another {elsewhere}"
     return f"{what[:1].lower() + what[1:]}: {path}"
+
+
+def one_line_warnings(prog: str) -> None:
+    """This package's warnings (a lost worker, a skipped record) as one line each in ``prog``'s
+    voice, not Python's two (file:line and the source line that called ``warnings.warn``); another
+    library's keep Python's form, which names where they come from. For the console scripts."""
+    import warnings
+    from pathlib import Path
+
+    python, package = warnings.formatwarning, Path(__file__).resolve().parent
+
+    def formatwarning(message, category, filename, lineno, line=None) -> str:
+        if package not in Path(str(filename)).resolve().parents:
+            return python(message, category, filename, lineno, line)
+        return f"{prog}: warning: {message}\n"
+
+    warnings.formatwarning = formatwarning

@@ -582,3 +582,18 @@ def test_the_report_commands_warnings_are_one_line_each_in_its_own_voice(tmp_pat
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["spectral-sweep-report: warning: left out 2 record(s) reached twice "
                                         "through the folders given"], done.stderr
+
+
+def test_another_librarys_warning_keeps_pythons_form_naming_where_it_came_from(monkeypatch):
+    """Only this package's warnings speak in the command's voice: torch's deprecation notice is
+    torch's, and Python's form says so (its file and line)."""
+    import warnings
+
+    from spectral_sweep import errors
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    errors.one_line_warnings("spectral-sweep")
+    ours = warnings.formatwarning("left out 1 record", UserWarning, errors.__file__, 3)
+    theirs = warnings.formatwarning("torch.jit.script is deprecated", FutureWarning, "/usr/lib/torch/jit.py", 9)
+    assert ours == "spectral-sweep: warning: left out 1 record\n"
+    assert theirs.startswith("/usr/lib/torch/jit.py:9: FutureWarning: torch.jit.script is deprecated")

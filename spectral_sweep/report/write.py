@@ -20,7 +20,7 @@ from spectral_sweep.files import replace_atomically, write_text_atomic
 from spectral_sweep.point.record import JobRecord
 from spectral_sweep.point.store import RECORD_FILE
 
-from ..errors import UsageError, os_problem
+from ..errors import UsageError, one_line_warnings, os_problem
 from . import figures, markdown, tables
 from .comparison import comparison_table, partners_of
 from .tables import label, point_of, slug
@@ -187,16 +187,9 @@ def _print_summary(scaling: pd.DataFrame) -> None:
               f"{row.expected_exponent:g}: {row.verdict}{sat}" + (f" ({row.to_decide})" if row.to_decide else ""))
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """A report's warnings (a record left out, a folder given twice) as one line each, in its own
-    voice, as the command's are (cli.py), not Python's two (file:line and the calling source line)."""
-    return f"spectral-sweep-report: warning: {message}\n"
-
-
 def main(argv=None) -> int:
     """``spectral-sweep-report SWEEP_DIR... [--out DIR] [--quiet]``."""
-    import warnings
-    warnings.formatwarning = _one_line_warning
+    one_line_warnings("spectral-sweep-report")
     parser = argparse.ArgumentParser(
         prog="spectral-sweep-report",
         description="Tables and plots of max stable lr against batch size from a sweep's records.")
