@@ -108,6 +108,11 @@ CATALOGUE = [
     ([*SPECTRUM, "spectrum.batch_sizes=[0]"], "spectrum.batch_sizes must be a positive integer"),
     ([*SPECTRUM, "spectrum.at=checkpoint"], "spectrum.at=checkpoint needs spectrum.checkpoint=FILE"),
     ([*SPECTRUM, "spectrum.at=checkpoint", "spectrum.checkpoint=/no/such.pt"], "/no/such.pt"),
+    (["spectrum.checkpoint=/no/such.pt"],
+     "spectrum.checkpoint=/no/such.pt is read only with a spectrum measured there (spectrum=hessian or ggn, "
+     "spectrum.at=checkpoint); add spectrum=hessian"),
+    ([*SPECTRUM, "spectrum.checkpoint=/no/such.pt"], "is read only with a spectrum measured there (spectrum=hessian or "
+                                                     "ggn, spectrum.at=checkpoint); add spectrum.at=checkpoint"),
     (["sharpness.every=0"], "sharpness.every must be a positive integer"),
     (["sharpness.every=abc"], "could not be converted to Integer"),
     # where the output goes

@@ -71,7 +71,12 @@ class SpectrumConfig:
     method: Product = Product.auto   # how a curvature product is computed; auto: the cheaper of both, timed
 
     def problems(self, config):
-        """Sizes the data can hold and a checkpoint that loads; only when the spectrum is measured."""
+        """Sizes the data can hold and a checkpoint that loads; only when the spectrum is measured. A
+        checkpoint given where none is read is refused too: the job would measure something else."""
+        if self.checkpoint is not None and not (self.enabled and str(self.at) == "checkpoint"):
+            yield (f"spectrum.checkpoint={self.checkpoint} is read only with a spectrum measured there "
+                   "(spectrum=hessian or ggn, spectrum.at=checkpoint); "
+                   + ("add spectrum.at=checkpoint" if self.enabled else "add spectrum=hessian spectrum.at=checkpoint"))
         if not self.enabled:
             return
         known = config.dataset.known_train_size()
