@@ -143,8 +143,8 @@ class EdgePosterior:
         Not the larger of two independent edges: both posteriors come from the same trials (every
         divergence is in both), so where the edges coincide they are one posterior, and the
         larger of two draws of it would lift the blow-up edge by half its error and widen its
-        interval upward: that covered a planted blow-up edge in 77% of searches where it
-        coincided with the upper one, raising each quantile 97% (tests/test_edge_order.py)."""
+        interval upward, which then missed a planted blow-up edge coinciding with the upper one
+        about one search in four (tests/test_edge_order.py asks for 88% of 60 and fails there)."""
         w = self.weights()
         marginal = w.sum(axis=(1, 2, 3))
         levels = [0.025, 0.5, 0.975]
