@@ -31,6 +31,8 @@ DESIGNS = [
     ("a broad peak (curvature 0.05)", {"curvature": 0.05}),
     ("a sharp peak (curvature 0.2: quality reaches chance within 5x of it)", {"curvature": 0.2}),
     ("one trial in flight", {"parallel": 1}),
+    ("near-perfect accuracy (peak 0.97), one seed in ten half-stalled (as at the demo's B = 64)",
+     {"top": 0.97, "half_stalled": 0.1}),
 ]
 
 

@@ -102,13 +102,30 @@ def simulated_point(seed, x_opt, *, c=0.1, noise=0.06, mu=EDGE, spread=0.25, k=1
 
 
 def test_the_search_walks_down_to_a_peak_far_below_the_edge_and_brackets_it():
-    """The reference trial sits at lr_max / 4; a peak 16x below lr_max is reached by walking down."""
+    """The reference trial sits at lr_max / 4; a peak 16x below lr_max is reached by walking down.
+    (40 points: at 95% nominal, 12 points miss twice or more one time in six.)"""
     truth = math.log(0.15 / 16)
-    found = [simulated_point(seed, truth).optimum for seed in range(12)]
+    found = [simulated_point(seed, truth).optimum for seed in range(40)]
     bracketed = [f for f in found if f.status == optimum.BRACKETED]
-    assert len(bracketed) >= 8
-    assert sum(f.lo <= math.exp(truth) <= f.hi for f in bracketed) >= len(bracketed) - 1
+    assert len(bracketed) >= 30
+    assert sum(f.lo <= math.exp(truth) <= f.hi for f in bracketed) >= 0.85 * len(bracketed)
     assert all(f.lrs[0] < 0.15 / 16 for f in bracketed)           # trials placed on both sides of it
+
+
+def test_an_accuracy_is_fitted_on_its_angle_so_one_half_stalled_seed_does_not_flatten_a_peak():
+    """Real trials (B = 64 of a fresh-clone `make demo`): three seeds at 0.015 reach 0.98-1.00, the
+    flanks fall to 0.46 and 0.76, and one seed at 0.06 reached only 0.14 where its twin reached 0.90.
+    On accuracy itself that seed set the noise (0.25) for all and the peak came out flat; on the
+    angle arcsin(sqrt(acc)), where seeds near 1 agree as closely as they do, it is bracketed."""
+    lrs = [0.0029, 0.0038, 0.0151, 0.0151, 0.0151, 0.0468, 0.0603, 0.0603]
+    acc = [0.455, 0.771, 0.998, 0.979, 0.998, 0.761, 0.136, 0.899]
+    fit = fit_optimum(lrs, acc, ceiling=0.17)
+    assert fit.status == optimum.BRACKETED and fit.scale == "angle"
+    assert 0.0038 < fit.lo < 0.0151 < fit.hi < 0.0468
+    assert 0.95 < fit.quality <= 1.0 and fit.predict([fit.lr])[0] == pytest.approx(fit.quality)
+    assert fit.predict([0.0029])[0] < 0.8              # the fitted curve falls to the flanks' level
+    loss = fit_optimum(lrs, [-(1 - a) for a in acc], ceiling=0.17, objective="train_loss")
+    assert loss.scale == "identity" and loss.status == optimum.FLAT     # the same numbers as a loss: no angle
 
 
 def test_lr_opt_costs_at_most_its_own_trials_and_nothing_when_off():

@@ -597,3 +597,58 @@ def test_another_librarys_warning_keeps_pythons_form_naming_where_it_came_from(m
     theirs = warnings.formatwarning("torch.jit.script is deprecated", FutureWarning, "/usr/lib/torch/jit.py", 9)
     assert ours == "spectral-sweep: warning: left out 1 record\n"
     assert theirs.startswith("/usr/lib/torch/jit.py:9: FutureWarning: torch.jit.script is deprecated")
+
+
+def _optimum_record(B: int, x_opt: float, seed: int, priors=None) -> dict:
+    """A record as search=adaptive writes it with lr_opt asked for: a real search on a planted edge
+    (lr_max 0.15 x B/8) and a planted peak of test accuracy at exp(x_opt)."""
+    from spectral_sweep.search.adaptive import find_edges
+    from spectral_sweep.search.calibration import planted_quality_trial
+    from spectral_sweep.search.optimum import OptimumSearch
+
+    rng = np.random.default_rng(seed)
+    run = planted_quality_trial(math.log(0.15 * B / 8), x_opt, rng)
+    res = find_edges(run, 0.1 * B / 8, precision=0.3, parallel=2, priors=priors, opt=OptimumSearch())
+    record = _three_outcome_record(B, res.lr_max, res.bracket[1], 1.0, 1.2)
+    trial, o = record["trials"][0], res.optimum
+    record.update(search="adaptive", lr_max_bracket=list(res.bracket), lr_opt=o.lr, lr_opt_bracket=[o.lo, o.hi],
+                  lr_opt_status=o.status, lr_opt_se=o.log_se, quality_at_opt=o.quality, objective="test_acc",
+                  trials=[{**trial, "lr": lr, "outcome": r["outcome"], "stable": r["outcome"] != "diverged",
+                           "test_acc": r.get("test_acc")} for lr, r in res.trials])
+    return record
+
+
+def test_lr_opt_is_refitted_under_the_rows_lr_max_and_the_jobs_own_is_kept_beside_it(tmp_path):
+    """lr_opt is fitted below lr_lo; the table's lr_lo is the group's shared-spread refit, so the
+    table's lr_opt is refitted under it from the same trials, by the code that makes the report
+    (lr_opt_job keeps the record's, even one an earlier fit made). A point alone in its group gets
+    the same number from both."""
+    from spectral_sweep.report.tables import optimum_fit
+    from spectral_sweep.search.adaptive import priors_from
+    from spectral_sweep.trial.record import TrialRecord
+
+    first = _optimum_record(8, math.log(0.01), 4)
+    second = _optimum_record(16, math.log(0.02), 5, priors=priors_from([[(t["lr"], t["outcome"])
+                                                                         for t in first["trials"]]]))
+    for record in (first, second):     # as a record made by an earlier fit holds it: the report refits
+        record.update(lr_opt=0.5 * record["lr_max"], lr_opt_bracket=[0.4 * record["lr_max"], 0.6 * record["lr_max"]])
+    for name, record in (("a8", first), ("a16", second)):
+        write_json_atomic(tmp_path / "group" / name / "record.json", record)
+    alone = _optimum_record(8, math.log(0.01), 6)
+    write_json_atomic(tmp_path / "alone" / "b8" / "record.json", alone)
+    for folder, records in (("group", (first, second)), ("alone", (alone,))):
+        report.write_report(tmp_path / folder, quiet=True)
+        table = pd.read_csv(tmp_path / folder / "lr_max.csv").set_index("batch_size")
+        for record in records:
+            row = table.loc[record["batch_size"]]
+            trials = [TrialRecord.from_dict(t) for t in record["trials"]]
+            fit = optimum_fit(trials, "test_acc", row["lr_lo"])
+            assert row["lr_opt_status"] == fit.status and record["lr_opt_status"] is not None
+            if fit.lr is not None:
+                assert row["lr_opt"] == pytest.approx(fit.lr, rel=1e-9)
+            if record["lr_opt"] is not None:
+                assert row["lr_opt_job"] == pytest.approx(record["lr_opt"], rel=1e-12)
+    row = pd.read_csv(tmp_path / "alone" / "lr_max.csv").iloc[0]
+    assert row["lr_opt_status"] == alone["lr_opt_status"]
+    if alone["lr_opt"] is not None:
+        assert row["lr_opt"] == pytest.approx(alone["lr_opt"], rel=1e-9)

@@ -20,8 +20,9 @@ import pandas as pd
 from spectral_sweep import theory
 from spectral_sweep.point.record import JobRecord
 from spectral_sweep.point.store import load_records
-from spectral_sweep.search import edge
+from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, upper_edge_data
+from spectral_sweep.trial.outcomes import TRAINED
 
 GROUP = ["model", "dataset", "optimizer"]
 BRACKETED = "bracketed"
@@ -207,8 +208,8 @@ def _one_status(values) -> str | None:
 LR_MAX_COLUMNS = [*GROUP, "batch_size", "seeds", "lr_max", "lr_lo", "lr_hi", "lr_max_job", "lr_max_status",
                   "acc_at_lr_max",
                   "lr_max_se", "lr_safe", "spread", "spread_own", "lr_blowup", "lr_blowup_lo", "lr_blowup_hi",
-                  "lr_blowup_status", "lr_blowup_se", "lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_status", "lr_opt_se",
-                  "quality_at_opt", "objective", "monotone", "lr_best", "best_test_acc", "trials", "steps",
+                  "lr_blowup_status", "lr_blowup_se", "lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_job", "lr_opt_status",
+                  "lr_opt_se", "quality_at_opt", "objective", "monotone", "lr_best", "best_test_acc", "trials", "steps",
                   "seconds", "expected_exponent", "momentum"]
 ADAPTIVE = "adaptive"
 
@@ -229,6 +230,7 @@ def lr_max_table(records: list[JobRecord]) -> pd.DataFrame:
                          lr_blowup_hi=_gmean(g["lr_blowup_hi"]),
                          lr_blowup_status=_one_status(g["lr_blowup_status"]),
                          lr_opt=_gmean(g["lr_opt"]), lr_opt_lo=_gmean(g["lr_opt_lo"]), lr_opt_hi=_gmean(g["lr_opt_hi"]),
+                         lr_opt_job=_gmean(g["lr_opt"]),
                          lr_opt_status=_one_status(g["lr_opt_status"]), lr_opt_se=_mean(g["lr_opt_se"]),
                          quality_at_opt=_mean(g["quality_at_opt"]), objective=_first(g["objective"]),
                          monotone=not any(as_number(v) for v in g["non_monotone"]), lr_best=_gmean(g["lr_best"]),
@@ -261,7 +263,33 @@ def _joint_estimates(df: pd.DataFrame, records: list[JobRecord]) -> pd.DataFrame
                 _put(df, key, b, "lr_max", upper.fit(), _own_fit(upper_edge_data(by_b[b])))
             if blowup is not None:   # never below the edge of training (edge.EdgePosterior.fit)
                 _put(df, key, b, "lr_blowup", blowup.fit(at_least=upper), None)
+        _refit_optima(df, key, [r for r in adaptive if group_of(r) == key])
     return df
+
+
+def _refit_optima(df: pd.DataFrame, key, records: list[JobRecord]) -> None:
+    """lr_opt refitted from every seed's trials at each B, under the lr_max of the row (the group's
+    shared-spread refit, above): the peak is fitted below lr_lo, and this lr_lo is the one the table
+    shows. ``lr_opt_job`` keeps the jobs' own (record.json), fitted under the job's own lr_max. The
+    accuracy figure draws this fit."""
+    by_b: dict[int, list] = {}
+    for r in records:
+        if r.lr_opt_status is not None and r.objective is not None:
+            by_b.setdefault(r.batch_size, []).append(r)
+    for b, found in by_b.items():
+        row = (df[GROUP] == pd.Series(key, index=GROUP)).all(axis=1) & df["batch_size"].eq(b)
+        ceiling = as_number(df.loc[row, "lr_lo"].iloc[0]) or math.inf
+        trials = [t for r in found for t in r.trials]
+        fit = optimum_fit(trials, found[0].objective, ceiling)
+        df.loc[row, ["lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_status", "lr_opt_se", "quality_at_opt"]] = [
+            fit.lr, fit.lo, fit.hi, fit.status, fit.log_se, fit.quality]
+
+
+def optimum_fit(trials, objective: str, ceiling: float):
+    """lr_opt's fit from a point's trial records, as the search makes it (trained trials only)."""
+    return optimum.fit_optimum([t.lr for t in trials],
+                               [optimum.quality(t, objective) if t.outcome == TRAINED else None for t in trials],
+                               ceiling=ceiling, objective=objective)
 
 
 def _own_fit(point):

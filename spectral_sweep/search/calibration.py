@@ -108,11 +108,14 @@ def calibrate(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0,
 
 def planted_quality_trial(mu: float, x_opt: float, rng: np.random.Generator, *, spread: float = 0.25,
                           gap: float = 0.3, curvature: float = 0.1, noise: float = 0.06, top: float = 0.6,
-                          chance: float = 0.1, margin: float = 0.05):
+                          chance: float = 0.1, margin: float = 0.05, half_stalled: float = 0.0):
     """lrs -> fresh-seed trials with both edges and a quality: a trial diverges above its seed's
     edge ``mu + gap``, stalls (quality ``chance``) above ``mu``, else trains to a quality that
-    peaks at ``exp(x_opt)``: a parabola in log lr with seed noise, floored at chance; a trial whose
-    quality is within ``margin`` of chance stalled (too small an lr to learn in the budget)."""
+    peaks at ``exp(x_opt)``: a parabola in log lr with seed noise, floored at chance, an accuracy
+    (within [0, 1]); a trial whose quality is within ``margin`` of chance stalled (too small an lr
+    to learn in the budget). A share ``half_stalled`` of seeds learn only partly: their quality
+    falls anywhere between chance and the curve (as one seed of the demo's B = 64 did, 0.14 beside
+    its twin's 0.90)."""
     def run(lrs):
         out = []
         for lr in lrs:
@@ -123,6 +126,9 @@ def planted_quality_trial(mu: float, x_opt: float, rng: np.random.Generator, *, 
                 out.append({"outcome": "stalled", "test_acc": chance})
             else:
                 q = max(chance, top - curvature * (x - x_opt) ** 2) + rng.normal(0, noise)
+                if half_stalled and rng.random() < half_stalled:
+                    q = rng.uniform(chance, q)
+                q = min(max(q, 0.0), 1.0)
                 out.append({"outcome": "trained" if q > chance + margin else "stalled", "test_acc": q})
         return out
     return run

@@ -16,6 +16,14 @@ in the free quadratic, so the F test is exact under the model, and so is the int
   most ``hi``; ``lower_bound``: at least ``lo``), never a number: the search goes on past it.
 - Unbounded on both sides: ``flat``, no lr_opt (quality does not tell one lr from another).
 
+Test accuracy is fitted on the angle arcsin(sqrt(acc)), not on acc itself. An accuracy is a
+proportion: its seed-to-seed spread shrinks near 0 and 1 (seeds that all reach 0.99 agree to 0.01;
+seeds at 0.5 differ by 0.1), and the angle is the scale on which such a spread is even (for a
+spread ~ p(1 - p), as for a binomial; the outcome banks show it within a factor of a few). On acc
+itself one half-stalled seed beside a peak near 1 set the noise for all, and the fit called a
+plain peak flat. A monotone scale moves no peak: lr_opt is the same lr on either; the fitted
+quality is reported back in accuracy. Losses are fitted as they are.
+
 A parabola is a local model, so only trials near the peak are fitted: within ``window`` (natural
 log) of it, and below ``ceiling`` (the upper edge of training, above which quality drops off a
 cliff, not along a parabola). Diverged trials have no quality.
@@ -49,15 +57,17 @@ class OptimumFit:
     hi: float | None
     status: str                   # bracketed | upper_bound | lower_bound | flat | too_few
     quality: float | None = None  # the fitted quality at lr_opt, in the objective's own units
-    noise: float | None = None    # seed-to-seed sd of quality, from the residuals
+    noise: float | None = None    # seed-to-seed sd of quality on the fit's scale, from the residuals
     n: int = 0                    # trials fitted
     lrs: tuple = ()               # (lowest, highest) lr fitted
     centre: float | None = None   # the lr the window was centred on (where to place trials without a peak)
-    curvature: float | None = None   # c of the fitted parabola (quality per (log lr)^2; negative)
+    curvature: float | None = None   # c of the fitted parabola, on the fit's scale (per (log lr)^2; negative)
+    scale: str = "identity"       # the scale fitted: "angle" (arcsin sqrt, accuracy) or "identity" (loss)
 
     def predict(self, lrs) -> np.ndarray:
-        """The fitted parabola's quality at ``lrs`` (bracketed fits only)."""
-        return self.quality + self.curvature * (np.log(np.asarray(lrs, float)) - math.log(self.lr)) ** 2
+        """The fitted curve's quality at ``lrs``, in the objective's units (bracketed fits only)."""
+        u = (np.log(np.asarray(lrs, float)) - math.log(self.lr)) ** 2
+        return from_scale(to_scale(self.quality, self.scale) + self.curvature * u, self.scale)
 
     def half_width(self) -> float:
         """Half the 95% interval's width in log lr (inf where a side is unbounded)."""
@@ -96,11 +106,28 @@ def quality(result, objective: Objective | str) -> float | None:
     return float(value) if name == "test_acc" else -float(value)
 
 
+def scale_of(objective: Objective | str) -> str:
+    """The scale a quality is fitted on: the angle for an accuracy (a proportion), else itself."""
+    return "angle" if str(objective) == "test_acc" else "identity"
+
+
+def to_scale(q, scale: str):
+    """Quality -> the fit's scale (arcsin sqrt of an accuracy clipped to [0, 1])."""
+    return np.arcsin(np.sqrt(np.clip(q, 0.0, 1.0))) if scale == "angle" else q
+
+
+def from_scale(y, scale: str):
+    """The fit's scale -> quality (the angle clipped to [0, pi/2], where sin^2 is monotone)."""
+    return np.sin(np.clip(y, 0.0, math.pi / 2)) ** 2 if scale == "angle" else y
+
+
 def fit_optimum(lrs, qualities, ceiling: float = math.inf, window: float = WINDOW,
                 level: float = 0.95, objective: Objective | str = "test_acc") -> OptimumFit:
     """lr_opt from trained trials (lr, quality; None for a trial that did not train, or has no
     quality), with its profile interval."""
+    scale = scale_of(objective)
     x, y = _usable(lrs, qualities, ceiling)
+    y = to_scale(y, scale)
     if len(x) == 0:
         return OptimumFit(None, None, None, TOO_FEW)
     keep, centre = _window(x, y, window)
@@ -119,9 +146,9 @@ def fit_optimum(lrs, qualities, ceiling: float = math.inf, window: float = WINDO
     lo, hi = math.exp(grid[inside].min()), math.exp(grid[inside].max())
     sign = -1.0 if str(objective) != "test_acc" else 1.0
     level, curvature = _vertex_fit(x, y, grid[best])
-    peak = sign * level
+    peak = sign * float(from_scale(level, scale))
     common = dict(quality=peak, noise=math.sqrt(s2), n=len(x), lrs=(math.exp(x.min()), math.exp(x.max())),
-                  centre=math.exp(centre))
+                  centre=math.exp(centre), scale=scale)
     if lo_open and hi_open:
         return OptimumFit(None, None, None, FLAT, **{**common, "quality": None})
     if lo_open or grid[best] <= x.min():
