@@ -55,3 +55,46 @@ def test_replays_of_a_planted_bank_cover_its_edge_and_report_their_cost():
 def test_a_bank_without_an_edge_is_refused():
     with pytest.raises(ValueError, match="no upper edge"):
         replay(Bank(np.array([0.1, 0.2]), [["stalled"] * 3, ["stalled"] * 3], "flat"), 2, start=0.1)
+
+
+PEAK = 0.012
+
+
+def planted_quality_bank(seeds=30, peak=PEAK, low=0.001) -> Bank:
+    """The planted bank's edge (0.1), and below it a test accuracy that peaks at ``peak``: 0.8 -
+    0.15 (log lr - log peak)^2 (the quickstart's peaks fall about as fast), on the angle scale with
+    seed noise, as real seeds spread."""
+    rng, mu = np.random.default_rng(4), math.log(EDGE)
+    lrs = np.exp(np.linspace(math.log(low), math.log(1.0), 19))
+    outcomes, accs = [], []
+    for lr in lrs:
+        o, a = [], []
+        for _ in range(seeds):
+            trained = math.log(lr) < rng.normal(mu, 0.3)
+            mean = max(0.15, 0.8 - 0.15 * math.log(lr / peak) ** 2)
+            angle = math.asin(math.sqrt(mean)) + rng.normal(0, 0.08)
+            o.append("trained" if trained else "diverged")
+            a.append(math.sin(min(max(angle, 0), math.pi / 2)) ** 2 if trained else None)
+        outcomes.append(o)
+        accs.append(a)
+    return Bank(lrs, outcomes, "planted", accs)
+
+
+def test_the_banks_own_lr_opt_recovers_the_planted_peak_and_a_grid_that_misses_it_has_none():
+    from spectral_sweep.search.replay import optimum_truth
+
+    truth = optimum_truth(planted_quality_bank(), ceiling=EDGE / 1.5)
+    assert truth.lo <= PEAK <= truth.hi and abs(math.log(truth.lr / PEAK)) < 0.3
+    assert math.log(truth.hi / truth.lo) < 1.5 and 0.7 < truth.best_mean < 0.9
+    assert optimum_truth(planted_quality_bank(low=0.03), ceiling=EDGE / 1.5) is None     # peak below the grid
+
+
+def test_lr_opt_replayed_on_a_planted_bank_covers_its_peak_and_costs_at_most_its_own_trials():
+    from spectral_sweep.search.replay import replay_optimum
+
+    found = replay_optimum(planted_quality_bank(), 40, start=0.05, seed=2)
+    assert found["statuses"].get("bracketed", 0) >= 0.7 and 0.85 <= found["coverage"] <= 1.0
+    assert 0 < found["opt_trials"] <= 8 and found["half_width"] <= 0.6
+    assert found["truth_lo"] <= PEAK <= found["truth_hi"]
+    with pytest.raises(ValueError, match="does not bracket the peak"):
+        replay_optimum(planted_quality_bank(low=0.03), 2, start=0.05)

@@ -19,7 +19,7 @@ from scipy.optimize import minimize
 from scipy.special import ndtr
 from scipy.stats import chi2
 
-from spectral_sweep.search import edge
+from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, find_edges, upper_edge_data
 from spectral_sweep.search.result import BRACKETED
 from spectral_sweep.trial.outcomes import DIVERGED, TRAINED
@@ -32,14 +32,23 @@ class Bank:
     lrs: np.ndarray
     outcomes: list                  # [[outcome, ...] per grid lr]
     name: str = ""
+    accuracies: list | None = None  # [[test accuracy or None, ...] per grid lr], beside ``outcomes``
 
     @classmethod
     def from_dict(cls, data: dict, name: str = "") -> Bank:
         lrs = list(data["lrs"])
-        outcomes = [[] for _ in lrs]
+        outcomes, accuracies = [[] for _ in lrs], [[] for _ in lrs]
         for trial in data["trials"]:
             outcomes[trial["grid"]].append(trial["outcome"])
-        return cls(np.asarray(lrs, dtype=float), outcomes, name)
+            accuracies[trial["grid"]].append(trial.get("test_acc"))
+        return cls(np.asarray(lrs, dtype=float), outcomes, name, accuracies)
+
+    @classmethod
+    def merged(cls, banks: list[Bank], name: str = "") -> Bank:
+        """One bank from several of the same point (a grid below another's, to reach its peak)."""
+        rows = sorted((lr, o, a) for b in banks for lr, o, a in zip(b.lrs, b.outcomes, b.accuracies or
+                                                                    [[None] * len(o) for o in b.outcomes]))
+        return cls(np.array([r[0] for r in rows]), [r[1] for r in rows], name, [r[2] for r in rows])
 
     def all_trials(self) -> list[tuple[float, str]]:
         return [(float(lr), o) for lr, found in zip(self.lrs, self.outcomes) for o in found]
@@ -136,14 +145,17 @@ class Replay:
         self.used = np.zeros(len(bank.lrs), dtype=int)
         self.reused = 0              # draws past a grid lr's last seed (wrapped round: not fresh)
 
-    def __call__(self, lrs) -> list[str]:
+    def __call__(self, lrs) -> list:
+        """Outcome strings, or {"outcome", "test_acc"} where the bank holds accuracies (lr_opt's replay)."""
         out = []
         for lr in lrs:
             i = int(np.argmin(np.abs(self.log_lrs - math.log(lr))))
             found = self.bank.outcomes[i]
             k = self.used[i]
             self.reused += k >= len(found)
-            out.append(found[self.order[i][k % len(found)]])
+            j = self.order[i][k % len(found)]
+            out.append(found[j] if self.bank.accuracies is None else
+                       {"outcome": found[j], "test_acc": self.bank.accuracies[i][j]})
             self.used[i] += 1
         return out
 
@@ -187,3 +199,91 @@ def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict
         "half_width": float(np.median([r.half_width for r in judged])) if judged else float("nan"),
         "reused_share": float(np.sum([r.reused for r in runs]) / max(1, np.sum([r.trials for r in runs]))),
     }
+
+
+# ============================================================================================
+# lr_opt replayed
+# ============================================================================================
+
+@dataclass(frozen=True)
+class OptimumTruth:
+    """A bank's brute-force lr_opt: the peak of the mean test accuracy of its trained trials across
+    the grid (three-point parabolic interpolation of the means around the best grid lr, on
+    accuracy itself), with a 95% interval from resampling each grid lr's seeds. None of the
+    search's model (a window, a fitted parabola, the angle scale) is shared."""
+
+    lr: float
+    lo: float
+    hi: float
+    best_mean: float      # the mean accuracy at the best grid lr
+
+
+def _peak_of_means(log_lrs: np.ndarray, means: np.ndarray) -> float | None:
+    """The interpolated peak of ``means`` (nan where a grid lr has no trained trial); None where the
+    best is at the end of the grid (not bracketed) or a neighbour has no mean."""
+    if np.all(np.isnan(means)):
+        return None
+    i = int(np.nanargmax(means))
+    if i == 0 or i == len(means) - 1 or np.isnan(means[i - 1]) or np.isnan(means[i + 1]):
+        return None
+    (x0, x1, x2), (y0, y1, y2) = log_lrs[i - 1:i + 2], means[i - 1:i + 2]
+    denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+    b = (x2 ** 2 * (y0 - y1) + x1 ** 2 * (y2 - y0) + x0 ** 2 * (y1 - y2)) / denom
+    return float(np.clip(-b / (2 * a), x0, x2)) if a < 0 else float(x1)
+
+
+def optimum_truth(bank: Bank, ceiling: float, resamples: int = 2000, seed: int = 0) -> OptimumTruth | None:
+    """The bank's lr_opt from its trained trials below ``ceiling`` (the bank's edge of training:
+    above it quality falls off a cliff); None where the grid does not bracket the peak."""
+    keep = [i for i, lr in enumerate(bank.lrs) if lr < ceiling]
+    x = np.log(bank.lrs[keep])
+    accs = [np.array([a for o, a in zip(bank.outcomes[i], bank.accuracies[i]) if o == TRAINED and a is not None])
+            for i in keep]
+    means = np.array([a.mean() if len(a) else np.nan for a in accs])
+    peak = _peak_of_means(x, means)
+    if peak is None:
+        return None
+    rng, found = np.random.default_rng(seed), []
+    for _ in range(resamples):
+        m = np.array([rng.choice(a, len(a)).mean() if len(a) else np.nan for a in accs])
+        p = _peak_of_means(x, m)
+        found.append(p if p is not None else (x[0] if np.nanargmax(m) == 0 else x[-1]))
+    lo, hi = np.quantile(found, [0.025, 0.975])
+    return OptimumTruth(math.exp(peak), math.exp(lo), math.exp(hi), float(np.nanmax(means)))
+
+
+def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision: float = 0.3,
+                   opt: optimum.OptimumSearch | None = None, parallel: int = 2, step: float = 4.0) -> dict:
+    """``n`` searches of the point as `make demo` runs it (edges, the reference trial at lr_max/4,
+    lr_opt's own trials) against the bank's trials; how often lr_opt's 95% interval holds the
+    bank's brute-force lr_opt, how the points end, and what lr_opt costs."""
+    edge_truth, _ = bank.truth()
+    truth = optimum_truth(bank, edge_truth.lo) if edge_truth is not None else None
+    if truth is None:
+        raise ValueError(f"bank {bank.name}: its grid does not bracket the peak of accuracy")
+    rng, runs = np.random.default_rng(seed), []
+    for _ in range(n):
+        found = find_edges(Replay(bank, rng), start, precision=precision, parallel=parallel, step=step,
+                           opt=opt or optimum.OptimumSearch())
+        fit = found.optimum
+        runs.append((fit.status if fit is not None else "none", found.optimum_trials,
+                     None if fit is None or fit.status != optimum.BRACKETED else bool(fit.lo <= truth.lr <= fit.hi),
+                     fit.half_width() if fit is not None and fit.status == optimum.BRACKETED else None,
+                     _bound_holds(fit, truth.lr)))
+    judged = [r for r in runs if r[2] is not None]
+    bounds = [r for r in runs if r[0] in (optimum.UPPER_BOUND, optimum.LOWER_BOUND)]
+    return {"bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
+            "best_mean": truth.best_mean,
+            "statuses": {s: sum(r[0] == s for r in runs) / n for s in sorted({r[0] for r in runs})},
+            "coverage": float(np.mean([r[2] for r in judged])) if judged else float("nan"),
+            "bounds_hold": float(np.mean([r[4] for r in bounds])) if bounds else float("nan"),
+            "opt_trials": float(np.mean([r[1] for r in runs])),
+            "half_width": float(np.median([r[3] for r in judged])) if judged else float("nan")}
+
+
+def _bound_holds(fit, lr: float) -> bool:
+    """A bound is right where the truth lies on its side (at most ``hi``, at least ``lo``)."""
+    if fit is None:
+        return False
+    return (fit.status == optimum.UPPER_BOUND and lr <= fit.hi) or (fit.status == optimum.LOWER_BOUND and lr >= fit.lo)
