@@ -60,7 +60,43 @@ def compare(runs: dict[str, Path]) -> str:
     lines.append("")
     lines.append(f"Every batch size's intervals overlap pairwise: {'yes' if all_ok else 'no'}. "
                  f"Verdicts: {', '.join(sorted(verdicts))}.")
+    if any("lr_opt" in points and points["lr_opt_status"].notna().any() for points, _ in summaries.values()):
+        lines += ["", "lr_opt, the lr to train at (a bound where the peak was not bracketed; its pairs are "
+                  "judged only where both runs bracket it):", "", *_optimum_lines(summaries, sizes)]
     return "\n".join(lines) + "\n"
+
+
+def _optimum_cell(r) -> tuple[str, tuple | None]:
+    status = r.lr_opt_status
+    if status == "bracketed":
+        return f"{r.lr_opt:.3g} [{r.lr_opt_lo:.3g}, {r.lr_opt_hi:.3g}]", (float(r.lr_opt_lo), float(r.lr_opt_hi))
+    if status == "upper_bound":
+        return f"at most {r.lr_opt:.3g}", None
+    if status == "lower_bound":
+        return f"at least {r.lr_opt:.3g}", None
+    return str(status), None
+
+
+def _optimum_lines(summaries: dict, sizes: list[int]) -> list[str]:
+    lines = ["| B | " + " | ".join(summaries) + " | bracketed pairs overlap |", "|" + "---|" * (len(summaries) + 2)]
+    for b in sizes:
+        cells, intervals = [], []
+        for points, _ in summaries.values():
+            row = points[points["batch_size"] == b]
+            text, interval = _optimum_cell(row.iloc[0]) if not row.empty else ("—", None)
+            cells.append(text)
+            if interval:
+                intervals.append(interval)
+        ok = all(overlaps(x, y) for x, y in itertools.combinations(intervals, 2))
+        lines.append(f"| {b} | " + " | ".join(cells) + f" | {'yes' if ok else '**no**'} ({len(intervals)} bracketed) |")
+    exps = []
+    for _, scaling in summaries.values():
+        s = scaling.iloc[0]
+        n = int(s.n_opt) if "n_opt" in s and s.n_opt == s.n_opt else 0
+        exps.append(f"{s.exponent_opt:.3f} [{s.ci_low_opt:.3f}, {s.ci_high_opt:.3f}] {s.verdict_opt} ({n} points)"
+                    if n >= 2 else "no fit")
+    lines.append("| lr_opt's exponent | " + " | ".join(exps) + " | |")
+    return lines
 
 
 def main(argv=None) -> int:

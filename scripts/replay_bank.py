@@ -93,7 +93,8 @@ def optimum_rows(replays: int, precision: float, seed: int) -> list[dict]:
 def optimum_table(found: list[dict]) -> str:
     lines = ["| bank | B | steps | trials | bank's lr_opt [95%] | its mean accuracy | start | bracketed | "
              "covers the bank's lr_opt | a bound (holds) | flat or too few | lr_opt's trials/point | "
-             "median half-width |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "median half-width | accuracy lost at lr_opt (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         st = r["statuses"]
         bound = st.get("upper_bound", 0) + st.get("lower_bound", 0)
@@ -102,18 +103,19 @@ def optimum_table(found: list[dict]) -> str:
                      f"[{r['truth_lo']:.4g}, {r['truth_hi']:.4g}] | {r['best_mean']:.3f} | {r['mode']} | "
                      f"{st.get('bracketed', 0):.2f} | {r['coverage']:.3f} | {bound:.2f}{held} | "
                      f"{st.get('flat', 0) + st.get('too_few', 0):.2f} | {r['opt_trials']:.1f} | "
-                     f"{r['half_width']:.2f} |")
+                     f"{r['half_width']:.2f} | {r['accuracy_lost']:.3f} |")
     return "\n".join(lines)
 
 
 OPTIMUM_NOTE = """lr_opt replayed: each replay searches the point as `make demo` does (both edges at the precision
 above, the reference trial at lr_max / 4, then lr_opt's own trials: `search.opt_trials=8`,
 `search.opt_precision=0.35`) against the merged bank, whose test accuracies answer too. The bank's own
-lr_opt is the peak of its trained trials' mean accuracy across the grid (below the bank's edge;
-three-point interpolation of the means around the best grid lr, on accuracy itself), with a 95%
-interval from resampling each grid lr's seeds: none of the search's model (its window, its parabola,
-the angle scale) is shared. "a bound (holds)": the share of replays that end with lr_opt as a bound,
-and of those, the share whose bound holds the bank's lr_opt on its side."""
+lr_opt is where the mean accuracy of its trained trials peaks (below the bank's edge; a Gaussian
+kernel 0.4 wide in log lr, on accuracy itself), with a 95% interval from resampling its trials: none
+of the search's model (its window, its symmetric parabola, the angle scale) is shared. "a bound
+(holds)": the share of replays that end with lr_opt as a bound, and of those, the share whose bound
+holds the bank's lr_opt on its side. "accuracy lost": the bank's smoothed mean accuracy at its peak
+minus at the replay's lr_opt (bracketed replays), what training at the tool's answer costs."""
 
 
 def banks_table() -> str:

@@ -127,7 +127,7 @@ def planted_quality_trial(mu: float, x_opt: float, rng: np.random.Generator, *, 
             else:
                 q = max(chance, top - curvature * (x - x_opt) ** 2) + rng.normal(0, noise)
                 if half_stalled and rng.random() < half_stalled:
-                    q = rng.uniform(chance, q)
+                    q = rng.uniform(chance, max(q, chance))
                 q = min(max(q, 0.0), 1.0)
                 out.append({"outcome": "trained" if q > chance + margin else "stalled", "test_acc": q})
         return out

@@ -207,50 +207,57 @@ def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict
 
 @dataclass(frozen=True)
 class OptimumTruth:
-    """A bank's brute-force lr_opt: the peak of the mean test accuracy of its trained trials across
-    the grid (three-point parabolic interpolation of the means around the best grid lr, on
-    accuracy itself), with a 95% interval from resampling each grid lr's seeds. None of the
-    search's model (a window, a fitted parabola, the angle scale) is shared."""
+    """A bank's brute-force lr_opt: where the kernel-smoothed mean test accuracy of its trained
+    trials peaks (Gaussian kernel in log lr, ``BANDWIDTH`` wide, on accuracy itself), with a 95%
+    interval from resampling its trials. None of the search's model (a window, a parabola, the
+    angle scale) is shared, and a real peak need not be symmetric."""
 
     lr: float
     lo: float
     hi: float
-    best_mean: float      # the mean accuracy at the best grid lr
+    best_mean: float      # the smoothed mean accuracy at the peak
 
 
-def _peak_of_means(log_lrs: np.ndarray, means: np.ndarray) -> float | None:
-    """The interpolated peak of ``means`` (nan where a grid lr has no trained trial); None where the
-    best is at the end of the grid (not bracketed) or a neighbour has no mean."""
-    if np.all(np.isnan(means)):
-        return None
-    i = int(np.nanargmax(means))
-    if i == 0 or i == len(means) - 1 or np.isnan(means[i - 1]) or np.isnan(means[i + 1]):
-        return None
-    (x0, x1, x2), (y0, y1, y2) = log_lrs[i - 1:i + 2], means[i - 1:i + 2]
-    denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
-    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
-    b = (x2 ** 2 * (y0 - y1) + x1 ** 2 * (y2 - y0) + x0 ** 2 * (y1 - y2)) / denom
-    return float(np.clip(-b / (2 * a), x0, x2)) if a < 0 else float(x1)
+BANDWIDTH = 0.4           # natural log: about the banks' grid step (0.5), so each mean pools 2-3 grid lrs
 
 
-def optimum_truth(bank: Bank, ceiling: float, resamples: int = 2000, seed: int = 0) -> OptimumTruth | None:
+def _smoothed(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    w = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / BANDWIDTH) ** 2)
+    return w @ y / w.sum(axis=1)
+
+
+def optimum_truth(bank: Bank, ceiling: float, resamples: int = 1000, seed: int = 0) -> OptimumTruth | None:
     """The bank's lr_opt from its trained trials below ``ceiling`` (the bank's edge of training:
-    above it quality falls off a cliff); None where the grid does not bracket the peak."""
-    keep = [i for i, lr in enumerate(bank.lrs) if lr < ceiling]
-    x = np.log(bank.lrs[keep])
-    accs = [np.array([a for o, a in zip(bank.outcomes[i], bank.accuracies[i]) if o == TRAINED and a is not None])
-            for i in keep]
-    means = np.array([a.mean() if len(a) else np.nan for a in accs])
-    peak = _peak_of_means(x, means)
-    if peak is None:
+    above it quality falls off a cliff); None where the peak lies within a grid step of the
+    lowest or highest lr (the grid does not bracket it)."""
+    x, y = [], []
+    for lr, found, accs in zip(bank.lrs, bank.outcomes, bank.accuracies):
+        for o, a in zip(found, accs):
+            if o == TRAINED and a is not None and lr < ceiling:
+                x.append(math.log(lr))
+                y.append(a)
+    if len(x) < 3:
         return None
-    rng, found = np.random.default_rng(seed), []
-    for _ in range(resamples):
-        m = np.array([rng.choice(a, len(a)).mean() if len(a) else np.nan for a in accs])
-        p = _peak_of_means(x, m)
-        found.append(p if p is not None else (x[0] if np.nanargmax(m) == 0 else x[-1]))
+    x, y = np.array(x), np.array(y)
+    grid = np.linspace(x.min(), x.max(), 400)
+    curve = _smoothed(x, y, grid)
+    peak = grid[int(np.argmax(curve))]
+    if peak - x.min() < BANDWIDTH or x.max() - peak < BANDWIDTH:
+        return None
+    rng = np.random.default_rng(seed)
+    found = [grid[int(np.argmax(_smoothed(x[i], y[i], grid)))]
+             for i in (rng.integers(0, len(x), len(x)) for _ in range(resamples))]
     lo, hi = np.quantile(found, [0.025, 0.975])
-    return OptimumTruth(math.exp(peak), math.exp(lo), math.exp(hi), float(np.nanmax(means)))
+    return OptimumTruth(math.exp(peak), math.exp(lo), math.exp(hi), float(curve.max()))
+
+
+def accuracy_at(bank: Bank, lr: float, ceiling: float) -> float:
+    """The bank's smoothed mean accuracy at ``lr`` (what training there gives, on average)."""
+    x = np.array([math.log(a) for a, found in zip(bank.lrs, bank.outcomes) for o in found])
+    y = np.array([acc if (o == TRAINED and acc is not None) else np.nan
+                  for found, accs in zip(bank.outcomes, bank.accuracies) for o, acc in zip(found, accs)])
+    keep = ~np.isnan(y) & (x < math.log(ceiling))
+    return float(_smoothed(x[keep], y[keep], np.array([math.log(lr)]))[0])
 
 
 def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision: float = 0.3,
@@ -267,10 +274,11 @@ def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision
         found = find_edges(Replay(bank, rng), start, precision=precision, parallel=parallel, step=step,
                            opt=opt or optimum.OptimumSearch())
         fit = found.optimum
+        at = accuracy_at(bank, fit.lr, edge_truth.lo) if fit is not None and fit.status == optimum.BRACKETED else None
         runs.append((fit.status if fit is not None else "none", found.optimum_trials,
                      None if fit is None or fit.status != optimum.BRACKETED else bool(fit.lo <= truth.lr <= fit.hi),
                      fit.half_width() if fit is not None and fit.status == optimum.BRACKETED else None,
-                     _bound_holds(fit, truth.lr)))
+                     _bound_holds(fit, truth.lr), at))
     judged = [r for r in runs if r[2] is not None]
     bounds = [r for r in runs if r[0] in (optimum.UPPER_BOUND, optimum.LOWER_BOUND)]
     return {"bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
@@ -279,6 +287,7 @@ def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision
             "coverage": float(np.mean([r[2] for r in judged])) if judged else float("nan"),
             "bounds_hold": float(np.mean([r[4] for r in bounds])) if bounds else float("nan"),
             "opt_trials": float(np.mean([r[1] for r in runs])),
+            "accuracy_lost": float(np.median([truth.best_mean - r[5] for r in judged])) if judged else float("nan"),
             "half_width": float(np.median([r[3] for r in judged])) if judged else float("nan")}
 
 
