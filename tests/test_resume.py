@@ -132,13 +132,16 @@ def test_a_job_record_with_a_wrong_type_is_recomputed_and_never_breaks_a_neighbo
     assert again.lr_max == first.lr_max and read_json(job_dir / "record.json")["lr_max"] == first.lr_max
 
 
-BISECT = ["search=bisect", "search.blowup=false", "search.reference=null", "optimizer.lr=0.05", "search.tolerance=2"]
+# 30 steps: B=32 brackets its lr_max in 3 trials and B=64 warm-starts from it (4 trials); at TINY's
+# 8 steps nothing trained, both jobs searched cold through 23 trials each, and no warm start was seen
+BISECT = ["search=bisect", "search.blowup=false", "search.reference=null", "optimizer.lr=0.05", "search.tolerance=2",
+          "train.steps=30", "train.channels_last=false"]
 
 
 def test_two_identical_commands_at_once_share_the_work_and_match_a_clean_run(tmp_path):
     """The same command twice into one sweep: each job is locked, so the second process waits and
     reuses, jobs finish in the same order in both, and every warm start sees the same neighbours."""
-    args = [*TINY, *BISECT, "batch=16,32", f"out_dir={tmp_path}"]
+    args = [*TINY, *BISECT, "batch=32,64", f"out_dir={tmp_path}"]
     clean = run_cli(*args, "name=clean", cwd=tmp_path)
     assert clean.returncode == 0, clean.stderr[-2000:]
     procs = [subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args, "name=twice"], cwd=tmp_path,
@@ -149,6 +152,7 @@ def test_two_identical_commands_at_once_share_the_work_and_match_a_clean_run(tmp
     assert sum(out.count("reusing finished job") for out, _ in outs) == 2, outs
     a = [json.loads(p.read_text()) for p in records(tmp_path / "clean")]
     b = [json.loads(p.read_text()) for p in records(tmp_path / "twice")]
+    assert [r["warm_from"] for r in a] == [None, 32]                          # B=64 started warm
     assert [r["search_start"] for r in a] == [r["search_start"] for r in b]    # the same warm starts
     for ra, rb in zip(a, b):
         same_trials(ra, rb)
