@@ -142,10 +142,14 @@ def test_two_identical_commands_at_once_share_the_work_and_match_a_clean_run(tmp
     """The same command twice into one sweep: each job is locked, so the second process waits and
     reuses, jobs finish in the same order in both, and every warm start sees the same neighbours."""
     args = [*TINY, *BISECT, "batch=32,64", f"out_dir={tmp_path}"]
-    clean = run_cli(*args, "name=clean", cwd=tmp_path)
-    assert clean.returncode == 0, clean.stderr[-2000:]
-    procs = [subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args, "name=twice"], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+
+    def start(name):
+        return subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *args, f"name={name}"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    clean, *procs = start("clean"), start("twice"), start("twice")   # the clean run in its own folder, meanwhile
+    _, clean_err = clean.communicate(timeout=300)
+    assert clean.returncode == 0, clean_err[-2000:]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     # each job was trained by one process and reused by the other
