@@ -277,3 +277,49 @@ def test_a_reference_trial_below_the_edge_shows_what_a_comfortable_lr_reaches():
     plain = []
     find_max_lr(planted(0.001, 0.2, 0.2, plain), start=0.05)
     assert len(calls) == len(plain) + 1
+
+
+def test_bisect_stops_at_search_max_trials_and_says_what_its_trials_show():
+    """search=bisect made 27 trials at search.max_trials=4: the cap holds, each edge is what its
+    trials show (a bracket wider than the tolerance, a lower bound, nothing trained), and the
+    reference trial comes on top of the cap, as in search=adaptive."""
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.point.run import trial_cap
+    from spectral_sweep.search.bisect import locate
+
+    def search(*overrides):
+        return compose("search=bisect", *overrides).search
+
+    free = []
+    locate(search("search.reference=null"), planted(0.01, 0.15, 1.3, free), lr=0.05)
+    assert len(free) > 4                                              # the uncapped search goes on
+    calls = []
+    res = locate(search("search.max_trials=4", "search.reference=null"), planted(0.01, 0.15, 1.3, calls), lr=0.05)
+    assert calls == free[:4] and len(res.trials) == 4 and res.capped
+    # 0.05 trains, 0.2 stalls, 0.1 and 0.141 train: the bracket the 4 trials give, not yet 2^(1/4)
+    assert res.status == "bracketed" and res.bracket == (calls[3], calls[1]) and res.ratio > TOLERANCE
+    assert res.blowup_status == "lower_bound" and res.blowup_bracket == (calls[1], None)   # nothing diverged yet
+    with_reference = locate(search("search.max_trials=4", "search.reference=0.25"), planted(0.01, 0.15, 1.3),
+                            lr=0.05)
+    assert len(with_reference.trials) == 5 and with_reference.trials[-1][0] == pytest.approx(res.lr_max * 0.25)
+    one = locate(search("search.max_trials=1"), planted(0.01, 0.15, 1.3), lr=0.05)
+    assert (one.status, one.bracket, one.capped) == ("lower_bound", (0.05, None), True)
+    none = locate(search("search.max_trials=3"), planted(1.0, 1.0, 5.0), lr=0.05)
+    assert len(none.trials) == 3 and none.status == "nothing_trains" and none.capped
+    uncapped = locate(search(), planted(0.01, 0.15, 1.3), lr=0.05)
+    assert not uncapped.capped and uncapped.ratio <= TOLERANCE * (1 + 1e-9)
+    # the plan line's "at most N trials a point": the edges' cap and the reference, and no lr_opt trials
+    assert trial_cap(search("search.max_trials=4", "search.reference=0.25", "search.optimum=true")) == 5
+
+
+def test_a_bisect_job_stopped_at_its_cap_says_so_in_its_line(tmp_path, capsys):
+    from test_cli import TINY
+
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.point import run as job
+
+    config = compose(*TINY, "search=bisect", "search.max_trials=2", "search.reference=null", "optimizer.lr=0.05",
+                     "batch=16", "device=cpu", "train.channels_last=false")
+    rec = job.run_point(config, tmp_path / "b16")
+    assert len(rec.trials) == 2 and rec.search == "bisect"
+    assert "2 trials (stopped at search.max_trials=2)" in capsys.readouterr().out

@@ -43,7 +43,7 @@ class SearchConfig:
     precision: float = 0.2       # adaptive: stop when the 95% interval of log lr_max is +- this (and of
                                  # log lr_blowup with blowup=true); 0.2 makes 3 batch sizes over 4x
                                  # decisive in ~80% of simulated sweeps (spectral_sweep/search/calibration.py)
-    max_trials: int = 30         # adaptive: at most this many trials per batch size
+    max_trials: int = 30         # adaptive, bisect: at most this many trials per batch size, the reference on top
     parallel: int | None = None  # adaptive: trials per round, run at once; null: auto (point/executor.py);
                                  # with executor=ray, the most that auto takes from the cluster's resources
     executor: Executor = Executor.local   # what runs a round's trials in flight (point/executor.py)

@@ -254,8 +254,15 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
 
 
 def trial_cap(search) -> int:
-    """The most trials search=adaptive makes at one point: the edges', the reference, lr_opt's own."""
-    return search.max_trials + (1 if search.reference else 0) + (search.opt_trials if search.optimum else 0)
+    """The most trials a point's search makes (the plan line's): adaptive, the edges', the reference
+    and lr_opt's own; bisect, the edges' and the reference (it finds no lr_opt); one per lr of a grid."""
+    method = str(search.method)
+    if method in ("fixed", "none"):
+        return 1 if method == "fixed" else 0
+    if method == "grid":
+        return len(search.lrs)
+    optimum = search.opt_trials if search.optimum and method == "adaptive" else 0
+    return search.max_trials + (1 if search.reference else 0) + optimum
 
 
 def _optimum_fields(fit, config: Config) -> dict:
@@ -318,9 +325,10 @@ def _found(record: JobRecord, outcome: SearchResult) -> str:
                 f"spread {outcome.estimate.spread:.2f}, test acc near it {_fmt(record.acc_at_lr_max)}; "
                 f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}){_optimum_text(record)}; "
                 f"{len(record.trials)} trials")
+    capped = f" (stopped at search.max_trials={record.config['search']['max_trials']})" if outcome.capped else ""
     return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
             f"test acc {_fmt(record.acc_at_lr_max)}; lr_blowup={_fmt(blo)}..{_fmt(bhi)}; "
-            f"{len(record.trials)} trials")
+            f"{len(record.trials)} trials{capped}")
 
 
 def _optimum_text(record: JobRecord) -> str:

@@ -25,6 +25,12 @@ quantity the curvature theory speaks of (2 / lambda_max). The search:
    A trial of that bisection that trains above lr_max makes it the new lr_max (the definition is
    "the largest lr that trained"), and the contradiction is listed, as below.
 
+``max_trials`` caps the trials of the two edges (the reference trial comes on top, as in
+``search=adaptive``). A search that reaches it stops where it is, and each edge says what its
+trials show: a trained lr with a failure above it is ``bracketed``, its bracket wider than
+``tolerance`` (``SearchResult.ratio``); trained with nothing above it that failed, ``lower_bound``;
+nothing trained, ``nothing_trains``; and ``SearchResult.capped`` says the cap stopped it.
+
 Trials that contradict the shape (a trained lr above one that failed to train, other than a
 too-small stall, or an lr that did not diverge above one that did) are listed in
 ``SearchResult.non_monotone``: the report flags them, since an edge found among them depends on
@@ -55,11 +61,17 @@ from spectral_sweep.trial.outcomes import DIVERGED, STALLED, TRAINED, outcome_of
 TOLERANCE = 2 ** 0.25
 
 
-class _Trials:
-    """The trials of one search: run each lr once, remember every outcome."""
+class _OutOfTrials(Exception):
+    """The search wanted a trial beyond its ``max_trials``."""
 
-    def __init__(self, trial: Callable[[float], object], lr_min: float, lr_max_cap: float):
-        self.trial, self.lr_min, self.lr_max_cap = trial, lr_min, lr_max_cap
+
+class _Trials:
+    """The trials of one search: run each lr once, remember every outcome; at most ``limit`` of
+    them (None: no limit)."""
+
+    def __init__(self, trial: Callable[[float], object], lr_min: float, lr_max_cap: float,
+                 limit: int | None = None):
+        self.trial, self.lr_min, self.lr_max_cap, self.limit = trial, lr_min, lr_max_cap, limit
         self.made: list = []                 # [(lr, raw result)]
         self.outcomes: dict[float, str] = {}
 
@@ -68,6 +80,8 @@ class _Trials:
         for seen, outcome in self.outcomes.items():
             if math.isclose(seen, lr, rel_tol=1e-9):
                 return outcome
+        if self.limit is not None and len(self.made) >= self.limit:
+            raise _OutOfTrials
         result = self.trial(lr)
         self.made.append((lr, result))
         self.outcomes[lr] = outcome_of(result)
@@ -84,7 +98,8 @@ class _Trials:
 
 def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float = TOLERANCE,
                 step: float = 4.0, lr_min: float = 1e-6, lr_max_cap: float = 100.0,
-                blowup: bool = True, reference: float | None = None) -> SearchResult:
+                blowup: bool = True, reference: float | None = None,
+                max_trials: int | None = None) -> SearchResult:
     """Both edges (see the module doc), each within a bracket of ratio <= ``tolerance``.
 
     ``step`` is the bracketing factor: 4 for a cold start; a warm start (a guess from a
@@ -96,27 +111,39 @@ def find_max_lr(trial: Callable[[float], object], start: float, tolerance: float
     ``reference`` (e.g. 0.25): one more trial at ``reference`` x lr_max unless one was already
     made that far below it. The edge search only visits lrs near the edge, where a short trial
     barely trains; the reference shows what the network reaches comfortably below it (lr_best).
+
+    ``max_trials`` (None: no cap): at most this many trials for the edges; a search stopped there
+    returns what its trials show, with ``capped`` set (module doc).
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
                          f"lr_min={lr_min}, lr_max_cap={lr_max_cap}")
     if not (tolerance > 1 and step > 1):
         raise UsageError(f"search tolerance and step must exceed 1; got {tolerance}, {step}")
-    trials = _Trials(trial, lr_min, lr_max_cap)
+    if max_trials is not None and max_trials < 1:
+        raise UsageError(f"search.max_trials must be at least 1; got {max_trials}")
+    trials = _Trials(trial, lr_min, lr_max_cap, limit=max_trials)
     lr_max, bracket, status = None, (None, None), NOTHING_TRAINS
-    _find_trained(trials, start, step, tolerance)
-    while True:
-        if trials.lrs(TRAINED):
-            lr_max, bracket, status = _upper_edge(trials, step, tolerance)
-        edge = _blowup_edge(trials, step, tolerance, extend=blowup)
-        # a trial of the blow-up bisection that trained above lr_max moves lr_max up to it
-        if not trials.lrs(TRAINED) or trials.lrs(TRAINED)[-1] <= (lr_max or 0):
-            break
+    capped = False
+    try:
+        _find_trained(trials, start, step, tolerance)
+        while True:
+            if trials.lrs(TRAINED):
+                lr_max, bracket, status = _upper_edge(trials, step, tolerance)
+            edge = _blowup_edge(trials, step, tolerance, extend=blowup)
+            # a trial of the blow-up bisection that trained above lr_max moves lr_max up to it
+            if not trials.lrs(TRAINED) or trials.lrs(TRAINED)[-1] <= (lr_max or 0):
+                break
+    except _OutOfTrials:   # the cap: each edge as far as its trials go
+        capped, trials.limit = True, None
+        lr_max, bracket, status = _upper_edge_so_far(trials)
+        edge = _blowup_edge(trials, step, tolerance, extend=False)
     if reference and lr_max is not None:
         target = max(lr_max * reference, lr_min)
         if not any(lr <= target * math.sqrt(tolerance) for lr in trials.outcomes):
             trials.run(target)
-    return SearchResult(lr_max, bracket, status, trials.made, *edge, non_monotone=_contradictions(trials))
+    return SearchResult(lr_max, bracket, status, trials.made, *edge, non_monotone=_contradictions(trials),
+                        capped=capped)
 
 
 def _find_trained(trials: _Trials, start: float, step: float, tolerance: float) -> float | None:
@@ -200,6 +227,17 @@ def _upper_edge(trials: _Trials, step: float, tolerance: float):
         trials.run(math.sqrt(lo * hi))
         lo, hi = bracket()
     return lo, (lo, hi), BRACKETED
+
+
+def _upper_edge_so_far(trials: _Trials):
+    """(lr_max, bracket, status) from the trials made, adding none: where the cap stopped the search."""
+    trained = trials.lrs(TRAINED)
+    if not trained:
+        return None, (None, None), NOTHING_TRAINS
+    above = [lr for lr in trials.lrs(STALLED, DIVERGED) if lr > trained[-1]]
+    if not above:
+        return trained[-1], (trained[-1], None), LOWER_BOUND
+    return trained[-1], (trained[-1], above[0]), BRACKETED
 
 
 def _blowup_edge(trials: _Trials, step: float, tolerance: float, extend: bool):
@@ -298,4 +336,5 @@ def locate(search, trial: Callable[[float], object], lr: float, start: float | N
     first = start if warm else (search.start if search.start is not None else lr)
     return find_max_lr(trial, float(first), tolerance=search.tolerance,
                        step=math.sqrt(search.step) if warm else search.step, lr_min=search.lr_min,
-                       lr_max_cap=search.lr_max_cap, blowup=search.blowup, reference=search.reference)
+                       lr_max_cap=search.lr_max_cap, blowup=search.blowup, reference=search.reference,
+                       max_trials=search.max_trials)

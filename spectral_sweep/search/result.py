@@ -25,6 +25,7 @@ class SearchResult:
     problem: str | None = None                    # inconclusive: what the trials showed (edge.problem)
     optimum: object = None                        # adaptive search: lr_opt's optimum.OptimumFit (None: not asked)
     optimum_trials: int = 0                       # ... and the trials it placed beyond the edges'
+    capped: bool = False                          # bisect: search.max_trials stopped it before its tolerance
 
     @property
     def ratio(self) -> float | None:
