@@ -111,22 +111,25 @@ def test_information_placement_finds_a_planted_edge_like_the_default():
 
 def test_window_shape_gives_both_edges():
     """stalled (too small) | trained | stalled (too large) | diverged, each seed's edges jittered:
-    lr_max sits at the top of the trained window, lr_blowup at the start of divergence."""
-    rng = np.random.default_rng(4)
+    lr_max sits at the top of the trained window, lr_blowup at the start of divergence (six
+    searches: a 95% interval may miss once)."""
+    found = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
 
-    def run(lrs):
-        out = []
-        for lr in lrs:
-            top, blow = math.log(0.1) + 0.15 * rng.standard_normal(), math.log(0.8) + 0.15 * rng.standard_normal()
-            x = math.log(lr)
-            out.append("diverged" if x > blow else "stalled" if x > top or lr < 1e-3 else "trained")
-        return out
+        def run(lrs, rng=rng):
+            out = []
+            for lr in lrs:
+                top, blow = math.log(0.1) + 0.15 * rng.standard_normal(), math.log(0.8) + 0.15 * rng.standard_normal()
+                x = math.log(lr)
+                out.append("diverged" if x > blow else "stalled" if x > top or lr < 1e-3 else "trained")
+            return out
 
-    res = find_edges(run, start=0.01, parallel=2, precision=0.15, max_trials=40, reference=0.25)
-    assert res.bracket[0] < 0.1 < res.bracket[1]
-    assert res.blowup_bracket[0] < 0.8 < res.blowup_bracket[1]
-    assert res.blowup_status == "bracketed"
-    assert any(lr <= 0.026 for lr, _ in res.trials)          # the reference trial at 0.25 x lr_max
+        found.append(find_edges(run, start=0.01, parallel=2, precision=0.15, max_trials=40, reference=0.25))
+    assert sum(r.bracket[0] < 0.1 < r.bracket[1] for r in found) >= 5
+    assert sum(r.blowup_bracket[0] < 0.8 < r.blowup_bracket[1] for r in found) >= 5
+    assert all(r.blowup_status == "bracketed" for r in found)
+    assert all(any(lr <= 0.3 * r.lr_max for lr, _ in r.trials) for r in found)   # the reference at 0.25 x lr_max
 
 
 def test_nothing_trains_and_trained_at_the_cap_are_results():

@@ -13,7 +13,8 @@ log lr, ``lapse`` the rate of failures far below the edge (a seed that stalls at
 ``trained``; for the blow-up edge, success is "did not diverge".
 
 ``fit_edge`` computes the posterior on a grid: mu uniform in log lr over a window around the
-trials, spread log-uniform, lapse and guess on a few small values. Its marginal over mu gives the
+trials, spread log-uniform above ``SPREAD_FLOOR`` and falling off below it, lapse and guess on a
+few small values. Its marginal over mu gives the
 point estimate (the posterior median) and the 95% interval; ``lr_safe`` (where 90% succeed) comes
 from the same posterior. ``next_points`` places the next trials at quantiles of mu's posterior
 (spread over its uncertain region, so that both the location and the spread are learned).
@@ -47,8 +48,23 @@ def _beta_log_weights(values: np.ndarray, b: float = 10.0) -> np.ndarray:
     return np.log(mass / mass.sum())
 
 
-#: The nuisance prior (log) over (spread, lapse, guess): log-uniform spread, Beta(1, 10) lapse, uniform guess.
-NUISANCE_PRIOR = np.broadcast_to(_beta_log_weights(LAPSES)[None, :, None], NUISANCE).copy()
+#: Below this spread (natural log) the prior falls off, as a half-Gaussian 0.35 wide in log spread
+#: (per log unit, 0.057 is 4x less likely than 0.1, and 0.03 some 370x). Trials the search places are rarely
+#: closer than its tolerance (2^0.25, 0.17 in log), so a clean split of a few of them says only that
+#: the spread is below their spacing; with the prior flat down to 0.03, most of the mass then sat on
+#: spreads no trial could tell apart, and the group's shared spread, the product of such points,
+#: collapsed. In planted quickstart sweeps (spread 0.3) it fell below 0.12 in 15% of sweeps, where
+#: point intervals covered 0.77; in a real four-run check a 1-thread run's spread of 0.057 put
+#: B = 64's interval clear of the three others. psignifit's width prior falls off below the stimulus
+#: spacing for the same reason. Real edges measured at the quickstart's budget: 0.22-0.35
+#: (results/outcome_bank).
+SPREAD_FLOOR = 0.1
+_SPREAD_LOG_PRIOR = np.where(SPREADS < SPREAD_FLOOR, -0.5 * (np.log(SPREADS / SPREAD_FLOOR) / 0.35) ** 2, 0.0)
+
+#: The nuisance prior (log) over (spread, lapse, guess): log-uniform spread above SPREAD_FLOOR (falling
+#: off below it), Beta(1, 10) lapse, uniform guess.
+NUISANCE_PRIOR = (_SPREAD_LOG_PRIOR[:, None, None] + _beta_log_weights(LAPSES)[None, :, None]
+                  + np.zeros(NUISANCE))
 #: Resolution of the mu grid, in log lr.
 RESOLUTION = 0.025
 #: The predicted shares of successes at which successive proposals are placed: both sides of one
