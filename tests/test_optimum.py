@@ -134,3 +134,12 @@ def test_lr_opt_costs_at_most_its_own_trials_and_nothing_when_off():
     assert without.optimum is None
     assert len(without.trials) < len(with_opt.trials) <= len(without.trials) + 8
     assert with_opt.optimum.status == optimum.BRACKETED
+
+
+def test_with_no_trained_trial_below_the_ceiling_lr_opt_starts_below_it():
+    """Every trained trial lies above lr_max's lower end (a wide edge): lr_opt's first trials go
+    2x and 4x below the ceiling instead of none (a tiny real point made no lr_opt trial at all)."""
+    empty = fit_optimum([0.05, 0.08], [0.3, 0.25], ceiling=0.03)
+    assert empty.status == optimum.TOO_FEW and empty.centre is None
+    assert optimum.next_lrs(empty, 2, 0, lr_min=1e-6, ceiling=0.03) == pytest.approx([0.015, 0.0075])
+    assert optimum.next_lrs(empty, 2, 0, lr_min=0.01, ceiling=0.03) == pytest.approx([0.015])

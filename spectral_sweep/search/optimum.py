@@ -225,8 +225,9 @@ def next_lrs(fit: OptimumFit, k: int, slot: int, lr_min: float, ceiling: float, 
     """Up to ``k`` lrs that the optimum's fit needs next: down (by ``step``) from the lowest lr
     fitted while the peak may lie below it, up toward ``ceiling`` while it may lie above, else
     around the peak or the window's centre (its two flanks and itself, in turn: the flanks, where
-    the slope is steep, fix the vertex; the centre fixes the level). Empty where nothing can be
-    placed (the peak sits at ``lr_min`` or at the ceiling)."""
+    the slope is steep, fix the vertex; the centre fixes the level); with no trained trial below the
+    ceiling, 2x and 4x below it. Empty where nothing can be placed (the peak sits at ``lr_min`` or
+    at the ceiling)."""
     if fit.status == UPPER_BOUND:
         lrs = [fit.lrs[0] / step ** ((i + 2) / 2) for i in range(k)]
         return [lr for lr in lrs if lr >= lr_min]
@@ -235,8 +236,9 @@ def next_lrs(fit: OptimumFit, k: int, slot: int, lr_min: float, ceiling: float, 
         lrs = [math.exp(math.log(top) + (math.log(ceiling) - math.log(top)) * (i + 1) / (k + 1)) for i in range(k)]
         return lrs if ceiling / top > 1.05 else []
     centre = fit.lr if fit.status == BRACKETED else fit.centre
-    if centre is None:
-        return []
+    if centre is None:           # no trained trial below the ceiling yet: start below it, going down
+        lrs = [ceiling / step ** ((i + 1) / 2) for i in range(k)] if math.isfinite(ceiling) else []
+        return [lr for lr in lrs if lr >= lr_min]
     d = math.log(step)
     offsets = [-d, d, 0.0]
     lrs = [centre * math.exp(offsets[(slot + i) % 3]) for i in range(k)]
