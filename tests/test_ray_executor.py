@@ -178,7 +178,10 @@ def test_a_stop_with_ray_is_one_line_and_leaves_no_ray_process(tmp_path, request
     raylet_parent = os.getpid() if how == "sigterm" else None
     proc = subprocess.Popen([sys.executable, "-m", "spectral_sweep.cli", *SMALL, "train.steps=400",
                              "search.executor=ray", f"out_dir={tmp_path}"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as a terminal's command gets it: a suite started in the background (`cmd &`)
+                            # runs with SIGINT ignored, and the command would inherit that (as in test_cli)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     raylet_parent = raylet_parent or proc.pid
     try:
         deadline = time.monotonic() + 60
