@@ -623,8 +623,8 @@ def test_lr_opt_is_refitted_under_the_rows_lr_max_and_the_jobs_own_is_kept_besid
     table's lr_opt is refitted under it from the same trials, by the code that makes the report
     (lr_opt_job keeps the record's, even one an earlier fit made). A point alone in its group gets
     the same number from both."""
-    from spectral_sweep.report.tables import optimum_fit
     from spectral_sweep.search.adaptive import priors_from
+    from spectral_sweep.search.optimum import fit_trials
     from spectral_sweep.trial.record import TrialRecord
 
     first = _optimum_record(8, math.log(0.01), 4)
@@ -642,7 +642,7 @@ def test_lr_opt_is_refitted_under_the_rows_lr_max_and_the_jobs_own_is_kept_besid
         for record in records:
             row = table.loc[record["batch_size"]]
             trials = [TrialRecord.from_dict(t) for t in record["trials"]]
-            fit = optimum_fit(trials, "test_acc", row["lr_lo"])
+            fit = fit_trials([(t.lr, t) for t in trials], "test_acc", row["lr_lo"])
             assert row["lr_opt_status"] == fit.status and record["lr_opt_status"] is not None
             if fit.lr is not None:
                 assert row["lr_opt"] == pytest.approx(fit.lr, rel=1e-9)

@@ -22,7 +22,6 @@ from spectral_sweep.point.record import JobRecord
 from spectral_sweep.point.store import load_records
 from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, upper_edge_data
-from spectral_sweep.trial.outcomes import TRAINED
 
 GROUP = ["model", "dataset", "optimizer"]
 BRACKETED = "bracketed"
@@ -40,7 +39,12 @@ def group_of(record: JobRecord) -> tuple:
 
 def select(frame: pd.DataFrame, key) -> pd.DataFrame:
     """The rows of ``frame`` that belong to the group ``key`` (a tuple of ``GROUP`` values)."""
-    return frame[(frame[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
+    return frame[in_group(frame, key)]
+
+
+def in_group(frame: pd.DataFrame, key) -> pd.Series:
+    """Whether each row of ``frame`` belongs to the group ``key``."""
+    return (frame[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)
 
 
 def label(key) -> str:
@@ -277,19 +281,11 @@ def _refit_optima(df: pd.DataFrame, key, records: list[JobRecord]) -> None:
         if r.lr_opt_status is not None and r.objective is not None:
             by_b.setdefault(r.batch_size, []).append(r)
     for b, found in by_b.items():
-        row = (df[GROUP] == pd.Series(key, index=GROUP)).all(axis=1) & df["batch_size"].eq(b)
+        row = in_group(df, key) & df["batch_size"].eq(b)
         ceiling = as_number(df.loc[row, "lr_lo"].iloc[0]) or math.inf
-        trials = [t for r in found for t in r.trials]
-        fit = optimum_fit(trials, found[0].objective, ceiling)
+        fit = optimum.fit_trials([(t.lr, t) for r in found for t in r.trials], found[0].objective, ceiling)
         df.loc[row, ["lr_opt", "lr_opt_lo", "lr_opt_hi", "lr_opt_status", "lr_opt_se", "quality_at_opt"]] = [
             fit.lr, fit.lo, fit.hi, fit.status, fit.log_se, fit.quality]
-
-
-def optimum_fit(trials, objective: str, ceiling: float):
-    """lr_opt's fit from a point's trial records, as the search makes it (trained trials only)."""
-    return optimum.fit_optimum([t.lr for t in trials],
-                               [optimum.quality(t, objective) if t.outcome == TRAINED else None for t in trials],
-                               ceiling=ceiling, objective=objective)
 
 
 def _own_fit(point):
@@ -297,7 +293,7 @@ def _own_fit(point):
 
 
 def _put(df: pd.DataFrame, key, b: int, name: str, fit, own) -> None:
-    row = (df[GROUP] == pd.Series(key, index=GROUP)).all(axis=1) & df["batch_size"].eq(b)
+    row = in_group(df, key) & df["batch_size"].eq(b)
     lo, hi = ("lr_lo", "lr_hi") if name == "lr_max" else (f"{name}_lo", f"{name}_hi")
     df.loc[row, [name, lo, hi, f"{name}_se"]] = [fit.lr, fit.lo, fit.hi, fit.log_se]
     if name == "lr_max":

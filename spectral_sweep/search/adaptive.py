@@ -339,10 +339,7 @@ def _find_optimum(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float, k
 
 
 def _optimum_fit(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float) -> optimum.OptimumFit:
-    return optimum.fit_optimum([lr for lr, _ in trials.made],
-                               [optimum.quality(r, opt.objective) if outcome_of(r) == TRAINED else None
-                                for _, r in trials.made],
-                               ceiling=ceiling, objective=opt.objective)
+    return optimum.fit_trials(trials.made, opt.objective, ceiling)
 
 
 def _upper(trials: _Trials, status: str, priors: Priors) -> edge.EdgePosterior | None:

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats
 
 from spectral_sweep.config.search import Objective
+from spectral_sweep.trial.outcomes import TRAINED, outcome_of
 
 BRACKETED, UPPER_BOUND, LOWER_BOUND = "bracketed", "upper_bound", "lower_bound"
 FLAT, TOO_FEW = "flat", "too_few"
@@ -156,6 +157,14 @@ def fit_optimum(lrs, qualities, ceiling: float = math.inf, window: float = WINDO
     if hi_open or grid[best] >= x.max():
         return OptimumFit(lo, lo, None, LOWER_BOUND, **common)
     return OptimumFit(math.exp(grid[best]), lo, hi, BRACKETED, **common, curvature=sign * curvature)
+
+
+def fit_trials(made, objective: Objective | str, ceiling: float) -> OptimumFit:
+    """lr_opt from a point's trials, [(lr, result)] (a result: an outcome, a mapping or a trial record),
+    the trained ones fitted: what the search fits and what the report refits."""
+    return fit_optimum([lr for lr, _ in made],
+                       [quality(r, objective) if outcome_of(r) == TRAINED else None for _, r in made],
+                       ceiling=ceiling, objective=objective)
 
 
 def _usable(lrs, qualities, ceiling: float) -> tuple[np.ndarray, np.ndarray]:

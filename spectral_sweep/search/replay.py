@@ -226,19 +226,20 @@ def _smoothed(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return w @ y / w.sum(axis=1)
 
 
+def _trained_accuracies(bank: Bank, ceiling: float) -> tuple[np.ndarray, np.ndarray]:
+    """(log lr, test accuracy) of the bank's trained trials below ``ceiling``."""
+    pairs = [(math.log(lr), a) for lr, found, accs in zip(bank.lrs, bank.outcomes, bank.accuracies)
+             for o, a in zip(found, accs) if o == TRAINED and a is not None and lr < ceiling]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
 def optimum_truth(bank: Bank, ceiling: float, resamples: int = 1000, seed: int = 0) -> OptimumTruth | None:
     """The bank's lr_opt from its trained trials below ``ceiling`` (the bank's edge of training:
     above it quality falls off a cliff); None where the peak lies within a grid step of the
     lowest or highest lr (the grid does not bracket it)."""
-    x, y = [], []
-    for lr, found, accs in zip(bank.lrs, bank.outcomes, bank.accuracies):
-        for o, a in zip(found, accs):
-            if o == TRAINED and a is not None and lr < ceiling:
-                x.append(math.log(lr))
-                y.append(a)
+    x, y = _trained_accuracies(bank, ceiling)
     if len(x) < 3:
         return None
-    x, y = np.array(x), np.array(y)
     grid = np.linspace(x.min(), x.max(), 400)
     curve = _smoothed(x, y, grid)
     peak = grid[int(np.argmax(curve))]
@@ -251,15 +252,6 @@ def optimum_truth(bank: Bank, ceiling: float, resamples: int = 1000, seed: int =
     return OptimumTruth(math.exp(peak), math.exp(lo), math.exp(hi), float(curve.max()))
 
 
-def accuracy_at(bank: Bank, lr: float, ceiling: float) -> float:
-    """The bank's smoothed mean accuracy at ``lr`` (what training there gives, on average)."""
-    x = np.array([math.log(a) for a, found in zip(bank.lrs, bank.outcomes) for o in found])
-    y = np.array([acc if (o == TRAINED and acc is not None) else np.nan
-                  for found, accs in zip(bank.outcomes, bank.accuracies) for o, acc in zip(found, accs)])
-    keep = ~np.isnan(y) & (x < math.log(ceiling))
-    return float(_smoothed(x[keep], y[keep], np.array([math.log(lr)]))[0])
-
-
 def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision: float = 0.3,
                    opt: optimum.OptimumSearch | None = None, parallel: int = 2, step: float = 4.0) -> dict:
     """``n`` searches of the point as `make demo` runs it (edges, the reference trial at lr_max/4,
@@ -270,14 +262,16 @@ def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision
     if truth is None:
         raise ValueError(f"bank {bank.name}: its grid does not bracket the peak of accuracy")
     rng, runs = np.random.default_rng(seed), []
+    x, y = _trained_accuracies(bank, edge_truth.lo)      # what training at an lr gives, on average
     for _ in range(n):
         found = find_edges(Replay(bank, rng), start, precision=precision, parallel=parallel, step=step,
                            opt=opt or optimum.OptimumSearch())
         fit = found.optimum
-        at = accuracy_at(bank, fit.lr, edge_truth.lo) if fit is not None and fit.status == optimum.BRACKETED else None
+        bracketed = fit is not None and fit.status == optimum.BRACKETED
+        at = float(_smoothed(x, y, np.array([math.log(fit.lr)]))[0]) if bracketed else None
         runs.append((fit.status if fit is not None else "none", found.optimum_trials,
-                     None if fit is None or fit.status != optimum.BRACKETED else bool(fit.lo <= truth.lr <= fit.hi),
-                     fit.half_width() if fit is not None and fit.status == optimum.BRACKETED else None,
+                     bool(fit.lo <= truth.lr <= fit.hi) if bracketed else None,
+                     fit.half_width() if bracketed else None,
                      _bound_holds(fit, truth.lr), at))
     judged = [r for r in runs if r[2] is not None]
     bounds = [r for r in runs if r[0] in (optimum.UPPER_BOUND, optimum.LOWER_BOUND)]
