@@ -1,6 +1,7 @@
 """find_max_lr against known stability edges: a hidden threshold, and gradient descent on
 quadratics whose edge is 2(1 + momentum) / lambda_max exactly."""
 
+import json
 import math
 
 import pytest
@@ -321,5 +322,24 @@ def test_a_bisect_job_stopped_at_its_cap_says_so_in_its_line(tmp_path, capsys):
     config = compose(*TINY, "search=bisect", "search.max_trials=2", "search.reference=null", "optimizer.lr=0.05",
                      "batch=16", "device=cpu", "train.channels_last=false")
     rec = job.run_point(config, tmp_path / "b16")
-    assert len(rec.trials) == 2 and rec.search == "bisect"
+    assert len(rec.trials) == 2 and rec.search == "bisect" and rec.capped
+    assert json.loads((tmp_path / "b16" / "record.json").read_text())["capped"] is True
     assert "2 trials (stopped at search.max_trials=2)" in capsys.readouterr().out
+    free = job.run_point(compose(*TINY, "search=bisect", "search.reference=null", "optimizer.lr=0.05", "batch=16",
+                                 "device=cpu", "train.channels_last=false", "train.steps=2"), tmp_path / "free")
+    assert not free.capped
+
+
+def test_the_plan_says_one_trial_in_flight_where_the_search_runs_one_at_a_time(tmp_path):
+    """Only the adaptive search runs trials in rounds of K; bisect, grid, fixed and a learner that
+    chooses its own lr run one after another, and the plan line says so."""
+    from test_cli import TINY
+
+    from spectral_sweep import preflight
+
+    def plan(*args):
+        return preflight.check_command([*TINY, "search.parallel=2", f"out_dir={tmp_path}", *args]).summary()
+
+    assert "with 2 in flight" in plan("search=adaptive")
+    for args in (["search=bisect"], ["search=grid"], ["search=fixed"], ["optimizer=lanczos_sgd", "search=fixed"]):
+        assert "with 1 in flight" in plan(*args), args

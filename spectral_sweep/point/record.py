@@ -51,6 +51,7 @@ class JobRecord:
     warm_from: int | None = None          # the batch size whose lr_max gave search_start; None: a cold start
     learned_from: list = field(default_factory=list)   # adaptive: batch sizes whose trials gave the spread prior
     in_flight: int | None = None          # K, the trials of a search round (point/pool.py)
+    capped: bool = False                  # bisect: search.max_trials stopped it before its tolerance
     non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
     lr_best: float | None = None
     best_test_acc: float | None = None

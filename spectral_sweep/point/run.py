@@ -92,7 +92,7 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     settings = fastpath.for_point(config, settings, make_model, data, sweep_dir or job_dir,   # auto: by timing
                                   on_timed=timed.append, trials=1 if owns_lr(config.optimizer) else None)
     identity = trial_identity(config)
-    adaptive = str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
+    adaptive = in_rounds(config)
     in_flight = executor.in_flight(config.search, str(device)) if adaptive else 1
     cap = trial_cap(config.search) if adaptive else None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
@@ -245,12 +245,18 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         lr_max_se=fit.log_se if fit else None, lr_safe=fit.lr_safe if fit else None,
         edge_spread=fit.spread if fit else None, lr_blowup_se=blow.log_se if blow else None, job_num=job_num,
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
-        **_optimum_fields(peak, config), lr_opt_trials=outcome.optimum_trials,
+        **_optimum_fields(peak, config), lr_opt_trials=outcome.optimum_trials, capped=outcome.capped,
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
         test_size=len(data.test), num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget),
         job_key=job_key, group_key=group_key, spectrum=spectrum, device=device_name(device), config=config.to_dict(),
         **provenance())
+
+
+def in_rounds(config: Config) -> bool:
+    """The adaptive search runs K trials at once, a round; bisect, a grid, a fixed lr and a learner
+    that chooses its own lr run one trial after another."""
+    return str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
 
 
 def trial_cap(search) -> int:
