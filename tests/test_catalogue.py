@@ -1,7 +1,7 @@
 """The bad-input catalogue: every input below is refused in one line, before any job starts,
 with nothing written. In-process through preflight.check_command, which cli.main runs before
-Hydra launches anything (fast); test_cli_refusals.py runs a sample of 17 through the real command and
-checks that the folder it ran in is unchanged."""
+Hydra launches anything (fast); test_cli_refusals.py runs a sample of 21 through the command's
+entry point (4 of them in a fresh process) and checks that the folder it ran in is unchanged."""
 
 
 import pytest
