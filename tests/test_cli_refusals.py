@@ -47,7 +47,7 @@ def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_writt
     (tmp_path / "out" / "sweep" / "keep.txt").write_text("an earlier sweep's file")
     before = tree(tmp_path)
     if case in IN_A_FRESH_PROCESS:
-        out = cli(*command(args, tmp_path / "out"), cwd=tmp_path)
+        out = cli(*command(args, tmp_path / "out"), cwd=tmp_path, fresh=True)
         code, stderr = out.returncode, out.stderr
     else:
         code, stderr = in_this_process(command(args, tmp_path / "out"), tmp_path, monkeypatch, capsys)

@@ -99,7 +99,7 @@ def test_corrupt_job_record_is_named_and_the_job_recomputed(tmp_path):
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     (path,) = records(tmp_path / "c")
     path.write_text("{ truncated")
-    out = run_cli(*args, cwd=tmp_path)
+    out = run_cli(*args, cwd=tmp_path, fresh=True)     # the warning on stderr, as a shell sees it
     assert out.returncode == 0
     assert "corrupt job record" in out.stderr and str(path) in out.stderr
     assert json.loads(path.read_text())["batch_size"] == 16
