@@ -11,6 +11,7 @@ reports it), the trial workers stopped either way; the rerun resumes.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import traceback
@@ -89,6 +90,23 @@ def _hide_schema_groups() -> None:
     Hydra.format_config_groups = format_config_groups
 
 
+@contextlib.contextmanager
+def _composed_once(checked: bool):
+    """Hydra's sweeper composes every job's config before launching it (``validate_batch_is_legal``),
+    and its launcher composes it again to run it. preflight.py has already composed each job exactly
+    as the sweeper will and refused what does not compose, so the sweeper's pass is skipped: 0.3-0.5 s
+    a job on a CPU (a fifth of a 20-job sweep's start). Restored after, for a caller in this process."""
+    from hydra.plugins.sweeper import Sweeper
+
+    original = Sweeper.validate_batch_is_legal
+    if checked:
+        Sweeper.validate_batch_is_legal = lambda self, batch: None
+    try:
+        yield
+    finally:
+        Sweeper.validate_batch_is_legal = original
+
+
 def main() -> None:
     """Console script ``spectral-sweep``: every job checked first (preflight.py), then Hydra runs them."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -102,7 +120,8 @@ def main() -> None:
             print(f"spectral-sweep: {plan.summary()}", file=sys.stderr, flush=True)
         else:
             _hide_schema_groups()
-        _job()
+        with _composed_once(plan is not None):
+            _job()
     except KeyboardInterrupt:   # finished trials and jobs are on disk; the rerun picks them up
         fail("interrupted; rerun the same command to resume", code=130)
     except Terminated:

@@ -254,3 +254,24 @@ def test_sweeping_any_key_gives_each_job_its_folder_and_its_row(tmp_path):
     # the shared overrides (search, budget, data size) stay out of the label, the swept one is in it
     assert sorted(set(table["optimizer"])) == ["sgd [optimizer.momentum=0.9]", "sgd [optimizer.momentum=0]"]
     assert list(table.groupby("optimizer").size()) == [2, 2]
+
+
+def test_each_job_is_composed_by_the_preflight_and_once_more_to_run_it(tmp_path, monkeypatch):
+    """Hydra's sweeper would compose every job a third time before launching it; the preflight has
+    composed each exactly as the sweeper will, so that pass is skipped (and restored after)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.plugins.sweeper import Sweeper
+
+    from spectral_sweep import preflight
+
+    calls = []
+    original = ConfigLoaderImpl.load_sweep_config
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    args = [*TINY, "search=fixed", "train.steps=1", "batch=16,32,64", f"out_dir={tmp_path}", "name=c"]
+    preflight.check_command(args)
+    by_preflight, validate = len(calls), Sweeper.validate_batch_is_legal
+    calls.clear()
+    assert cli(*args, cwd=tmp_path).returncode == 0
+    assert len(calls) == by_preflight + 3                      # the preflight's, then one a job to run it
+    assert Sweeper.validate_batch_is_legal is validate
