@@ -79,7 +79,7 @@ class Plan:
         """The plan in one line, before the first trial: the jobs, each trial's length, the trial cap
         of a point, the device and the trials in flight, and where the sweep goes."""
         from spectral_sweep.point.executor import planned_in_flight
-        from spectral_sweep.point.run import in_rounds, trial_cap
+        from spectral_sweep.point.run import in_rounds, planned_cap
 
         first = self.jobs[0].config
         groups = sorted({f"{j.label} {j.config.optimizer.name}" for j in self.jobs})
@@ -87,10 +87,10 @@ class Plan:
         steps = sorted({s for s in (_trial_steps(j.config) for j in self.jobs) if s is not None})
         length = (f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}") + " steps" if steps else "epochs"
         device = _device_of(first.device)
-        cap = trial_cap(first.search)
+        cap = max(planned_cap(j.config) for j in self.jobs)
         in_flight = planned_in_flight(first.search, device) if in_rounds(first) else "1"
         return (f"plan: {len(self.jobs)} job{'s' * (len(self.jobs) != 1)} ({'; '.join(groups)}; B = {sizes}), "
-                f"trials of {length}, at most {cap} trials a point, on {device} with "
+                f"trials of {length}, at most {cap} trial{'s' * (cap != 1)} a point, on {device} with "
                 f"{in_flight} in flight; sweep folder {self.sweep_dir}")
 
 

@@ -343,3 +343,6 @@ def test_the_plan_says_one_trial_in_flight_where_the_search_runs_one_at_a_time(t
     assert "with 2 in flight" in plan("search=adaptive")
     for args in (["search=bisect"], ["search=grid"], ["search=fixed"], ["optimizer=lanczos_sgd", "search=fixed"]):
         assert "with 1 in flight" in plan(*args), args
+    # a learner sets its own lr: one trial whatever the search, and the plan's cap says so
+    assert "at most 1 trial a point" in plan("optimizer=lanczos_sgd")
+    assert "at most 31 trials a point" in plan("optimizer=sgd,lanczos_sgd")     # the sweep's largest

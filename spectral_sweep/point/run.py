@@ -259,6 +259,12 @@ def in_rounds(config: Config) -> bool:
     return str(config.search.method) == "adaptive" and not owns_lr(config.optimizer)
 
 
+def planned_cap(config: Config) -> int:
+    """The most trials this job's point makes: its search's cap, or one where the optimizer sets
+    its own lr (a learner runs one trial whatever the search)."""
+    return 1 if owns_lr(config.optimizer) and str(config.search.method) != "none" else trial_cap(config.search)
+
+
 def trial_cap(search) -> int:
     """The most trials a point's search makes (the plan line's): adaptive, the edges', the reference
     and lr_opt's own; bisect, the edges' and the reference (it finds no lr_opt); one per lr of a grid."""
