@@ -127,6 +127,8 @@ def check_command(argv: list[str]) -> Plan | None:
     """The plan of ``spectral-sweep ARGV`` with every job checked, or None for Hydra's own modes
     (--help, --cfg, --info, ...), which run nothing."""
     args = parse_args(argv)
+    if args.cfg:
+        _check_one_job(args.overrides)
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return None
     from hydra.errors import HydraException
@@ -141,6 +143,14 @@ def check_command(argv: list[str]) -> Plan | None:
             raise UsageError(first_line(e) or f"the overrides do not compose ({type(e).__name__})") from None
     check_writable(plan.sweep_dir)
     return plan
+
+
+def _check_one_job(overrides: list[str]) -> None:
+    """--cfg prints one job's config; a comma list there ended in Hydra's six-line "Ambiguous value"."""
+    swept = [o.input_line for o in _parse(overrides) if o.is_sweep_override()]
+    if swept:
+        raise UsageError(f"--cfg prints one job's config: give one value to each key ({swept[0]} sweeps; "
+                         f"e.g. {swept[0].split('=', 1)[0]}={swept[0].split('=', 1)[1].split(',')[0]})")
 
 
 def _plan(hydra, overrides: list[str]) -> Plan:

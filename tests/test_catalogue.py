@@ -20,6 +20,8 @@ CATALOGUE = [
     (["dataset=emnist"], "unknown dataset 'emnist'"),
     (["train=fast"], "unknown train 'fast'"),
     (["search=golden"], "unknown search 'golden'"),
+    # --cfg prints one job: a comma list there is one line, not Hydra's "Ambiguous value"
+    (["--cfg", "job", "batch=8,16"], "--cfg prints one job's config: give one value to each key (batch=8,16 sweeps"),
     (["spectrum=fisher"], "unknown spectrum 'fisher'"),
     (["experiment=nope"], "unknown experiment 'nope'"),
     (["hydra/launcher=nope"], "unknown hydra/launcher 'nope'"),
