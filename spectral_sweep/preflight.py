@@ -149,8 +149,7 @@ def _check_one_job(overrides: list[str]) -> None:
     """--cfg prints one job's config; a comma list there ended in Hydra's six-line "Ambiguous value"."""
     swept = [o.input_line for o in _parse(overrides) if o.is_sweep_override()]
     if swept:
-        raise UsageError(f"--cfg prints one job's config: give one value to each key ({swept[0]} sweeps; "
-                         f"e.g. {swept[0].split('=', 1)[0]}={swept[0].split('=', 1)[1].split(',')[0]})")
+        raise UsageError(f"--cfg prints one job's config: give one value to each key ({swept[0]} sweeps)")
 
 
 def _plan(hydra, overrides: list[str]) -> Plan:
