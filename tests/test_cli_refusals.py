@@ -1,15 +1,12 @@
 """Bad input through the real command: one line on stderr, exit 2, no traceback, nothing written
 (the whole catalogue runs through the preflight in test_catalogue.py; the sweeps are test_cli.py's).
-The sample goes through the console script's entry point, `cli.main`, in this process; a few of
-it also in a fresh process, as a shell runs it (an interpreter each costs more than the check)."""
+The sample goes through the console script's entry point, `cli.main`, in this process (test_cli.cli);
+a few of it in a fresh process, as a shell runs it (an interpreter each costs more than the check)."""
 
-import sys
 from pathlib import Path
 
 import pytest
 from test_cli import cli
-
-from spectral_sweep import cli as command_line
 
 # A sample of the catalogue: the folder it ran in must be exactly as before.
 SAMPLE = ["model=vgg99", "batch=8,0", "seed=abc", "search.tolerance=1.2,1", "-m batch=8,0",
@@ -26,19 +23,8 @@ def tree(root: Path) -> dict:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
-def in_this_process(args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str]:
-    """The console script's ``main`` with this argv: its exit status and its stderr."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["spectral-sweep", *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        command_line.main()
-    return e.value.code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize("case", SAMPLE)
-def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_written(tmp_path, case, monkeypatch,
-                                                                                   capsys):
+def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_written(tmp_path, case):
     from test_catalogue import CATALOGUE, command
 
     args = case.split()
@@ -46,11 +32,8 @@ def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_writt
     (tmp_path / "out" / "sweep").mkdir(parents=True)
     (tmp_path / "out" / "sweep" / "keep.txt").write_text("an earlier sweep's file")
     before = tree(tmp_path)
-    if case in IN_A_FRESH_PROCESS:
-        out = cli(*command(args, tmp_path / "out"), cwd=tmp_path, fresh=True)
-        code, stderr = out.returncode, out.stderr
-    else:
-        code, stderr = in_this_process(command(args, tmp_path / "out"), tmp_path, monkeypatch, capsys)
+    out = cli(*command(args, tmp_path / "out"), cwd=tmp_path, fresh=case in IN_A_FRESH_PROCESS)
+    code, stderr = out.returncode, out.stderr
     assert code == 2, (code, stderr)
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.strip()]
@@ -58,10 +41,10 @@ def test_bad_input_through_the_real_command_is_one_line_exit_2_and_nothing_writt
     assert tree(tmp_path) == before
 
 
-def test_a_torchvision_preset_without_its_files_is_exit_2_before_the_sweep_folder(tmp_path, monkeypatch, capsys):
-    code, stderr = in_this_process(["dataset=cifar100", "dataset.root=/nonexistent", "model=vgg11_bn",
-                                    "model.width=0.125", "train.steps=8", f"out_dir={tmp_path / 'out'}"],
-                                   tmp_path, monkeypatch, capsys)
+def test_a_torchvision_preset_without_its_files_is_exit_2_before_the_sweep_folder(tmp_path):
+    out = cli("dataset=cifar100", "dataset.root=/nonexistent", "model=vgg11_bn", "model.width=0.125",
+              "train.steps=8", f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
+    code, stderr = out.returncode, out.stderr
     assert code == 2 and stderr.count("\n") == 1, stderr
     assert "no CIFAR100 data in /nonexistent/cifar-100-python" in stderr and "dataset.download=true" in stderr
     assert list(tmp_path.iterdir()) == []
@@ -71,9 +54,9 @@ def test_the_sample_is_large_enough():
     assert len(SAMPLE) >= 15 and set(IN_A_FRESH_PROCESS) <= set(SAMPLE)
 
 
-def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch, capsys):
-    code, stderr = in_this_process(["model=vgg11_bn", "model.width=0.125", "dataset=cifar100",
-                                    f"dataset.root={tmp_path / 'nowhere'}", f"out_dir={tmp_path}"],
-                                   tmp_path, monkeypatch, capsys)
+def test_dataset_root_without_data_says_where_it_looked_and_how_to_get_it(tmp_path):
+    out = cli("model=vgg11_bn", "model.width=0.125", "dataset=cifar100", f"dataset.root={tmp_path / 'nowhere'}",
+              f"out_dir={tmp_path}", cwd=tmp_path)
+    code, stderr = out.returncode, out.stderr
     assert code == 2 and "Traceback" not in stderr
     assert str(tmp_path / "nowhere") in stderr and "dataset.download=true" in stderr
