@@ -275,3 +275,21 @@ def test_each_job_is_composed_by_the_preflight_and_once_more_to_run_it(tmp_path,
     assert cli(*args, cwd=tmp_path).returncode == 0
     assert len(calls) == by_preflight + 3                      # the preflight's, then one a job to run it
     assert Sweeper.validate_batch_is_legal is validate
+
+
+def test_a_grid_or_bisect_point_says_its_cost_after_its_first_trial_and_a_single_trial_does_not(tmp_path):
+    """Searches that run one trial at a time say the point's cost once, from the first trial: a
+    grid's cap is its lrs, a bisection's its search.max_trials and the reference; a fixed lr's one
+    trial has nothing left to say it for."""
+    common = [*TINY, "train.steps=4", "batch=16", f"out_dir={tmp_path}"]
+    for name, args, cap in (("g", ["search=grid", "search.lrs=[0.01,0.1,1]"], 3),
+                            ("b", ["search=bisect", "search.max_trials=4"], 5),     # 4 and the reference
+                            ("f", ["search=fixed"], None)):
+        out = cli(*common, *args, f"name={name}", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        cost = [line for line in (out.stdout + out.stderr).splitlines() if " s a step (" in line]
+        if cap is None:
+            assert cost == [], cost
+            continue
+        assert len(cost) == 1 and "(measured on its first trial)" in cost[0] and "1 in flight" in cost[0], cost
+        assert f"({cap} trials), at most " in cost[0] and cost[0].endswith(f"({cap} trials), 1 in flight"), cost

@@ -94,10 +94,10 @@ def _run_point(config: Config, job_dir: Path, sweep_dir, model_label, job_num: i
     identity = trial_identity(config)
     adaptive = in_rounds(config)
     in_flight = executor.in_flight(config.search, str(device)) if adaptive else 1
-    cap = trial_cap(config.search) if adaptive else None
+    cap = planned_cap(config) or None
     runner = TrialRunner(make_model, data, settings, _hooks(config, data, device), identity, TrialCache(job_dir),
                          in_flight=in_flight, cap=cap, open_pool=executor.pool_opener(config.search, str(device)),
-                         typical=EXPECTED_TRIALS + (EXPECTED_OPTIMUM_TRIALS if config.search.optimum else 0))
+                         typical=_typical_trials(config, adaptive))
     if timed:   # timed on all threads; K trials in flight share them: a step of each takes up to K x as long
         runner.say_cost(timed[0] * in_flight, "timed before the first trial")
     group_key = config_key({k: v for k, v in identity.items() if k != "batch"})
@@ -263,6 +263,16 @@ def planned_cap(config: Config) -> int:
     """The most trials this job's point makes: its search's cap, or one where the optimizer sets
     its own lr (a learner runs one trial whatever the search)."""
     return 1 if owns_lr(config.optimizer) and str(config.search.method) != "none" else trial_cap(config.search)
+
+
+def _typical_trials(config: Config, adaptive: bool) -> int:
+    """The trials a point usually makes, for its cost line's "about": the adaptive search's from its
+    calibration; a bisection's as the fast path plans it; a grid, a fixed lr or a learner make their cap."""
+    if adaptive:
+        return EXPECTED_TRIALS + (EXPECTED_OPTIMUM_TRIALS if config.search.optimum else 0)
+    if str(config.search.method) == "bisect" and not owns_lr(config.optimizer):
+        return fastpath.BISECT_TRIALS + (1 if config.search.reference else 0)
+    return planned_cap(config)
 
 
 def trial_cap(search) -> int:

@@ -110,6 +110,8 @@ class TrialRunner:
         if result is None:
             result = self._train(lr, key)
             self.cache.put(key, result)
+            if self.cap is not None and self.finished + 1 < self.cap:   # one by one: the first trial tells
+                self._say_measured([result], "measured on its first trial")
         self._done(result)
         return result
 
@@ -129,10 +131,7 @@ class TrialRunner:
         else:
             done = [self.work(*job) for job in todo]
         found.update({key: result for (_, key, _), result in zip(todo, done)})
-        if done and not self.said:   # the fast path timed nothing: the first round's trials tell
-            steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
-            if steps:
-                self.say_cost(seconds / steps, "measured on its first round")
+        self._say_measured(done, "measured on its first round")
         results = [found[key] for _, key, _ in jobs]
         for result in results:
             self._done(result)
@@ -148,6 +147,12 @@ class TrialRunner:
             acc = "" if result.test_acc is None else f", test acc {result.test_acc:.3g}"
             tqdm.write(f"{self.name} trial {self.finished}{f'/{self.cap}' if self.cap else ''}: lr={result.lr:.4g} "
                        f"{result.outcome}{acc}, {result.steps} steps in {result.seconds:.0f} s")
+
+    def _say_measured(self, done: list[TrialRecord], source: str) -> None:
+        """The cost line from the first trials trained, where the fast path timed nothing."""
+        steps, seconds = sum(t.steps for t in done), sum(t.seconds for t in done)
+        if steps and not self.said:
+            self.say_cost(seconds / steps, source)
 
     def say_cost(self, per_step: float, source: str) -> None:
         """Once a point: seconds a step of one trial (with the round's others in flight), minutes a
