@@ -267,12 +267,14 @@ def planned_cap(config: Config) -> int:
 
 def _typical_trials(config: Config, adaptive: bool) -> int:
     """The trials a point usually makes, for its cost line's "about": the adaptive search's from its
-    calibration; a bisection's as the fast path plans it; a grid, a fixed lr or a learner make their cap."""
+    calibration; the others as the fast path plans them (a bisection's with its reference trial);
+    a learner its one."""
     if adaptive:
         return EXPECTED_TRIALS + (EXPECTED_OPTIMUM_TRIALS if config.search.optimum else 0)
-    if str(config.search.method) == "bisect" and not owns_lr(config.optimizer):
-        return fastpath.BISECT_TRIALS + (1 if config.search.reference else 0)
-    return planned_cap(config)
+    if owns_lr(config.optimizer):
+        return planned_cap(config)
+    reference = str(config.search.method) == "bisect" and config.search.reference is not None
+    return fastpath.planned_trials(config.search) + reference
 
 
 def trial_cap(search) -> int:

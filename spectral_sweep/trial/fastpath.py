@@ -212,6 +212,14 @@ PLANNED_TRIALS = {"grid": None, "fixed": 1, "none": 0}   # None: one per search.
 BISECT_TRIALS = 8                     # a typical bisection of both edges (fewer with a warm start)
 
 
+def planned_trials(search) -> int:
+    """The trials a point of this search plans before it knows how many it will take: a grid's lrs,
+    one fixed lr, none, else a typical bisection's (the adaptive search's too: timing pays off long
+    before its cap)."""
+    trials = PLANNED_TRIALS.get(str(search.method), BISECT_TRIALS)
+    return len(search.lrs) if trials is None else trials
+
+
 def for_point(config, settings: TrialSettings, make_model, data, folder,
               on_timed: Callable[[float], None] | None = None, trials: int | None = None) -> TrialSettings:
     """``tune_settings`` for one sweep point of ``config`` (a ``config.Config``), its choices kept
@@ -223,9 +231,7 @@ def for_point(config, settings: TrialSettings, make_model, data, folder,
     from spectral_sweep.trial.train import budget_steps
 
     if trials is None:
-        method = str(config.search.method)
-        trials = PLANNED_TRIALS.get(method, BISECT_TRIALS)
-        trials = len(config.search.lrs) if trials is None else trials
+        trials = planned_trials(config.search)
     per_epoch = max(1, len(data.train) // settings.batch_size)
     planned = trials * budget_steps(settings.budget, per_epoch)
     key = {"model": dataclasses.asdict(config.model), "batch": config.batch}
