@@ -43,6 +43,10 @@ class SearchConfig:
     precision: float = 0.2       # adaptive: stop when the 95% interval of log lr_max is +- this (and of
                                  # log lr_blowup with blowup=true); 0.2 makes 3 batch sizes over 4x
                                  # decisive in ~80% of simulated sweeps (spectral_sweep/search/calibration.py)
+    blowup_precision: float | None = None   # adaptive: the blow-up edge's own target +- (null: precision)
+    verdict_precision: float | None = 0.5   # adaptive: a point after two bracketed ones of its group stops once the
+                                 # group's verdict is the same wherever its lr_max lies in its interval, if that
+                                 # is within +- this (search/group.py); null: every point refines to precision
     max_trials: int = 30         # adaptive, bisect: at most this many trials per batch size, the reference on top
     parallel: int | None = None  # adaptive: trials per round, run at once; null: auto (point/executor.py);
                                  # with executor=ray, the most that auto takes from the cluster's resources
@@ -71,7 +75,8 @@ class SearchConfig:
 SEARCH_RANGES = {"start": maybe(POSITIVE), "precision": POSITIVE, "max_trials": POSITIVE_INT,
                  "parallel": maybe(POSITIVE_INT), "tolerance": Range(1, low_open=True), "step": Range(1, low_open=True),
                  "lr_min": POSITIVE, "lr_max_cap": POSITIVE, "reference": maybe(POSITIVE), "lrs": each(POSITIVE),
-                 "opt_precision": POSITIVE, "gpus_per_trial": POSITIVE, "opt_trials": Range(0, integer=True)}
+                 "opt_precision": POSITIVE, "gpus_per_trial": POSITIVE, "opt_trials": Range(0, integer=True),
+                 "blowup_precision": maybe(POSITIVE), "verdict_precision": maybe(POSITIVE)}
 
 
 def _search_problems(search: SearchConfig):

@@ -52,6 +52,8 @@ class JobRecord:
     learned_from: list = field(default_factory=list)   # adaptive: batch sizes whose trials gave the spread prior
     in_flight: int | None = None          # K, the trials of a search round (point/pool.py)
     capped: bool = False                  # bisect: search.max_trials stopped it before its tolerance
+    settled: bool = False                 # adaptive: stopped short of search.precision once its group's verdict was
+                                          # the same wherever its lr_max lies (search/group.py)
     non_monotone: list = field(default_factory=list)   # trials that contradict stalled|trained|stalled|diverged
     lr_best: float | None = None
     best_test_acc: float | None = None

@@ -37,8 +37,9 @@ from spectral_sweep.point.store import (
 from spectral_sweep.point.trials import EXPECTED_OPTIMUM_TRIALS, EXPECTED_TRIALS, TrialRunner
 from spectral_sweep.search.adaptive import find_edges, priors_from
 from spectral_sweep.search.bisect import locate
+from spectral_sweep.search.group import settles_verdict
 from spectral_sweep.search.optimum import OptimumSearch
-from spectral_sweep.search.result import CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
+from spectral_sweep.search.result import BRACKETED, CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
 from spectral_sweep.trial import fastpath
 from spectral_sweep.trial.optim import momentum_of
 from spectral_sweep.trial.outcomes import TRAINED, best_trial
@@ -209,10 +210,13 @@ def search_adaptive(config: Config, runner: TrialRunner, start: float | None, ea
     first = start if warm else (search.start if search.start is not None else config.optimizer.lr)
     priors = priors_from([[(t.lr, t.outcome) for t in r.trials] for r in earlier])
     opt = OptimumSearch(str(search.objective), search.opt_precision, search.opt_trials) if search.optimum else None
+    bracketed = [(r.batch_size, r.lr_max, r.lr_max_se) for r in earlier if r.lr_max_status == BRACKETED]
+    settled = settles_verdict(bracketed, config.batch, config.optimizer.exponent(), search.verdict_precision)
     return find_edges(runner.run_round, float(first), precision=search.precision, max_trials=search.max_trials,
                       parallel=runner.in_flight, step=math.sqrt(search.step) if warm else search.step,
                       tolerance=search.tolerance, lr_min=search.lr_min, lr_max_cap=search.lr_max_cap,
-                      blowup=search.blowup, reference=search.reference, priors=priors, opt=opt)
+                      blowup=search.blowup, reference=search.reference, priors=priors, opt=opt,
+                      blowup_precision=search.blowup_precision, settled=settled)
 
 
 def _search_start(config: Config, outcome: SearchResult, warm: float | None) -> float | None:
@@ -246,6 +250,7 @@ def make_record(config: Config, outcome: SearchResult, settings: TrialSettings, 
         edge_spread=fit.spread if fit else None, lr_blowup_se=blow.log_se if blow else None, job_num=job_num,
         lr_best=best.lr if best else None, best_test_acc=best.test_acc if best else None,
         **_optimum_fields(peak, config), lr_opt_trials=outcome.optimum_trials, capped=outcome.capped,
+        settled=outcome.settled,
         trials=trials, trials_reused=reused, steps=sum(t.steps for t in trials),
         seconds=sum(t.seconds for t in trials), params=params, train_size=len(data.train),
         test_size=len(data.test), num_classes=data.num_classes, budget=dataclasses.asdict(settings.budget),
@@ -348,11 +353,19 @@ def _found(record: JobRecord, outcome: SearchResult) -> str:
         return (f"lr_max={_fmt(outcome.lr_max)} (95% {_fmt(lo)}..{_fmt(hi)}, lr_safe={_fmt(record.lr_safe)}, "
                 f"spread {outcome.estimate.spread:.2f}, test acc near it {_fmt(record.acc_at_lr_max)}; "
                 f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}){_optimum_text(record)}; "
-                f"{len(record.trials)} trials")
+                f"{len(record.trials)} trials{_settled_text(outcome)}")
     capped = f" (stopped at search.max_trials={record.config['search']['max_trials']})" if outcome.capped else ""
     return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
             f"test acc {_fmt(record.acc_at_lr_max)}; lr_blowup={_fmt(blo)}..{_fmt(bhi)}; "
             f"{len(record.trials)} trials{capped}")
+
+
+def _settled_text(outcome: SearchResult) -> str:
+    """Why an adaptive point stopped short of search.precision: its group's verdict no longer depends on it."""
+    if not outcome.settled:
+        return ""
+    return (f", stopped at +-{outcome.estimate.half_width:.2f}: the group's verdict is the same wherever "
+            "lr_max lies in it")
 
 
 def _optimum_text(record: JobRecord) -> str:

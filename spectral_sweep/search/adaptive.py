@@ -13,10 +13,11 @@ depend on which trial finished first):
    is tried once more with a fresh seed (near a budget's limit only some seeds train). Nothing trained anywhere in
    [lr_min, lr_max_cap]: ``nothing_trains``; still trained at the cap: ``lower_bound``.
 2. refine: place each round's trials where the upper edge's posterior learns most, until the
-   half-width of its 95% interval (in log lr) is at most ``precision`` or ``max_trials`` trials are
-   made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
-   its interval is wider; it is reported with the interval its trials give, never below the upper
-   edge's (a trial that diverged did not train: ``edge.EdgePosterior.fit``).
+   half-width of its 95% interval (in log lr) is at most ``precision``, or ``settled`` says the
+   group's verdict no longer depends on this point (``search/group.py``), or ``max_trials`` trials
+   are made. With ``blowup`` every third trial goes to the blow-up edge (P(diverged | log lr)) while
+   its interval is wider than ``blowup_precision``; it is reported with the interval its trials
+   give, never below the upper edge's (a trial that diverged did not train: ``edge.EdgePosterior.fit``).
 3. reference: one trial at ``reference`` x lr_max, so that a comfortable lr is among the trials
    (``lr_best`` is the lr of the trial with the best test accuracy); both edges are then fitted
    from every trial, this one included.
@@ -113,7 +114,8 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
                parallel: int = 1, step: float = 4.0, tolerance: float = 2 ** 0.25, lr_min: float = 1e-6,
                lr_max_cap: float = 100.0, blowup: bool = True, reference: float | None = 0.25,
                priors: Priors | None = None, opt: optimum.OptimumSearch | None = None,
-               placement: str = "levels") -> SearchResult:
+               placement: str = "levels", blowup_precision: float | None = None,
+               settled: Callable[[edge.EdgePosterior], bool] | None = None) -> SearchResult:
     """Both edges of one batch size, each with a 95% interval (see the module doc).
 
     ``run`` takes a list of lrs and returns one result per lr (an outcome string, a mapping or
@@ -121,21 +123,27 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
     most ``parallel`` lrs, and each call's trials get fresh seeds. With ``opt``, lr_opt too: the
     lr whose trials reach the best quality (``search/optimum.py``), from the same trials and its own.
     ``placement``: where the upper edge's trials go, ``levels`` (``edge.next_points``) or ``info``
-    (``edge.informative_points``, compared in scripts/study_placement.py).
+    (``edge.informative_points``, compared in scripts/study_placement.py). ``blowup_precision``: the
+    blow-up edge's own target half-width (None: ``precision``). ``settled``: a test of the upper
+    edge's posterior that ends the refinement early, true once the group's verdict no longer depends
+    on this point (``search/group.py``); the result then says ``settled``.
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
                          f"lr_min={lr_min}, lr_max_cap={lr_max_cap}")
     if placement not in ("levels", "info"):
         raise UsageError(f"placement must be levels or info; got {placement!r}")
-    if not (precision > 0 and max_trials >= 1 and parallel >= 1 and step > 1 and tolerance > 1):
-        raise UsageError(f"need precision > 0, max_trials >= 1, parallel >= 1, step > 1, tolerance > 1; got "
-                         f"{precision}, {max_trials}, {parallel}, {step}, {tolerance}")
+    blowup_precision = precision if blowup_precision is None else blowup_precision
+    if not (min(precision, blowup_precision) > 0 and max_trials >= 1 and parallel >= 1 and step > 1 and tolerance > 1):
+        raise UsageError(f"need precisions > 0, max_trials >= 1, parallel >= 1, step > 1, tolerance > 1; got "
+                         f"{precision}, {blowup_precision}, {max_trials}, {parallel}, {step}, {tolerance}")
     trials, priors = _Trials(run, lr_min, lr_max_cap), priors or Priors()
     status = _locate(trials, start, step, tolerance, parallel, max_trials)
-    if status == BRACKETED:
-        _refine(trials, precision, max_trials, parallel, blowup, priors, placement)
-    return _result(trials, status, reference, priors, opt, parallel)
+    settled_early = status == BRACKETED and _refine(trials, (precision, blowup_precision), max_trials, parallel,
+                                                    blowup, priors, placement, settled)
+    result = _result(trials, status, reference, priors, opt, parallel)
+    result.settled = settled_early
+    return result
 
 
 def _locate(trials: _Trials, start: float, step: float, tolerance: float, k: int, max_trials: int) -> str:
@@ -220,20 +228,24 @@ def _again(trials: _Trials, start: float, step: float, k: int) -> list[float]:
     return due[:k]
 
 
-def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: bool, priors: Priors,
-            placement: str = "levels") -> None:
-    """Rounds of trials until lr_max's interval is within ``precision``: at its posterior, and, with
-    ``blowup``, every third trial at the blow-up edge's while that is wider (it informs lr_max only
-    where the two edges coincide, so it never takes most of the budget)."""
+def _refine(trials: _Trials, precisions: tuple[float, float], max_trials: int, k: int, blowup: bool, priors: Priors,
+            placement: str = "levels", settled=None) -> bool:
+    """Rounds of trials until lr_max's interval is within ``precisions[0]``: at its posterior, and,
+    with ``blowup``, every third trial at the blow-up edge's while that is wider than ``precisions[1]``
+    (it informs lr_max only where the two edges coincide, so it never takes most of the budget).
+    Returns whether ``settled`` ended it (the group's verdict no longer depends on this point)."""
+    precision, blowup_precision = precisions
     upper = _Tracker(trials.upper_edge_data, priors.trained)
     above = _Tracker(trials.blowup_data, priors.blowup) if blowup else None
     slot = 0
     while len(trials.outcomes) < max_trials:
         post = upper.posterior(trials)
         if post is None or post.half_width() <= precision:
-            return
+            return False
+        if settled is not None and settled(post):
+            return True
         other = above.posterior(trials) if above is not None else None
-        if other is not None and other.half_width() <= precision:
+        if other is not None and other.half_width() <= blowup_precision:
             other = None
         slots = range(slot, slot + min(k, max_trials - len(trials.outcomes)))
         slot = slots.stop
@@ -242,6 +254,7 @@ def _refine(trials: _Trials, precision: float, max_trials: int, k: int, blowup: 
                           else [_propose(post, i) for i in mine]))
         proposals = [placed[i] if i in placed else _propose(other, i) for i in slots]
         trials.run(proposals)
+    return False
 
 
 class _Tracker:

@@ -9,8 +9,9 @@ trials real sweeps show). A failure is a divergence, as for the BatchNorm networ
 quickstart, so both edges coincide.
 
 Points run in the sweep's order; each starts warm from the previous point's lr_max scaled by the
-law, with the previous points' nuisance evidence as its prior (as ``point/run.py`` does), and the
-exponent is fitted on the group's joint estimates (as the report does).
+law, with the previous points' nuisance evidence as its prior, and stops early once the group's
+verdict is settled (``search/group.py``), as ``point/run.py`` does; the exponent is fitted on the
+group's joint estimates (as the report does).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from spectral_sweep import theory
 from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import Priors, find_edges
+from spectral_sweep.search.group import settles_verdict
 from spectral_sweep.search.result import BRACKETED
 
 
@@ -32,6 +34,7 @@ class SweepOutcome:
     verdict: str
     trials: list            # trials per point
     covered: list           # whether each point's 95% interval covers its planted edge
+    settled: list = ()      # whether each point stopped early, its group's verdict settled
 
 
 def planted_trial(mu: float, spread: float, flip: float, rng: np.random.Generator):
@@ -47,20 +50,25 @@ def planted_trial(mu: float, spread: float, flip: float, rng: np.random.Generato
 def simulate_sweep(batch_sizes, exponent: float, expected: float, rng: np.random.Generator, *,
                    spread: float = 0.25, flip: float = 0.03, prefactor: float = 1e-3,
                    precision: float = 0.2, max_trials: int = 30, parallel: int = 2,
-                   start: float = 0.05, placement: str = "levels") -> SweepOutcome:
-    """One simulated sweep of one group: its fitted exponent, verdict, cost and per-point coverage."""
-    points, priors, first = [], Priors(), start
+                   start: float = 0.05, placement: str = "levels",
+                   verdict_precision: float | None = 0.5) -> SweepOutcome:
+    """One simulated sweep of one group: its fitted exponent, verdict, cost and per-point coverage.
+    ``verdict_precision``: as ``search.verdict_precision`` (its default; None: every point to ``precision``)."""
+    points, priors, first, bracketed = [], Priors(), start, []
     for i, b in enumerate(batch_sizes):
         mu = math.log(prefactor) + exponent * math.log(b)
         if i:
             first = points[-1][2] * (b / batch_sizes[i - 1]) ** expected
         result = find_edges(planted_trial(mu, spread, flip, rng), first, precision=precision,
                             max_trials=max_trials, parallel=parallel, step=2.0 if i else 4.0,
-                            reference=None, priors=priors, placement=placement)
+                            reference=None, priors=priors, placement=placement,
+                            settled=settles_verdict(bracketed, b, expected, verdict_precision))
         lrs = [lr for lr, _ in result.trials]
         ok = [o == "trained" for _, o in result.trials]
-        points.append((lrs, ok, result.lr_max or first, mu, result.status))
+        points.append((lrs, ok, result.lr_max or first, mu, result.status, result.settled))
         priors = _add_evidence(priors, lrs, ok)
+        if result.status == BRACKETED:
+            bracketed.append((b, result.lr_max, result.estimate.log_se))
     return _outcome(points, batch_sizes, expected)
 
 
@@ -74,14 +82,14 @@ def _add_evidence(priors: Priors, lrs, ok) -> Priors:
 
 def _outcome(points, batch_sizes, expected) -> SweepOutcome:
     fits = edge.fit_group([(lrs, ok) for lrs, ok, *_ in points])
-    trials = [len(p[0]) for p in points]
+    trials, settled = [len(p[0]) for p in points], [p[5] for p in points]
     covered = [f is not None and f.lo <= math.exp(p[3]) <= f.hi for f, p in zip(fits, points)]
     usable = [(b, f) for b, f, p in zip(batch_sizes, fits, points) if f is not None and p[4] == BRACKETED]
     if len(usable) < 2:
-        return SweepOutcome(None, "inconclusive", trials, covered)
+        return SweepOutcome(None, "inconclusive", trials, covered, settled)
     fit = theory.fit_power_law([b for b, _ in usable], [f.lr for _, f in usable],
                                se=[f.log_se for _, f in usable])
-    return SweepOutcome(fit, theory.verdict(fit, expected), trials, covered)
+    return SweepOutcome(fit, theory.verdict(fit, expected), trials, covered, settled)
 
 
 def calibrate(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0, expected: float = 1.0,
@@ -98,6 +106,7 @@ def calibrate(n_sweeps: int, batch_sizes=(128, 256, 512), exponent: float = 1.0,
                                   for r in runs])),
         "trials_per_point": float(np.mean([t for r in runs for t in r.trials])),
         "point_coverage": float(np.mean([c for r in runs for c in r.covered])),
+        "settled": float(np.mean([s for r in runs for s in r.settled])),
         "half_width": float(np.median([(r.fit.ci_high - r.fit.ci_low) / 2 for r in fitted])),
     }
 

@@ -26,6 +26,8 @@ class SearchResult:
     optimum: object = None                        # adaptive search: lr_opt's optimum.OptimumFit (None: not asked)
     optimum_trials: int = 0                       # ... and the trials it placed beyond the edges'
     capped: bool = False                          # bisect: search.max_trials stopped it before its tolerance
+    settled: bool = False                         # adaptive: stopped short of search.precision, the group's
+                                                  # verdict being the same wherever its edge lies (search/group.py)
 
     @property
     def ratio(self) -> float | None:
