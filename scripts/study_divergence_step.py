@@ -53,11 +53,11 @@ def binary_interval(x, calm, lapses: bool):
     return _interval(post.mu, pmf / pmf.sum())
 
 
-def step_interval(x, calm, steps, budget: int):
+def step_interval(x, calm, steps, budget: int, taus=TAUS):
     """(lo, hi) of mu from the Tobit above: bits for the calm trials, the step for the diverged."""
     post = edge.posterior(np.exp(x), calm)            # its mu grid, widened as the search's
-    mu, s, tau = post.mu[:, None, None], edge.SPREADS[None, :, None], TAUS[None, None, :]
-    loglik = np.zeros((post.mu.size, edge.SPREADS.size, TAUS.size))
+    mu, s, tau = post.mu[:, None, None], edge.SPREADS[None, :, None], taus[None, None, :]
+    loglik = np.zeros((post.mu.size, edge.SPREADS.size, taus.size))
     for xi, ok, t in zip(x, calm, steps):
         if ok:
             loglik += log_ndtr((mu - xi) / s)
@@ -101,7 +101,7 @@ def draw_planted(mu: float, spread: float, tau: float, budget: int, centre: floa
     return out
 
 
-def measure(draw, truth: float, draws: int, budget: int, rng) -> dict:
+def measure(draw, truth: float, draws: int, budget: int, rng, taus=TAUS) -> dict:
     """Coverage of ``truth`` (log lr) and median half-width of each method's interval."""
     found = {"search's bit": [], "bit, no lapses": [], "bit + step": []}
     for _ in range(draws):
@@ -113,7 +113,7 @@ def measure(draw, truth: float, draws: int, budget: int, rng) -> dict:
         steps = [t["steps"] for t in trials]
         found["search's bit"].append(binary_interval(x, calm, lapses=True))
         found["bit, no lapses"].append(binary_interval(x, calm, lapses=False))
-        found["bit + step"].append(step_interval(x, calm, steps, budget))
+        found["bit + step"].append(step_interval(x, calm, steps, budget, taus))
     return {name: (float(np.mean([lo <= truth <= hi for lo, hi in ivs])),
                    float(np.median([(hi - lo) / 2 for lo, hi in ivs])), len(ivs))
             for name, ivs in found.items()}
@@ -125,9 +125,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "outcome_bank" / "divergence_step.md")
     args = parser.parse_args(argv)
     commit, started, rng, rows = git_commit(), time.time(), np.random.default_rng(0), []
-    for n in (8, 12, 16):
-        planted = partial(draw_planted, math.log(0.1), 0.3, 0.5, 200, math.log(0.1), 1.0, n)
-        rows.append(_row("planted: spread 0.3, tau 0.5", n, 1.0, measure(planted, math.log(0.1), args.draws, 200, rng)))
+    for taus, known in ((TAUS, "learned"), (np.array([0.5]), "known")):
+        for n in (8, 12, 16):
+            planted = partial(draw_planted, math.log(0.1), 0.3, 0.5, 200, math.log(0.1), 1.0, n)
+            result = measure(planted, math.log(0.1), args.draws, 200, rng, taus)
+            rows.append(_row(f"planted: spread 0.3, tau 0.5 ({known})", n, 1.0, result))
     for name in BANKS:
         data = json.loads((ROOT / "results" / "outcome_bank" / f"{name}.json").read_text())
         truth = Bank.from_dict(data, name).truth()[1]
@@ -157,7 +159,8 @@ Each row draws n trials {draws} times, uniformly over the grid lrs within "reach
 blow-up edge, each with a fresh seed of the bank (or planted: the Tobit's own world, S = 200), and
 fits the blow-up edge three ways: the search's posterior on the bit (diverged or not) with its lapse
 and guess grid, the same without lapses, and the bit of calm trials plus the step of diverged
-ones. The truth is the bank's own blow-up edge from all of its trials (`search.replay.fit_truth`).
+ones, tau learned from them (or, in the rows marked "known", given: what the step could tell if
+tau were known beforehand). The truth is the bank's own blow-up edge from all of its trials (`search.replay.fit_truth`).
 A cell is the coverage of the truth by the 95% interval / its median half-width in log lr; draws
 whose trials all diverged or none did are left out (the last column counts those fitted).
 
