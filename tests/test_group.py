@@ -128,3 +128,21 @@ def test_a_job_settles_from_its_groups_earlier_records_and_its_line_says_so():
     assert found["0.5"].settled and not found["null"].settled
     assert len(found["0.5"].trials) < len(found["null"].trials)
     assert "stopped at +-0." in job._settled_text(found["0.5"]) and job._settled_text(found["null"]) == ""
+
+
+def test_the_groups_trend_places_a_points_first_trials_but_never_moves_its_interval():
+    """What a point takes from its group is the nuisance (spread, lapses), never the location: the
+    same earlier trials moved 10x up in lr (the same spread, another law) give the point the same
+    interval from the same trials; only its start (placement) comes from the trend."""
+    from spectral_sweep.search.adaptive import priors_from
+
+    rng = np.random.default_rng(2)
+    earlier = [[(lr, "trained" if math.log(lr) < rng.normal(math.log(0.02), 0.25) else "diverged")
+                for lr in np.exp(rng.uniform(math.log(0.005), math.log(0.08), 25))]]
+    moved = [[(lr * 10, o) for lr, o in earlier[0]]]
+    trials = [(lr, math.log(lr) < rng.normal(math.log(0.1), 0.25)) for lr in np.exp(rng.uniform(-3.5, -1.5, 20))]
+    here, there = (edge.posterior(*zip(*trials), priors_from(e).trained).fit() for e in (earlier, moved))
+    assert math.isclose(here.lr, there.lr, rel_tol=0.01) and math.isclose(here.hi, there.hi, rel_tol=0.01)
+    assert math.isclose(here.lo, there.lo, rel_tol=0.01)
+    alone = edge.posterior(*zip(*trials)).fit()
+    assert not math.isclose(alone.hi / alone.lo, here.hi / here.lo, rel_tol=0.01)   # the spread did inform it
