@@ -127,7 +127,9 @@ def test_a_job_settles_from_its_groups_earlier_records_and_its_line_says_so():
         found[setting] = job.search_adaptive(config, PlantedRunner(0.04, seed=3), 0.05, earlier)
     assert found["0.5"].settled and not found["null"].settled
     assert len(found["0.5"].trials) < len(found["null"].trials)
-    assert "stopped at +-0." in job._settled_text(found["0.5"]) and job._settled_text(found["null"]) == ""
+    line = job._settled_text(found["0.5"], 0.2)
+    assert line.startswith(", stopped at +-0.") and "short of search.precision=0.2" in line
+    assert job._settled_text(found["null"], 0.2) == ""
 
 
 def test_the_groups_trend_places_a_points_first_trials_but_never_moves_its_interval():

@@ -353,19 +353,19 @@ def _found(record: JobRecord, outcome: SearchResult) -> str:
         return (f"lr_max={_fmt(outcome.lr_max)} (95% {_fmt(lo)}..{_fmt(hi)}, lr_safe={_fmt(record.lr_safe)}, "
                 f"spread {outcome.estimate.spread:.2f}, test acc near it {_fmt(record.acc_at_lr_max)}; "
                 f"lr_blowup={_fmt(outcome.lr_blowup)} (95% {_fmt(blo)}..{_fmt(bhi)}){_optimum_text(record)}; "
-                f"{len(record.trials)} trials{_settled_text(outcome)}")
+                f"{len(record.trials)} trials{_settled_text(outcome, record.config['search']['precision'])}")
     capped = f" (stopped at search.max_trials={record.config['search']['max_trials']})" if outcome.capped else ""
     return (f"lr_max={_fmt(lo)} (bracket {_fmt(lo)}..{_fmt(hi)}, {outcome.status}, "
             f"test acc {_fmt(record.acc_at_lr_max)}; lr_blowup={_fmt(blo)}..{_fmt(bhi)}; "
             f"{len(record.trials)} trials{capped}")
 
 
-def _settled_text(outcome: SearchResult) -> str:
+def _settled_text(outcome: SearchResult, precision: float) -> str:
     """Why an adaptive point stopped short of search.precision: its group's verdict no longer depends on it."""
     if not outcome.settled:
         return ""
-    return (f", stopped at +-{outcome.estimate.half_width:.2f}: the group's verdict is the same wherever "
-            "lr_max lies in it")
+    return (f", stopped at +-{outcome.estimate.half_width:.3g} short of search.precision={precision:g}: the "
+            "group's verdict is the same wherever lr_max lies in it")
 
 
 def _optimum_text(record: JobRecord) -> str:
