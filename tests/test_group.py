@@ -148,3 +148,14 @@ def test_the_groups_trend_places_a_points_first_trials_but_never_moves_its_inter
     assert math.isclose(here.lo, there.lo, rel_tol=0.01)
     alone = edge.posterior(*zip(*trials)).fit()
     assert not math.isclose(alone.hi / alone.lo, here.hi / here.lo, rel_tol=0.01)   # the spread did inform it
+
+
+def test_a_verdict_decisive_only_just_does_not_settle_a_point():
+    """The job judges on the earlier points' own fits, the report refits them with the spread shared:
+    a verdict decisive by a hair there may turn inconclusive here. So settling asks for an exponent's
+    interval within MARGIN x +-0.25 (+-0.2), not +-0.25."""
+    group, point = [(8, 0.01, 0.12), (16, 0.02, 0.12)], Gaussian(0.04, 0.1)
+    fit = theory.fit_power_law([8, 16, 32], [0.01, 0.02, 0.04], se=[0.12, 0.12, 0.1])
+    assert theory.verdict(fit, 0.5) == "inconsistent" and 0.2 < fit.quantile * fit.stderr < 0.25
+    assert not settles_verdict(group, 32, expected=0.5, loosest=0.5)(point)
+    assert settles_verdict([(8, 0.01, 0.1), (16, 0.02, 0.1)], 32, expected=0.5, loosest=0.5)(Gaussian(0.04, 0.05))
