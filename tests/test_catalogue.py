@@ -125,6 +125,7 @@ CATALOGUE = [
     (["search.lr_min=0"], "search.lr_min must be a positive number, got 0"),
     (["search.lr_max_cap=1e-9"], "search.lr_max_cap (1e-09) must lie above search.lr_min (1e-06)"),
     (["search.start=-1"], "search.start must be a positive number or null, got -1"),
+    (["search.blowup_precision=0"], "search.blowup_precision must be a positive number or null, got 0"),
     # issue 31: Ray's share of a GPU
     (["search.executor=spark"], "expected one of [local, ray]"),
     (["search.gpus_per_trial=0"], "search.gpus_per_trial must be a positive number, got 0"),
@@ -150,6 +151,7 @@ CATALOGUE = [
      "spectrum.density_vectors must be a positive integer, got 0"),
     # a comma list of any key, the -m form, the sweeper's params
     (["search.tolerance=1.2,1"], "search.tolerance must be a number above 1, got 1"),
+    (["search.verdict_precision=0.5,-1"], "search.verdict_precision must be a positive number or null, got -1"),
     (["-m", "batch=8,0"], "batch must be a positive integer, got 0"),
     (['+hydra.sweeper.params.batch="8,0"'], "batch must be a positive integer, got 0"),
     (["experiment=quickstart", "dataset.train_size=32"], "batch size 64 is larger than the training set (32 samples)"),
