@@ -143,3 +143,20 @@ def test_with_no_trained_trial_below_the_ceiling_lr_opt_starts_below_it():
     assert empty.status == optimum.TOO_FEW and empty.centre is None
     assert optimum.next_lrs(empty, 2, 0, lr_min=1e-6, ceiling=0.03) == pytest.approx([0.015, 0.0075])
     assert optimum.next_lrs(empty, 2, 0, lr_min=0.01, ceiling=0.03) == pytest.approx([0.015])
+
+
+def test_placement_around_a_centre_adds_lrs_until_the_window_holds_enough_for_a_fit():
+    """Real trials (Fashion-MNIST, BatchNorm VGG-11, Adam, B = 128, 2 epochs): accuracy 0.67-0.75
+    from lr 0.0003 to 0.018, at lrs exactly 4x apart from the reference trial. Centred on one of
+    them (the kernel's peak is a trial's lr), the flanks-and-centre placement repeated those lrs:
+    the window held three and all 8 of lr_opt's trials left the fit `too_few`. The half steps give
+    it lrs of its own, and on the same flat accuracies it says `flat`."""
+    top = 0.01794                    # the reference trial; the rest were placed at exact 4x steps from it
+    lrs = [top / 64, top / 16, top / 16, top / 4, top / 4, top / 4, top / 4, top]
+    acc = [0.7205, 0.752, 0.725, 0.7365, 0.7255, 0.674, 0.7485, 0.7005]
+    centred = optimum.OptimumFit(None, None, None, optimum.TOO_FEW, n=7, centre=top / 4)
+    placed = [lr for slot in range(0, 8, 2) for lr in optimum.next_lrs(centred, 2, slot, 1e-6, ceiling=0.05)]
+    assert len(set(placed)) == 5 and len(set(placed) - set(lrs)) == 2         # x/2 and 2x are new
+    rng = np.random.default_rng(0)
+    fit = fit_optimum(lrs + placed, acc + list(0.725 + rng.normal(0, 0.025, len(placed))), ceiling=0.05)
+    assert fit.status == optimum.FLAT
