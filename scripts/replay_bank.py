@@ -57,17 +57,21 @@ def rows(replays: int, precision: float, seed: int) -> list[dict]:
 
 
 def table(found: list[dict]) -> str:
-    lines = ["| bank | B | steps | trials | bank's edge [95%] | spread | plateau | start | coverage | trials/point | "
-             "bracketed | other statuses | median half-width | reused draws |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| bank | B | steps | trials | bank's edge [95%] | spread | plateau | bank's trials near the threshold "
+             "| start | coverage | trials/point | bracketed | other statuses | median half-width | reused draws |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         others = ", ".join(f"{k} {v:.2f}" for k, v in r["statuses"].items() if k != "bracketed") or "-"
         lines.append(f"| {r['bank']} | {r['batch']} | {r['budget_steps']} | {r['bank_trials']} | {r['truth']:.4g} "
                      f"[{r['truth_lo']:.4g}, {r['truth_hi']:.4g}] | {r['truth_spread']:.2f} | "
-                     f"{1 - r['truth_lapse']:.2f} | {r['mode']} | "
+                     f"{1 - r['truth_lapse']:.2f} | {_share(r['bank_near_threshold'])} | {r['mode']} | "
                      f"{r['coverage']:.3f} | {r['trials_per_point']:.1f} | {r['bracketed']:.2f} | {others} | "
                      f"{r['half_width']:.2f} | {r['reused_share']:.2f} |")
     return "\n".join(lines)
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share:.2f}"
 
 
 def optimum_rows(replays: int, precision: float, seed: int) -> list[dict]:

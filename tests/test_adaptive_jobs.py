@@ -10,7 +10,7 @@ from spectral_sweep.config.schema import compose
 from spectral_sweep.point import run as job
 from spectral_sweep.seeds import Stream, child_seed
 
-TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=128",
+TINY = ["model=vgg11_bn", "model.width=0.125", "dataset.train_size=256", "dataset.test_size=1000",
         "train.steps=30", "quiet=true", "search.max_trials=6", "search.precision=0.5", "search.reference=null",
         "train.channels_last=false",   # auto would time the memory format anew in each sweep folder
         "search.optimum=false"]        # on where a test asks for lr_opt

@@ -1,6 +1,7 @@
 """A later point stops once its group's verdict no longer depends on it (search/group.py)."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.stats import norm
@@ -104,6 +105,7 @@ class PlantedRunner:
     """What search_adaptive asks of a TrialRunner: rounds of fresh-seed trials, K at a time."""
 
     in_flight = 2
+    data = SimpleNamespace(num_classes=None, test=None)      # outcomes only: no judge's noise to measure
 
     def __init__(self, lr: float, seed: int):
         self.run_round = planted_trial(math.log(lr), 0.25, 0.0, np.random.default_rng(seed))
@@ -130,6 +132,29 @@ def test_a_job_settles_from_its_groups_earlier_records_and_its_line_says_so():
     line = job._settled_text(found["0.5"], 0.2)
     assert line.startswith(", stopped at +-0.") and "short of search.precision=0.2" in line
     assert job._settled_text(found["null"], 0.2) == ""
+
+
+def test_a_job_whose_trials_end_within_the_test_sets_noise_says_inconclusive():
+    """The job measures the judge's noise on its own data (10 classes; 64 or 1,000 test images):
+    the same trials, every finite one ending at accuracy 0.2-0.3 (trained above 0.25), are decided
+    by 64 images' noise and the point is inconclusive; on 1,000 images (floor 0.145) they are not."""
+    from spectral_sweep.config.schema import compose
+    from spectral_sweep.point import run as job
+
+    class NearTheFloor(PlantedRunner):
+        def __init__(self, test_size: int):
+            super().__init__(0.04, seed=3)
+            self.data = SimpleNamespace(num_classes=10, test=[None] * test_size)
+            planted, rng = self.run_round, np.random.default_rng(0)
+            self.run_round = lambda lrs: [{"outcome": o, "test_acc": None if o == "diverged" else
+                                           (0.3 if o == "trained" else 0.2) + rng.normal(0, 0.01)}
+                                          for o in planted(lrs)]
+
+    config = compose("batch=32", "optimizer=sgd", "search.optimum=false", "search.reference=null")
+    small = job.search_adaptive(config, NearTheFloor(64), 0.05, [])
+    large = job.search_adaptive(config, NearTheFloor(1000), 0.05, [])
+    assert small.status == "inconclusive" and "on 64 test images" in small.problem
+    assert large.status == "bracketed" and large.problem is None
 
 
 def test_the_groups_trend_places_a_points_first_trials_but_never_moves_its_interval():

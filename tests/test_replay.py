@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spectral_sweep.search.adaptive import find_edges
 from spectral_sweep.search.replay import Bank, Replay, replay
 
 EDGE = 0.1
@@ -53,6 +54,26 @@ def test_replays_of_a_planted_bank_cover_its_edge_and_report_their_cost():
     assert found["bracketed"] >= 0.95 and 0.85 <= found["coverage"] <= 1.0
     assert 6 <= found["trials_per_point"] <= 30 and found["half_width"] <= 0.35
     assert 0 <= found["reused_share"] < 0.2
+
+
+def test_a_point_judged_by_the_test_sets_noise_says_inconclusive_and_a_point_that_learns_does_not():
+    """Real banks: at 60 steps on 64 test images (barely_B8) most trials of a replayed search end
+    within two binomial errors of the accuracy floor, so its points say `inconclusive` with what to
+    raise, and stay out of the coverage; at 200 steps on 1,000 images (default_B8) none do. The
+    same banks without their test size: no claim, and the search brackets as before."""
+    def bank(name, **meta):
+        data = json.loads((ROOT / "results" / "outcome_bank" / f"{name}.json").read_text())
+        return Bank.from_dict({**data, **meta}, name)
+
+    barely = replay(bank("barely_B8"), 10, start=0.03, seed=0, precision=0.3, step=2.0)
+    assert barely["statuses"].get("inconclusive", 0) >= 0.8 and barely["bank_near_threshold"] > 0.5
+    run = Replay(bank("barely_B8"), np.random.default_rng(0))
+    found = find_edges(run, 0.03, precision=0.3, parallel=2, reference=None, noise=run.bank.noise_check())
+    assert found.status == "inconclusive" and "test set's noise" in found.problem and "train.steps" in found.problem
+    default = replay(bank("default_B8"), 10, start=0.07, seed=0, precision=0.3, step=2.0)
+    assert default["statuses"].get("inconclusive", 0) <= 0.1 and default["bank_near_threshold"] < 0.2
+    untold = replay(bank("barely_B8", test_size=None), 10, start=0.03, seed=0, precision=0.3, step=2.0)
+    assert "inconclusive" not in untold["statuses"] and untold["bank_near_threshold"] is None
 
 
 def test_a_bank_without_an_edge_is_refused():

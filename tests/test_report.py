@@ -475,10 +475,28 @@ def test_the_report_says_when_trials_are_judged_within_the_test_sets_noise():
     from spectral_sweep.report.markdown import flags, judge_noise
 
     barely = judge_noise(_point_of_bank("barely_B8", 64))
-    assert barely is not None and "of the accuracy floor 0.25" in barely and "raise dataset.test_size" in barely
+    assert barely is not None and "of the accuracy 0.250 that decides" in barely and "raise dataset.test_size" in barely
     assert judge_noise(_point_of_bank("default_B8", 1000)) is None
     assert judge_noise(_point_of_bank("barely_B8", None)) is None
     assert "the judge's own noise" in flags([_point_of_bank("barely_B8", 64)])
+    inconclusive = _point_of_bank("barely_B8", 64)
+    inconclusive.lr_max_status, inconclusive.lr_max_problem = "inconclusive", barely   # the search said it
+    assert flags([inconclusive]).count(barely) == 1
+
+
+def test_the_judges_noise_is_measured_at_the_threshold_that_decides_a_trial():
+    """10 classes, 64 test images: the floor is 0.25 (four binomial errors above chance) and the
+    band two errors of it, +-0.108; with train.target_acc = 0.6 the target decides, +-0.122."""
+    from spectral_sweep.trial.outcomes import decided_by_noise, near_threshold
+
+    band = pytest.approx(0.1083, abs=1e-4)
+    assert near_threshold([0.15, 0.25, 0.35, 0.36, 0.9], 10, 64) == (3, 5, pytest.approx(0.25), band)
+    assert decided_by_noise([0.15, 0.25, 0.35, 0.36, 0.9], 10, 64) is not None        # 3 of 5 near
+    assert decided_by_noise([0.15, 0.25, 0.9, 0.95], 10, 64) is None                  # 2 of 4: not most
+    assert decided_by_noise([0.5, 0.55, 0.65, 0.2], 10, 64) is None                   # far from 0.25 ...
+    assert decided_by_noise([0.5, 0.55, 0.65, 0.2], 10, 64, target_acc=0.6) is not None   # ... near the target
+    assert decided_by_noise([None, float("nan")], 10, 64) is None
+    assert decided_by_noise([0.25, 0.25], None, 64) is None and decided_by_noise([0.25], 10, None) is None
 
 
 def test_an_inconclusive_point_is_flagged_with_its_reason_and_left_out_of_the_fit(tmp_path):

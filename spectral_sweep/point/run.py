@@ -42,7 +42,7 @@ from spectral_sweep.search.optimum import OptimumSearch
 from spectral_sweep.search.result import BRACKETED, CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
 from spectral_sweep.trial import fastpath
 from spectral_sweep.trial.optim import momentum_of
-from spectral_sweep.trial.outcomes import TRAINED, best_trial
+from spectral_sweep.trial.outcomes import TRAINED, accuracies_of, best_trial, decided_by_noise
 from spectral_sweep.trial.train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
@@ -212,11 +212,20 @@ def search_adaptive(config: Config, runner: TrialRunner, start: float | None, ea
     opt = OptimumSearch(str(search.objective), search.opt_precision, search.opt_trials) if search.optimum else None
     bracketed = [(r.batch_size, r.lr_max, r.lr_max_se) for r in earlier if r.lr_max_status == BRACKETED]
     settled = settles_verdict(bracketed, config.batch, config.optimizer.exponent(), search.verdict_precision)
+    test = runner.data.test
+    noise = partial(_decided_by_noise, num_classes=runner.data.num_classes,
+                    test_size=len(test) if test is not None else None,
+                    margin=config.train.stall_acc_margin, target_acc=config.train.target_acc)
     return find_edges(runner.run_round, float(first), precision=search.precision, max_trials=search.max_trials,
                       parallel=runner.in_flight, step=math.sqrt(search.step) if warm else search.step,
                       tolerance=search.tolerance, lr_min=search.lr_min, lr_max_cap=search.lr_max_cap,
                       blowup=search.blowup, reference=search.reference, priors=priors, opt=opt,
-                      blowup_precision=search.blowup_precision, settled=settled)
+                      blowup_precision=search.blowup_precision, settled=settled, noise=noise)
+
+
+def _decided_by_noise(results, **judging) -> str | None:
+    """The judge's own noise on a point's trials (a bracketed point it decides is inconclusive)."""
+    return decided_by_noise(accuracies_of(results), **judging)
 
 
 def _search_start(config: Config, outcome: SearchResult, warm: float | None) -> float | None:

@@ -215,28 +215,20 @@ def flags(records: list[JobRecord]) -> str:
             why = r.lr_max_problem or "its trials reject the edge model"
             lines.append(f"- **{where}: lr_max inconclusive**: {why}. Not fitted.")
         lines += [f"- **{where}: not monotone in lr**: {line}" for line in r.non_monotone or []]
-        noise = judge_noise(r)
+        noise = judge_noise(r) if r.lr_max_status != INCONCLUSIVE else None   # else said just above
         if noise:
             lines.append(f"- **{where}: the judge's own noise**: {noise}")
     return ("\n**Flags**\n\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def judge_noise(record: JobRecord) -> str | None:
-    """A point most of whose finite trials end within the test set's binomial noise (2 standard
-    errors) of the accuracy floor that decides trained from stalled: which side they fall is then
-    the test set's sampling, not the lr. None when the record cannot tell (old, or no test set)."""
-    if not (record.test_size and record.num_classes):
-        return None
-    margin = ((record.config or {}).get("train") or {}).get("stall_acc_margin", 0.05)
-    floor = outcomes.accuracy_floor(record.num_classes, record.test_size, margin)
-    band = 2 * math.sqrt(floor * (1 - floor) / record.test_size)
-    judged = [t.test_acc for t in record.trials if t.outcome != outcomes.DIVERGED and t.test_acc is not None]
-    near = sum(abs(acc - floor) < band for acc in judged)
-    if not judged or near <= len(judged) / 2:
-        return None
-    return (f"{near} of {len(judged)} finite trials end within +-{band:.3f} of the accuracy floor {floor:.3f} "
-            f"(2 binomial errors on {record.test_size} test images), so trained or stalled is decided by the "
-            "test set's noise there; raise dataset.test_size (or test_subset) and the budget (train.steps)")
+    """The judge's own noise on a point (``outcomes.decided_by_noise``, the rule a search applies at
+    its end), for records whose search did not apply it; None when the record cannot tell (old, or
+    no test set)."""
+    train = (record.config or {}).get("train") or {}
+    return outcomes.decided_by_noise([t.test_acc for t in record.trials if t.outcome != outcomes.DIVERGED],
+                                     record.num_classes, record.test_size, train.get("stall_acc_margin", 0.05),
+                                     train.get("target_acc"))
 
 
 def _distinct(records: list[JobRecord], field: str) -> tuple[list[str], list[str]]:

@@ -115,7 +115,8 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
                lr_max_cap: float = 100.0, blowup: bool = True, reference: float | None = 0.25,
                priors: Priors | None = None, opt: optimum.OptimumSearch | None = None,
                placement: str = "levels", blowup_precision: float | None = None,
-               settled: Callable[[edge.EdgePosterior], bool] | None = None) -> SearchResult:
+               settled: Callable[[edge.EdgePosterior], bool] | None = None,
+               noise: Callable[[list], str | None] | None = None) -> SearchResult:
     """Both edges of one batch size, each with a 95% interval (see the module doc).
 
     ``run`` takes a list of lrs and returns one result per lr (an outcome string, a mapping or
@@ -126,7 +127,9 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
     (``edge.informative_points``, compared in scripts/study_placement.py). ``blowup_precision``: the
     blow-up edge's own target half-width (None: ``precision``). ``settled``: a test of the upper
     edge's posterior that ends the refinement early, true once the group's verdict no longer depends
-    on this point (``search/group.py``); the result then says ``settled``.
+    on this point (``search/group.py``); the result then says ``settled``. ``noise``: a last look at
+    all the trials' results (the judge's own noise, ``outcomes.decided_by_noise``): a reason there makes
+    a bracketed point ``inconclusive``, as trials that reject the edge model do.
     """
     if not (start > 0 and lr_min > 0 and lr_max_cap > lr_min):
         raise UsageError(f"need 0 < lr_min < lr_max_cap and start > 0; got start={start}, "
@@ -143,6 +146,9 @@ def find_edges(run: Batch, start: float, *, precision: float = 0.2, max_trials: 
                                                     blowup, priors, placement, settled)
     result = _result(trials, status, reference, priors, opt, parallel)
     result.settled = settled_early
+    why = noise([r for _, r in trials.made]) if noise is not None and result.status == BRACKETED else None
+    if why:
+        result.status, result.problem = INCONCLUSIVE, why
     return result
 
 

@@ -22,7 +22,7 @@ from scipy.stats import chi2
 from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, find_edges, upper_edge_data
 from spectral_sweep.search.result import BRACKETED
-from spectral_sweep.trial.outcomes import DIVERGED, TRAINED
+from spectral_sweep.trial.outcomes import DIVERGED, TRAINED, accuracies_of, decided_by_noise, near_threshold
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Bank:
     outcomes: list                  # [[outcome, ...] per grid lr]
     name: str = ""
     accuracies: list | None = None  # [[test accuracy or None, ...] per grid lr], beside ``outcomes``
+    num_classes: int | None = None  # what decided trained from stalled: the judge's own noise
+    test_size: int | None = None    # (outcomes.decided_by_noise), applied by a replay as by a job
 
     @classmethod
     def from_dict(cls, data: dict, name: str = "") -> Bank:
@@ -41,14 +43,31 @@ class Bank:
         for trial in data["trials"]:
             outcomes[trial["grid"]].append(trial["outcome"])
             accuracies[trial["grid"]].append(trial.get("test_acc"))
-        return cls(np.asarray(lrs, dtype=float), outcomes, name, accuracies)
+        return cls(np.asarray(lrs, dtype=float), outcomes, name, accuracies, data.get("num_classes"),
+                   data.get("test_size"))
 
     @classmethod
     def merged(cls, banks: list[Bank], name: str = "") -> Bank:
         """One bank from several of the same point (a grid below another's, to reach its peak)."""
         rows = sorted((lr, o, a) for b in banks for lr, o, a in zip(b.lrs, b.outcomes, b.accuracies or
                                                                     [[None] * len(o) for o in b.outcomes]))
-        return cls(np.array([r[0] for r in rows]), [r[1] for r in rows], name, [r[2] for r in rows])
+        return cls(np.array([r[0] for r in rows]), [r[1] for r in rows], name, [r[2] for r in rows],
+                   banks[0].num_classes, banks[0].test_size)
+
+    def noise_check(self):
+        """The judge's own noise as a job applies it (None: the bank does not say its test set)."""
+        if self.accuracies is None or not (self.num_classes and self.test_size):
+            return None
+        return lambda results: decided_by_noise(accuracies_of(results), self.num_classes, self.test_size)
+
+    def near_threshold(self) -> float | None:
+        """The share of the bank's finite trials within the judge's noise of its threshold (what a
+        replay's inconclusive points answer to; None: the bank does not say its test set)."""
+        if self.accuracies is None or not (self.num_classes and self.test_size):
+            return None
+        accs = [a for found, got in zip(self.outcomes, self.accuracies) for o, a in zip(found, got) if o != DIVERGED]
+        near, judged, _, _ = near_threshold(accs, self.num_classes, self.test_size)
+        return near / judged if judged else None
 
     def all_trials(self) -> list[tuple[float, str]]:
         return [(float(lr), o) for lr, found in zip(self.lrs, self.outcomes) for o in found]
@@ -174,7 +193,7 @@ def replay_once(bank: Bank, truth: Truth, rng: np.random.Generator, *, start: fl
     """One search of the point against the bank's outcomes."""
     run = Replay(bank, rng)
     result = find_edges(run, start, precision=precision, max_trials=max_trials, parallel=parallel,
-                        reference=None, **kwargs)
+                        reference=None, noise=bank.noise_check(), **kwargs)
     fit = result.estimate
     covered = None if fit is None else bool(fit.lo <= truth.lr <= fit.hi)
     return ReplayOutcome(result.status, len(result.trials), covered,
@@ -191,7 +210,7 @@ def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict
     judged = [r for r in runs if r.covered is not None and r.status == BRACKETED]   # inconclusive: no claim
     return {
         "bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
-        "truth_spread": truth.spread, "truth_lapse": truth.lapse,
+        "truth_spread": truth.spread, "truth_lapse": truth.lapse, "bank_near_threshold": bank.near_threshold(),
         "coverage": float(np.mean([r.covered for r in judged])) if judged else float("nan"),
         "bracketed": len(judged) / n,
         "statuses": {s: sum(r.status == s for r in runs) / n for s in sorted({r.status for r in runs})},
@@ -265,7 +284,7 @@ def replay_optimum(bank: Bank, n: int, *, start: float, seed: int = 0, precision
     x, y = _trained_accuracies(bank, edge_truth.lo)      # what training at an lr gives, on average
     for _ in range(n):
         found = find_edges(Replay(bank, rng), start, precision=precision, parallel=parallel, step=step,
-                           opt=opt or optimum.OptimumSearch())
+                           opt=opt or optimum.OptimumSearch(), noise=bank.noise_check())
         fit = found.optimum
         bracketed = fit is not None and fit.status == optimum.BRACKETED
         at = float(_smoothed(x, y, np.array([math.log(fit.lr)]))[0]) if bracketed else None

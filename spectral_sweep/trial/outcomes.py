@@ -42,6 +42,44 @@ def accuracy_floor(num_classes: int, test_size: int, margin: float = 0.05) -> fl
     return chance + max(margin * (1 - chance), noise)
 
 
+def decided_by_noise(accuracies, num_classes: int | None, test_size: int | None, margin: float = 0.05,
+                     target_acc: float | None = None) -> str | None:
+    """Why trained-or-stalled was the test set's sampling and not the lr at these trials (one line),
+    or None: most of the finite trials' test accuracies lie within two binomial errors of the
+    threshold that decides them (the accuracy floor, or ``target_acc``). A search then has nothing
+    to place its edge on: at a budget that barely trains (60 steps, 64 test images) two reruns of one
+    point gave intervals 4x apart, each confident (results/outcome_bank). None where the trials
+    carry no accuracies, or the data has no classes or test set."""
+    if not (num_classes and test_size):
+        return None
+    near, judged, threshold, band = near_threshold(accuracies, num_classes, test_size, margin, target_acc)
+    if not judged or near <= judged / 2:
+        return None
+    return (f"{near} of {judged} finite trials end within +-{band:.3f} of the accuracy {threshold:.3f} that "
+            f"decides trained from stalled (2 binomial errors on {test_size} test images), so the test set's "
+            "noise, not the lr, decided them; raise dataset.test_size (or test_subset) and the budget (train.steps)")
+
+
+def near_threshold(accuracies, num_classes: int, test_size: int, margin: float = 0.05,
+                   target_acc: float | None = None) -> tuple[int, int, float, float]:
+    """(how many of the accuracies lie within the band, how many there are, the threshold, the band):
+    the band is two binomial errors of the threshold that decides trained from stalled."""
+    threshold = max(accuracy_floor(num_classes, test_size, margin), target_acc or 0.0)
+    band = 2 * math.sqrt(threshold * (1 - threshold) / test_size)
+    judged = [a for a in accuracies if a is not None and math.isfinite(a)]
+    return sum(abs(a - threshold) < band for a in judged), len(judged), threshold, band
+
+
+def accuracies_of(results) -> list[float | None]:
+    """The test accuracies of the trials that did not diverge (None where a result carries none)."""
+    found = []
+    for result in results:
+        if isinstance(result, (str, bool)) or outcome_of(result) == DIVERGED:
+            continue
+        found.append(result.get("test_acc") if isinstance(result, Mapping) else getattr(result, "test_acc", None))
+    return found
+
+
 def judge(initial_loss: float, final_loss: float, test_acc: float | None, num_classes: int | None,
           test_size: int, loss_margin: float = 0.1, acc_margin: float = 0.05,
           target_acc: float | None = None) -> tuple[str, str | None]:
