@@ -145,18 +145,25 @@ def test_with_no_trained_trial_below_the_ceiling_lr_opt_starts_below_it():
     assert optimum.next_lrs(empty, 2, 0, lr_min=0.01, ceiling=0.03) == pytest.approx([0.015])
 
 
-def test_placement_around_a_centre_adds_lrs_until_the_window_holds_enough_for_a_fit():
+def test_an_lr_tried_twice_is_not_tried_again_so_the_window_gets_the_lrs_a_fit_needs():
     """Real trials (Fashion-MNIST, BatchNorm VGG-11, Adam, B = 128, 2 epochs): accuracy 0.67-0.75
     from lr 0.0003 to 0.018, at lrs exactly 4x apart from the reference trial. Centred on one of
-    them (the kernel's peak is a trial's lr), the flanks-and-centre placement repeated those lrs:
-    the window held three and all 8 of lr_opt's trials left the fit `too_few`. The half steps give
-    it lrs of its own, and on the same flat accuracies it says `flat`."""
+    them (the kernel's peak is a trial's lr), the flanks and centre repeated those lrs: the window
+    held three and all 8 of lr_opt's trials left the fit `too_few`. An lr tried twice moves by
+    sqrt(2) instead, and on the same flat accuracies the fit says `flat`."""
     top = 0.01794                    # the reference trial; the rest were placed at exact 4x steps from it
     lrs = [top / 64, top / 16, top / 16, top / 4, top / 4, top / 4, top / 4, top]
     acc = [0.7205, 0.752, 0.725, 0.7365, 0.7255, 0.674, 0.7485, 0.7005]
     centred = optimum.OptimumFit(None, None, None, optimum.TOO_FEW, n=7, centre=top / 4)
-    placed = [lr for slot in range(0, 8, 2) for lr in optimum.next_lrs(centred, 2, slot, 1e-6, ceiling=0.05)]
-    assert len(set(placed)) == 5 and len(set(placed) - set(lrs)) == 2         # x/2 and 2x are new
+    placed = []
+    for slot in range(0, 8, 2):
+        placed += optimum.next_lrs(centred, 2, slot, 1e-6, ceiling=0.05, tried=lrs + placed)
+    assert len(placed) == 8 and all(sum(math.isclose(x, lr) for x in lrs + placed) <= 2
+                                    for lr in set(placed) - {top / 4})        # no lr a third time ...
+    assert placed.count(top / 4) == 0                                        # ... nor a fifth
+    assert len(set(placed) - set(lrs)) >= 3                                  # lrs of their own
     rng = np.random.default_rng(0)
     fit = fit_optimum(lrs + placed, acc + list(0.725 + rng.normal(0, 0.025, len(placed))), ceiling=0.05)
     assert fit.status == optimum.FLAT
+    fresh = optimum.OptimumFit(None, None, None, optimum.TOO_FEW, n=1, centre=0.01)
+    assert optimum.next_lrs(fresh, 3, 0, 1e-6, ceiling=0.05) == pytest.approx([0.0025, 0.04, 0.01])   # as before

@@ -344,8 +344,10 @@ def _announce(record: JobRecord, outcome: SearchResult, cache: TrialCache) -> No
         _say(f"B={b}: nothing trains: no lr in [{min(tried):.3g}, {max(tried):.3g}] learned in "
              f"{_budget_text(record.budget)}; raise the budget (train.steps or train.epochs)")
     if outcome.problem:
-        _say(f"B={b}: lr_max inconclusive: {outcome.problem}; not fitted. Look at the trials: raise the budget "
-             "(train.steps) or the test set (dataset.test_size) until most seeds train at comfortable lrs")
+        advice = "" if "raise" in outcome.problem else (". Look at the trials: raise the budget (train.steps) or the "
+                                                        "test set (dataset.test_size) until most seeds train at "
+                                                        "comfortable lrs")
+        _say(f"B={b}: lr_max inconclusive: {outcome.problem}; not fitted{advice}")
     for line in outcome.non_monotone:
         _say(f"B={b}: not monotone in lr: {line}")
 

@@ -350,7 +350,7 @@ def _find_optimum(trials: _Trials, opt: optimum.OptimumSearch, ceiling: float, k
         room = min(k, opt.max_trials - made)
         if (fit.status == optimum.BRACKETED and fit.half_width() <= opt.precision) or room <= 0:
             return made
-        lrs = optimum.next_lrs(fit, room, made, trials.lr_min, ceiling)
+        lrs = optimum.next_lrs(fit, room, made, trials.lr_min, ceiling, tried=[lr for lr, _ in trials.made])
         if not lrs:
             return made
         trials.run(lrs)

@@ -230,14 +230,17 @@ def _vertex_fit(x: np.ndarray, y: np.ndarray, x0: float) -> tuple[float, float]:
     return (float(coef[0]), float(coef[1])) if coef[1] <= 0 else (float(y.mean()), 0.0)
 
 
-def next_lrs(fit: OptimumFit, k: int, slot: int, lr_min: float, ceiling: float, step: float = 4.0) -> list[float]:
+def next_lrs(fit: OptimumFit, k: int, slot: int, lr_min: float, ceiling: float, step: float = 4.0,
+             tried=()) -> list[float]:
     """Up to ``k`` lrs that the optimum's fit needs next: down (by ``step``) from the lowest lr
     fitted while the peak may lie below it, up toward ``ceiling`` while it may lie above, else
-    around the peak or the window's centre (its two flanks, itself, then the half-way points, in
-    turn: the flanks, where the slope is steep, fix the vertex; the centre fixes the level; the
-    half-way points add the lrs a fit needs, MIN_LEVELS, where the window held three); with no
-    trained trial below the ceiling, 2x and 4x below it. Empty where nothing can be placed (the
-    peak sits at ``lr_min`` or at the ceiling)."""
+    around the peak or the window's centre (its two flanks and itself, in turn: the flanks, where
+    the slope is steep, fix the vertex; the centre fixes the level); with no trained trial below
+    the ceiling, 2x and 4x below it. Empty where nothing can be placed (the peak sits at ``lr_min``
+    or at the ceiling). An lr already ``tried`` twice (or placed twice) moves by sqrt(2): centres
+    and steps are powers of 2 apart, so on a broad plateau the flanks and centre kept landing on
+    the same few lrs, and the window never held the MIN_LEVELS lrs a fit needs (Fashion-MNIST,
+    Adam: all 8 of lr_opt's trials at three lrs, `too_few`)."""
     if fit.status == UPPER_BOUND:
         lrs = [fit.lrs[0] / step ** ((i + 2) / 2) for i in range(k)]
         return [lr for lr in lrs if lr >= lr_min]
@@ -250,6 +253,17 @@ def next_lrs(fit: OptimumFit, k: int, slot: int, lr_min: float, ceiling: float, 
         lrs = [ceiling / step ** ((i + 1) / 2) for i in range(k)] if math.isfinite(ceiling) else []
         return [lr for lr in lrs if lr >= lr_min]
     d = math.log(step)
-    offsets = [-d, d, 0.0, -d / 2, d / 2]   # the half steps add lrs: x/4, x, 4x alone are three levels,
-    lrs = [centre * math.exp(offsets[(slot + i) % len(offsets)]) for i in range(k)]   # never MIN_LEVELS
-    return [min(max(lr, lr_min), ceiling / 1.0001) for lr in lrs]
+    offsets = [-d, d, 0.0]
+    placed = list(tried)
+    for i in range(k):
+        lr = min(max(centre * math.exp(offsets[(slot + i) % 3]), lr_min), ceiling / 1.0001)
+        for moved in (lr, lr * math.sqrt(2), lr / math.sqrt(2)):
+            if _times_tried(placed, moved) < 2 and lr_min <= moved < ceiling:
+                lr = moved
+                break
+        placed.append(lr)
+    return placed[len(tried):]
+
+
+def _times_tried(lrs, lr: float) -> int:
+    return sum(abs(math.log(x / lr)) < 0.01 for x in lrs)
