@@ -58,14 +58,16 @@ def rows(replays: int, precision: float, seed: int) -> list[dict]:
 
 def table(found: list[dict]) -> str:
     lines = ["| bank | B | steps | trials | bank's edge [95%] | spread | plateau | bank's trials near the threshold "
-             "| start | coverage | trials/point | bracketed | other statuses | median half-width | reused draws |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| start | coverage | covered, or said inconclusive | trials/point | bracketed | other statuses "
+             "| median half-width | reused draws |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         others = ", ".join(f"{k} {v:.2f}" for k, v in r["statuses"].items() if k != "bracketed") or "-"
         lines.append(f"| {r['bank']} | {r['batch']} | {r['budget_steps']} | {r['bank_trials']} | {r['truth']:.4g} "
                      f"[{r['truth_lo']:.4g}, {r['truth_hi']:.4g}] | {r['truth_spread']:.2f} | "
                      f"{1 - r['truth_lapse']:.2f} | {_share(r['bank_near_threshold'])} | {r['mode']} | "
-                     f"{r['coverage']:.3f} | {r['trials_per_point']:.1f} | {r['bracketed']:.2f} | {others} | "
+                     f"{r['coverage']:.3f} | {r['covered_or_inconclusive']:.3f} | {r['trials_per_point']:.1f} | "
+                     f"{r['bracketed']:.2f} | {others} | "
                      f"{r['half_width']:.2f} | {r['reused_share']:.2f} |")
     return "\n".join(lines)
 
@@ -135,6 +137,15 @@ def banks_table() -> str:
     return "\n".join(lines)
 
 
+EDGE_NOTE = """Each bank's point searched `--replays` times (cold: from lr 0.05 by 4x steps; warm: from within 2x
+of the bank's edge by 2x steps). "coverage": of the replays that end bracketed, the share whose 95%
+interval holds the bank's own edge. "covered, or said inconclusive": of all replays, the share that
+either hold it or say `inconclusive` (the rest claim a wrong interval or end `nothing_trains`).
+"bank's trials near the threshold": the share of the bank's own finite trials that end within two
+binomial errors of the accuracy deciding trained from stalled; above one half, a point of it should
+say inconclusive (`outcomes.decided_by_noise`, what a job applies)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replays", type=int, default=200)
@@ -143,7 +154,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write results/outcome_bank/replay.md")
     args = parser.parse_args()
     started, commit = time.time(), git_commit()   # the code that runs, read before it runs
-    text = table(rows(args.replays, args.precision, args.seed))
+    text = f"{EDGE_NOTE}\n\n{table(rows(args.replays, args.precision, args.seed))}"
     opt = optimum_rows(args.replays, args.precision, args.seed)
     if opt:
         text += f"\n\n{OPTIMUM_NOTE}\n\n{optimum_table(opt)}"

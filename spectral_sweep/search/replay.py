@@ -21,7 +21,7 @@ from scipy.stats import chi2
 
 from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, find_edges, upper_edge_data
-from spectral_sweep.search.result import BRACKETED
+from spectral_sweep.search.result import BRACKETED, INCONCLUSIVE
 from spectral_sweep.trial.outcomes import DIVERGED, TRAINED, accuracies_of, decided_by_noise, near_threshold
 
 
@@ -212,6 +212,8 @@ def replay(bank: Bank, n: int, *, start: float, seed: int = 0, **kwargs) -> dict
         "bank": bank.name, "replays": n, "truth": truth.lr, "truth_lo": truth.lo, "truth_hi": truth.hi,
         "truth_spread": truth.spread, "truth_lapse": truth.lapse, "bank_near_threshold": bank.near_threshold(),
         "coverage": float(np.mean([r.covered for r in judged])) if judged else float("nan"),
+        "covered_or_inconclusive": sum(r.status == INCONCLUSIVE or (r.status == BRACKETED and bool(r.covered))
+                                       for r in runs) / n,
         "bracketed": len(judged) / n,
         "statuses": {s: sum(r.status == s for r in runs) / n for s in sorted({r.status for r in runs})},
         "trials_per_point": float(np.mean([r.trials for r in runs])),
