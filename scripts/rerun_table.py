@@ -4,9 +4,9 @@ Reads the job records under each sweep folder given, writes a markdown table (on
 status, lr_max's 95% interval, why a point is inconclusive) with, per setting (batch size and
 budget), how many pairs of bracketed intervals overlap, and a JSON of the runs' trials (lr, seed,
 outcome, test accuracy) so the table can be checked without the sweep folders. Issue 34's reruns
-at a budget that barely trains: results/outcome_bank/reruns.md.
+at a budget that barely trains: results/outcome_bank/reruns/reruns.md.
 
-    python scripts/rerun_table.py --out results/outcome_bank/reruns -- /work/exp/ten2/*/
+    python scripts/rerun_table.py --out results/outcome_bank/reruns/reruns -- /work/exp/ten2/*/
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def runs(folders: list[str]) -> list[dict]:
             r = read_job_record(path)
             train = (r.config or {}).get("train", {})
             found.append({"run": Path(folder).name, "batch": r.batch_size,
-                          "budget": train.get("steps"), "seed": r.seed, "channels_last": train.get("channels_last"),
+                          "budget": train.get("steps"), "test_size": r.test_size, "seed": r.seed,
+                          "channels_last": train.get("channels_last"),
                           "status": r.lr_max_status, "lr_max": r.lr_max, "bracket": list(r.lr_max_bracket or []),
                           "problem": r.lr_max_problem, "trials": len(r.trials), "commit": r.commit,
                           "device": r.device, "command": r.command,
@@ -36,27 +37,32 @@ def runs(folders: list[str]) -> list[dict]:
     return found
 
 
+def _setting(r: dict) -> tuple:
+    return r["batch"], r["budget"], r["test_size"]
+
+
 def overlaps(a: dict, b: dict) -> bool:
     return a["bracket"][0] <= b["bracket"][1] and b["bracket"][0] <= a["bracket"][1]
 
 
 def table(found: list[dict]) -> str:
-    lines = ["| run | B | train.steps | seed | channels_last | status | lr_max [95%] | trials | why inconclusive |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | B | train.steps | test images | seed | channels_last | status | lr_max [95%] | trials "
+             "| why inconclusive |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         lo, hi = (r["bracket"] + [None, None])[:2]
         interval = f"{r['lr_max']:.4g} [{lo:.4g}, {hi:.4g}]" if r["lr_max"] and lo and hi else "-"
         why = (r["problem"] or "-").split(", so ")[0]
-        lines.append(f"| {r['run']} | {r['batch']} | {r['budget']} | {r['seed']} | {r['channels_last']} | "
+        lines.append(f"| {r['run']} | {r['batch']} | {r['budget']} | {r['test_size']} | {r['seed']} | "
+                     f"{r['channels_last']} | "
                      f"{r['status']} | {interval} | {r['trials']} | {why} |")
-    lines += ["", "| B | train.steps | runs | inconclusive | bracketed | pairs of bracketed intervals that overlap |",
-              "|---|---|---|---|---|---|"]
-    for (b, steps), group in itertools.groupby(sorted(found, key=lambda r: (r["batch"], r["budget"])),
-                                               key=lambda r: (r["batch"], r["budget"])):
+    lines += ["", "| B | train.steps | test images | runs | inconclusive | bracketed | pairs of bracketed intervals "
+              "that overlap |", "|---|---|---|---|---|---|---|"]
+    for (b, steps, test_size), group in itertools.groupby(sorted(found, key=_setting), key=_setting):
         group = list(group)
+        inconclusive = sum(r["status"] == "inconclusive" for r in group)
         judged = [r for r in group if r["status"] == "bracketed" and len(r["bracket"]) == 2]
         pairs = list(itertools.combinations(judged, 2))
-        lines.append(f"| {b} | {steps} | {len(group)} | {sum(r['status'] == 'inconclusive' for r in group)} | "
+        lines.append(f"| {b} | {steps} | {test_size} | {len(group)} | {inconclusive} | "
                      f"{len(judged)} | {sum(overlaps(x, y) for x, y in pairs)} of {len(pairs)} |")
     return "\n".join(lines)
 
