@@ -31,6 +31,9 @@ class Gaussian:
     def half_width(self):
         return 1.96 * self.sd
 
+    def log_se(self, pmf=None):
+        return edge.EdgePosterior.log_se(self, pmf)
+
 
 LINE = [(8, 0.01, 0.05), (16, 0.02, 0.05)]     # two points on lr = B / 800, each known to +-10%
 

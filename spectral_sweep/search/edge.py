@@ -152,6 +152,11 @@ class EdgePosterior:
         lo, hi = self.quantiles([0.025, 0.975])
         return 0.5 * float(hi - lo)
 
+    def log_se(self, pmf: np.ndarray | None = None) -> float:
+        """The posterior std of mu (natural log): the point's error in a log-log fit; ``pmf``: mu's
+        marginal when the caller has it already."""
+        return _std(self.mu, self.mu_marginal() if pmf is None else pmf)
+
     def fit(self, at_least: EdgePosterior | None = None) -> EdgeFit:
         """The edge (module doc); ``at_least``: an edge this one cannot lie below (the upper edge
         of training, for the blow-up edge), each of whose quantiles bounds this one's from below.
@@ -164,7 +169,7 @@ class EdgePosterior:
         w = self.weights()
         marginal = w.sum(axis=(1, 2, 3))
         levels = [0.025, 0.5, 0.975]
-        q, se = self.quantiles(levels, marginal), _std(self.mu, marginal)
+        q, se = self.quantiles(levels, marginal), self.log_se(marginal)
         if at_least is not None:
             q = np.maximum(q, at_least.quantiles(levels))
         spread_cdf = np.cumsum(w.sum(axis=(0, 2, 3)))

@@ -47,7 +47,7 @@ def settles_verdict(earlier: Sequence[tuple[float, float, float]], batch: float,
         if post.half_width() > loosest:
             return False
         pmf = post.mu_marginal()
-        se = edge._std(post.mu, pmf)
+        se = post.log_se(pmf)
         answers = set()
         for x in post.quantiles(LEVELS, pmf):
             fit = theory.fit_power_law([*sizes, batch], [*lrs, math.exp(x)], se=[*ses, se])
