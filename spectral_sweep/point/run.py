@@ -42,7 +42,7 @@ from spectral_sweep.search.optimum import OptimumSearch
 from spectral_sweep.search.result import BRACKETED, CHOSEN_BY_LEARNER, NOTHING_TRAINS, SearchResult
 from spectral_sweep.trial import fastpath
 from spectral_sweep.trial.optim import momentum_of
-from spectral_sweep.trial.outcomes import TRAINED, accuracies_of, best_trial, decided_by_noise
+from spectral_sweep.trial.outcomes import TRAINED, best_trial, noise_check
 from spectral_sweep.trial.train import TrialSettings, resolve_device
 
 # Parts of the config that change how results are searched or shown, not what a trial computes.
@@ -213,19 +213,13 @@ def search_adaptive(config: Config, runner: TrialRunner, start: float | None, ea
     bracketed = [(r.batch_size, r.lr_max, r.lr_max_se) for r in earlier if r.lr_max_status == BRACKETED]
     settled = settles_verdict(bracketed, config.batch, config.optimizer.exponent(), search.verdict_precision)
     test = runner.data.test
-    noise = partial(_decided_by_noise, num_classes=runner.data.num_classes,
-                    test_size=len(test) if test is not None else None,
-                    margin=config.train.stall_acc_margin, target_acc=config.train.target_acc)
+    noise = noise_check(runner.data.num_classes, len(test) if test is not None else None,
+                        config.train.stall_acc_margin, config.train.target_acc)
     return find_edges(runner.run_round, float(first), precision=search.precision, max_trials=search.max_trials,
                       parallel=runner.in_flight, step=math.sqrt(search.step) if warm else search.step,
                       tolerance=search.tolerance, lr_min=search.lr_min, lr_max_cap=search.lr_max_cap,
                       blowup=search.blowup, reference=search.reference, priors=priors, opt=opt,
                       blowup_precision=search.blowup_precision, settled=settled, noise=noise)
-
-
-def _decided_by_noise(results, **judging) -> str | None:
-    """The judge's own noise on a point's trials (a bracketed point it decides is inconclusive)."""
-    return decided_by_noise(accuracies_of(results), **judging)
 
 
 def _search_start(config: Config, outcome: SearchResult, warm: float | None) -> float | None:
@@ -344,10 +338,7 @@ def _announce(record: JobRecord, outcome: SearchResult, cache: TrialCache) -> No
         _say(f"B={b}: nothing trains: no lr in [{min(tried):.3g}, {max(tried):.3g}] learned in "
              f"{_budget_text(record.budget)}; raise the budget (train.steps or train.epochs)")
     if outcome.problem:
-        advice = "" if "raise" in outcome.problem else (". Look at the trials: raise the budget (train.steps) or the "
-                                                        "test set (dataset.test_size) until most seeds train at "
-                                                        "comfortable lrs")
-        _say(f"B={b}: lr_max inconclusive: {outcome.problem}; not fitted{advice}")
+        _say(f"B={b}: lr_max inconclusive: {outcome.problem}; not fitted")
     for line in outcome.non_monotone:
         _say(f"B={b}: not monotone in lr: {line}")
 

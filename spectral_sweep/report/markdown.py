@@ -226,9 +226,9 @@ def judge_noise(record: JobRecord) -> str | None:
     its end), for records whose search did not apply it; None when the record cannot tell (old, or
     no test set)."""
     train = (record.config or {}).get("train") or {}
-    return outcomes.decided_by_noise([t.test_acc for t in record.trials if t.outcome != outcomes.DIVERGED],
-                                     record.num_classes, record.test_size, train.get("stall_acc_margin", 0.05),
-                                     train.get("target_acc"))
+    check = outcomes.noise_check(record.num_classes, record.test_size, train.get("stall_acc_margin", 0.05),
+                                 train.get("target_acc"))
+    return check(record.trials) if check is not None else None
 
 
 def _distinct(records: list[JobRecord], field: str) -> tuple[list[str], list[str]]:

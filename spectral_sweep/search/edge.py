@@ -245,7 +245,8 @@ def problem(fit: EdgeFit) -> str | None:
     """Why an edge's interval cannot be trusted (one line), or None: its trials reject the model."""
     if fit.fit_p < MIN_FIT_P:
         return (f"the trials do not follow one edge (posterior predictive p = {fit.fit_p:.3f}): outcomes that "
-                "alternate with lr, or two edges")
+                "alternate with lr, or two edges; look at the trials, and raise the budget (train.steps) or the test "
+                "set (dataset.test_size) until most seeds train at comfortable lrs")
     return None
 
 

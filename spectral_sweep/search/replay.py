@@ -22,7 +22,7 @@ from scipy.stats import chi2
 from spectral_sweep.search import edge, optimum
 from spectral_sweep.search.adaptive import blowup_data, find_edges, upper_edge_data
 from spectral_sweep.search.result import BRACKETED, INCONCLUSIVE
-from spectral_sweep.trial.outcomes import DIVERGED, TRAINED, accuracies_of, decided_by_noise, near_threshold
+from spectral_sweep.trial.outcomes import DIVERGED, TRAINED, near_threshold, noise_check
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class Bank:
 
     def noise_check(self):
         """The judge's own noise as a job applies it (None: the bank does not say its test set)."""
-        if self.accuracies is None or not (self.num_classes and self.test_size):
-            return None
-        return lambda results: decided_by_noise(accuracies_of(results), self.num_classes, self.test_size)
+        return noise_check(self.num_classes, self.test_size) if self.accuracies is not None else None
 
     def near_threshold(self) -> float | None:
         """The share of the bank's finite trials within the judge's noise of its threshold (what a

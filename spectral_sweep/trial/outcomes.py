@@ -70,6 +70,16 @@ def near_threshold(accuracies, num_classes: int, test_size: int, margin: float =
     return sum(abs(a - threshold) < band for a in judged), len(judged), threshold, band
 
 
+def noise_check(num_classes: int | None, test_size: int | None, margin: float = 0.05,
+                target_acc: float | None = None):
+    """``decided_by_noise`` as a test of a point's trial results (outcome strings, mappings or trial
+    records), what a search applies at its end; None where nothing can be judged (no classes or
+    test set)."""
+    if not (num_classes and test_size):
+        return None
+    return lambda results: decided_by_noise(accuracies_of(results), num_classes, test_size, margin, target_acc)
+
+
 def accuracies_of(results) -> list[float | None]:
     """The test accuracies of the trials that did not diverge (None where a result carries none)."""
     found = []
